@@ -1,0 +1,146 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use npipe_bench::workload::{self, Workload};
+use npipe_bench::{orchestrate, registry, report, roles, util};
+
+/// Benchmarks npipe-style IPC transports (server and clients in separate
+/// processes) against hand-written Unix domain sockets, `interprocess` and
+/// Tokio.
+#[derive(Parser)]
+#[command(name = "npipe-bench", version)]
+struct Cli {
+    /// Short run (< 60 s): fewer iterations, shorter durations.
+    #[arg(long)]
+    quick: bool,
+    /// Print the results as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only run rows whose `workload/transport/placement` contains this.
+    #[arg(long, value_name = "SUBSTR")]
+    filter: Option<String>,
+    /// Also write latency CDFs and ratios vs raw as an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Runs per row, fresh processes each time; the median run is reported
+    /// [default: 1 with --quick, else 3].
+    #[arg(long, value_name = "N")]
+    repeat: Option<usize>,
+    /// List the rows that would run and exit.
+    #[arg(long)]
+    list: bool,
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+/// Internal: the roles of the re-executed child processes.
+#[derive(Subcommand)]
+enum Role {
+    #[command(name = "__server", hide = true)]
+    Server(RoleArgs),
+    #[command(name = "__client", hide = true)]
+    Client(RoleArgs),
+}
+
+#[derive(clap::Args)]
+struct RoleArgs {
+    transport: String,
+    /// The workload as JSON.
+    workload: String,
+    addr: String,
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+fn child_main(role: Role) -> Result<()> {
+    util::die_with_parent();
+    let (is_server, a) = match role {
+        Role::Server(a) => (true, a),
+        Role::Client(a) => (false, a),
+    };
+    // Pin before any thread (runtime, workers) exists so all inherit it.
+    if let Some(cpu) = a.cpu {
+        util::pin_to_cpu(cpu)?;
+    }
+    let entry = registry::find(&a.transport)
+        .with_context(|| format!("unknown transport {:?}", a.transport))?;
+    let w: Workload = serde_json::from_str(&a.workload).context("workload JSON")?;
+    if is_server {
+        entry.run_server(&a.addr, &w)
+    } else {
+        let r = entry.run_client(&a.addr, &w)?;
+        roles::print_report(&r)
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(role) = cli.role {
+        return child_main(role);
+    }
+
+    orchestrate::remove_stale_sockets();
+    let cpus = util::available_cpus();
+    let rows = orchestrate::plan(&workload::suite(cli.quick), cpus, cli.filter.as_deref());
+    if cli.list {
+        for r in &rows {
+            println!("{}", r.id());
+        }
+        return Ok(());
+    }
+    if rows.is_empty() {
+        bail!("no row matches the filter");
+    }
+
+    let repeats = cli
+        .repeat
+        .unwrap_or(workload::default_repeats(cli.quick))
+        .max(1);
+    let load = util::loadavg1();
+    if load > 0.5 {
+        eprintln!("note: load average is {load:.2} before starting; figures may be noisy");
+    }
+    let pb = ProgressBar::new((rows.len() * repeats) as u64).with_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")?
+            .progress_chars("=> "),
+    );
+    let mut results = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        pb.set_message(row.id());
+        let r = orchestrate::run_row(row, repeats, || pb.inc(1));
+        if let Some(e) = &r.error {
+            pb.suspend(|| eprintln!("warning: {}: {e}", row.id()));
+        }
+        pb.set_position(((i + 1) * repeats) as u64);
+        results.push(r);
+    }
+    pb.finish_and_clear();
+    orchestrate::fill_ratios(&mut results);
+
+    if cli.json {
+        let doc = report::Document {
+            quick: cli.quick,
+            repeats,
+            cpus,
+            loadavg_at_start: load,
+            rows: &results,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", report::table(&results));
+    }
+    if let Some(path) = &cli.plot {
+        std::fs::write(path, report::svg(&results))
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    if failed > 0 {
+        eprintln!("error: {failed} of {} rows failed", results.len());
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! The parent process: plans rows, spawns server and client processes (this
+//! same binary re-executed with a hidden role), enforces timeouts, and turns
+//! client reports into results.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use crate::hist::Hist;
+use crate::registry::{self, Entry};
+use crate::roles::ClientReport;
+use crate::workload::{Placement, Workload};
+
+/// One row of the benchmark: a workload, a transport, a placement.
+pub struct Row {
+    pub workload: Workload,
+    pub entry: Entry,
+    pub placement: Placement,
+}
+
+impl Row {
+    pub fn id(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.workload.label(),
+            self.entry.name,
+            self.placement.label()
+        )
+    }
+}
+
+/// All rows for the suite, in run order, keeping those whose
+/// `workload/transport/placement` id contains `filter`.
+pub fn plan(workloads: &[Workload], cpus: usize, filter: Option<&str>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for w in workloads {
+        for p in w.placements(cpus) {
+            for entry in registry::entries() {
+                if !entry.supports(w) {
+                    continue;
+                }
+                let row = Row {
+                    workload: *w,
+                    entry,
+                    placement: p,
+                };
+                if filter.is_none_or(|f| row.id().contains(f)) {
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    rows
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RowResult {
+    pub workload: String,
+    pub transport: String,
+    pub placement: String,
+    pub server: String,
+    /// Latency workloads: per-round-trip; rate workloads: per-operation.
+    pub median_ns: Option<u64>,
+    pub p99_ns: Option<u64>,
+    /// Throughput workloads, 10^9 bytes per second.
+    pub gb_per_s: Option<f64>,
+    /// Rate workloads: connections/s or requests/s (all clients together).
+    pub ops_per_s: Option<f64>,
+    pub ops: u64,
+    /// Primary metric of every repetition (the reported one is the median).
+    pub runs: Vec<f64>,
+    pub wall_ms: f64,
+    /// Primary metric / the `raw` row's primary metric, same workload and
+    /// placement (latency: median, lower is better; others: higher is better).
+    pub ratio_vs_raw: Option<f64>,
+    pub higher_is_better: bool,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub hist: Option<Hist>,
+}
+
+impl RowResult {
+    pub fn primary(&self) -> Option<f64> {
+        self.gb_per_s
+            .or(self.ops_per_s)
+            .or(self.median_ns.map(|v| v as f64))
+    }
+}
+
+/// A child process that is killed and reaped when dropped, whose stdout is
+/// read line by line on a helper thread (so a timeout can be applied) and
+/// whose stderr is collected for error messages.
+struct Proc {
+    what: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(what: String, mut cmd: Command) -> Result<Proc> {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("spawn {what}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr_pipe = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr_pipe.read_to_string(&mut s);
+            sink.lock().unwrap().push_str(&s);
+        });
+        let stdin = child.stdin.take();
+        Ok(Proc {
+            what,
+            child,
+            stdin,
+            lines,
+            stderr,
+        })
+    }
+
+    fn stderr_tail(&self) -> String {
+        // Give the stderr reader a moment to catch the dying words.
+        std::thread::sleep(Duration::from_millis(20));
+        let s = self.stderr.lock().unwrap();
+        let s = s.trim();
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", &s[s.len().saturating_sub(500)..])
+        }
+    }
+
+    fn next_line(&mut self, deadline: Instant) -> Result<String> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(wait) {
+            Ok(l) => Ok(l),
+            Err(RecvTimeoutError::Timeout) => bail!("{}: timed out", self.what),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.try_wait().ok().flatten();
+                bail!(
+                    "{} exited ({}){}",
+                    self.what,
+                    status.map_or("running".into(), |s| s.to_string()),
+                    self.stderr_tail()
+                )
+            }
+        }
+    }
+
+    fn expect_ready(&mut self, deadline: Instant) -> Result<()> {
+        let l = self.next_line(deadline)?;
+        if l.trim() != "ready" {
+            bail!("{}: expected `ready`, got {l:?}", self.what);
+        }
+        Ok(())
+    }
+
+    fn go(&mut self) -> Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("no stdin"))?;
+        stdin.write_all(b"go\n")?;
+        stdin.flush()?;
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes the socket path on drop.
+struct PathGuard(PathBuf);
+
+impl Drop for PathGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const SOCK_PREFIX: &str = "npipe-bench-";
+
+/// Remove socket files left by harness processes that no longer exist (e.g.
+/// a run killed with SIGKILL, which cannot clean up after itself).
+pub fn remove_stale_sockets() {
+    let Ok(dir) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SOCK_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn unique_addr() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    PathBuf::from(format!(
+        "/tmp/{SOCK_PREFIX}{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn role_cmd(exe: &PathBuf, role: &str, row: &Row, addr: &str, cpu: Option<usize>) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg(role)
+        .arg(row.entry.name)
+        .arg(serde_json::to_string(&row.workload).expect("serializable"))
+        .arg(addr);
+    if let Some(cpu) = cpu {
+        cmd.arg("--cpu").arg(cpu.to_string());
+    }
+    cmd
+}
+
+/// Slack on top of a workload's expected duration before a run is declared
+/// hung and its processes killed.
+const TIMEOUT_SLACK: Duration = Duration::from_secs(15);
+
+/// Run one row `repeats` times (each with fresh processes) and keep the run
+/// with the median primary metric; never leaves processes or socket files
+/// behind. `on_run` is called after each run (progress reporting).
+pub fn run_row(row: &Row, repeats: usize, mut on_run: impl FnMut()) -> RowResult {
+    let mut runs: Vec<RowResult> = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let r = run_once(row);
+        on_run();
+        if r.error.is_some() {
+            return r;
+        }
+        runs.push(r);
+    }
+    let primaries: Vec<f64> = runs.iter().filter_map(RowResult::primary).collect();
+    let wall_ms = runs.iter().map(|r| r.wall_ms).sum();
+    runs.sort_by(|a, b| a.primary().partial_cmp(&b.primary()).expect("no NaN"));
+    let mut best = runs.swap_remove(runs.len() / 2);
+    best.runs = primaries;
+    best.wall_ms = wall_ms;
+    best
+}
+
+fn run_once(row: &Row) -> RowResult {
+    let t0 = Instant::now();
+    let mut res = RowResult {
+        workload: row.workload.label(),
+        transport: row.entry.name.to_string(),
+        placement: row.placement.label().to_string(),
+        server: row.entry.describe(&row.workload),
+        median_ns: None,
+        p99_ns: None,
+        gb_per_s: None,
+        ops_per_s: None,
+        ops: 0,
+        runs: Vec::new(),
+        wall_ms: 0.0,
+        ratio_vs_raw: None,
+        higher_is_better: row.workload.higher_is_better(),
+        error: None,
+        hist: None,
+    };
+    match run_row_inner(row) {
+        Ok(reports) => summarize(&row.workload, &reports, &mut res),
+        Err(e) => res.error = Some(format!("{e:#}")),
+    }
+    res.wall_ms = t0.elapsed().as_secs_f64() * 1e3;
+    res
+}
+
+fn run_row_inner(row: &Row) -> Result<Vec<ClientReport>> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let path = unique_addr();
+    let _ = std::fs::remove_file(&path);
+    let _guard = PathGuard(path.clone());
+    let addr = path.to_str().expect("utf-8 path");
+    let deadline = Instant::now() + row.workload.expected() + TIMEOUT_SLACK;
+
+    let mut server = Proc::spawn(
+        format!("server {}", row.id()),
+        role_cmd(&exe, "__server", row, addr, row.placement.server_cpu()),
+    )?;
+    server.expect_ready(deadline)?;
+
+    let mut clients = (0..row.workload.client_procs())
+        .map(|i| {
+            Proc::spawn(
+                format!("client#{i} {}", row.id()),
+                role_cmd(&exe, "__client", row, addr, row.placement.client_cpu()),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for c in &mut clients {
+        c.expect_ready(deadline)?;
+    }
+    for c in &mut clients {
+        c.go()?;
+    }
+    let mut reports = Vec::with_capacity(clients.len());
+    for c in &mut clients {
+        let line = c.next_line(deadline)?;
+        let r: ClientReport = serde_json::from_str(&line)
+            .with_context(|| format!("{}: bad report {line:?}", c.what))?;
+        reports.push(r);
+    }
+    // Server and clients are killed and reaped by Drop, then the path removed.
+    drop(clients);
+    drop(server);
+    Ok(reports)
+}
+
+fn summarize(w: &Workload, reports: &[ClientReport], res: &mut RowResult) {
+    let start = reports.iter().map(|r| r.start_ns).min().unwrap_or(0);
+    let end = reports.iter().map(|r| r.end_ns).max().unwrap_or(0);
+    let secs = (end.saturating_sub(start)) as f64 / 1e9;
+    let mut hist = Hist::default();
+    for r in reports {
+        hist.merge(&r.hist);
+    }
+    res.ops = reports.iter().map(|r| r.ops).sum();
+    match w {
+        Workload::Latency { .. } => {
+            if let [r] = reports {
+                if let Some((p50, p99)) = r.exact_p50_p99 {
+                    res.median_ns = Some(p50);
+                    res.p99_ns = Some(p99);
+                }
+            }
+        }
+        Workload::Throughput { .. } => {
+            let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
+            res.gb_per_s = (secs > 0.0).then(|| bytes as f64 / secs / 1e9);
+        }
+        Workload::ConnRate { .. } | Workload::ReqResp { .. } => {
+            res.ops_per_s = (secs > 0.0).then(|| res.ops as f64 / secs);
+        }
+    }
+    if !hist.is_empty() {
+        res.median_ns = res.median_ns.or(hist.quantile(0.5));
+        res.p99_ns = res.p99_ns.or(hist.quantile(0.99));
+        res.hist = Some(hist);
+    }
+}
+
+/// Fill in `ratio_vs_raw` for every row that has a `raw` row with the same
+/// workload and placement.
+pub fn fill_ratios(results: &mut [RowResult]) {
+    let base: Vec<(String, String, f64)> = results
+        .iter()
+        .filter(|r| r.transport == registry::BASELINE)
+        .filter_map(|r| Some((r.workload.clone(), r.placement.clone(), r.primary()?)))
+        .collect();
+    for r in results.iter_mut() {
+        let b = base
+            .iter()
+            .find(|(w, p, _)| *w == r.workload && *p == r.placement);
+        if let (Some((_, _, b)), Some(v)) = (b, r.primary()) {
+            if *b > 0.0 {
+                r.ratio_vs_raw = Some(v / b);
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The list of benchmarked transports ("rows"). Adding a transport = one line
+//! in [`entries`].
+
+use anyhow::Result;
+
+use crate::roles::{self, ClientReport, Flavor, ServerModel};
+use crate::transport::{AsyncTransport, BlockingTransport};
+use crate::transports::{interprocess_ls, raw, tokio_uds};
+use crate::workload::Workload;
+
+type ServerFn = fn(&str, &Workload, Kind) -> Result<()>;
+type ClientFn = fn(&str, &Workload, Kind) -> Result<ClientReport>;
+
+/// How an entry runs: a blocking transport with a server model, or an async
+/// transport on a Tokio runtime flavour (same flavour in server and clients).
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Blocking(ServerModel),
+    Tokio(Flavor),
+}
+
+pub struct Entry {
+    pub name: &'static str,
+    pub kind: Kind,
+    server: ServerFn,
+    client: ClientFn,
+}
+
+impl Entry {
+    pub fn blocking<T: BlockingTransport>(name: &'static str, model: ServerModel) -> Self {
+        fn server<T: BlockingTransport>(a: &str, w: &Workload, k: Kind) -> Result<()> {
+            let Kind::Blocking(m) = k else { unreachable!() };
+            roles::server_blocking::<T>(a, w, m)
+        }
+        fn client<T: BlockingTransport>(a: &str, w: &Workload, _: Kind) -> Result<ClientReport> {
+            roles::client_blocking::<T>(a, w)
+        }
+        Entry {
+            name,
+            kind: Kind::Blocking(model),
+            server: server::<T>,
+            client: client::<T>,
+        }
+    }
+
+    pub fn tokio<T: AsyncTransport>(name: &'static str, flavor: Flavor) -> Self {
+        fn server<T: AsyncTransport>(a: &str, w: &Workload, k: Kind) -> Result<()> {
+            let Kind::Tokio(f) = k else { unreachable!() };
+            roles::server_async::<T>(a, w, f)
+        }
+        fn client<T: AsyncTransport>(a: &str, w: &Workload, k: Kind) -> Result<ClientReport> {
+            let Kind::Tokio(f) = k else { unreachable!() };
+            roles::client_async::<T>(a, w, f)
+        }
+        Entry {
+            name,
+            kind: Kind::Tokio(flavor),
+            server: server::<T>,
+            client: client::<T>,
+        }
+    }
+
+    /// A fixed pool of blocking workers cannot serve more persistent
+    /// connections than it has threads, so it sits out `reqresp`.
+    pub fn supports(&self, w: &Workload) -> bool {
+        !(w.needs_concurrency() && matches!(self.kind, Kind::Blocking(ServerModel::Pool(_))))
+    }
+
+    /// Server model actually used for `w` (for the report notes).
+    pub fn describe(&self, w: &Workload) -> String {
+        match self.kind {
+            Kind::Blocking(ServerModel::Iterative) if w.needs_concurrency() => {
+                "blocking, thread-per-connection server".into()
+            }
+            Kind::Blocking(ServerModel::Iterative) => "blocking, iterative server".into(),
+            Kind::Blocking(ServerModel::Pool(n)) => format!("blocking, {n} accepting threads"),
+            Kind::Blocking(ServerModel::ThreadPerConn) => {
+                "blocking, thread-per-connection server".into()
+            }
+            Kind::Tokio(Flavor::CurrentThread) => {
+                "tokio current_thread, task per connection".into()
+            }
+            Kind::Tokio(Flavor::MultiThread) => "tokio multi_thread, task per connection".into(),
+        }
+    }
+
+    pub fn run_server(&self, addr: &str, w: &Workload) -> Result<()> {
+        (self.server)(addr, w, self.kind)
+    }
+
+    pub fn run_client(&self, addr: &str, w: &Workload) -> Result<ClientReport> {
+        (self.client)(addr, w, self.kind)
+    }
+}
+
+/// Every transport row, baseline (`raw`) first. The ratio column divides by
+/// the `raw` row of the same workload and placement.
+pub fn entries() -> Vec<Entry> {
+    vec![
+        Entry::blocking::<raw::RawUds>("raw", ServerModel::Iterative),
+        Entry::blocking::<raw::RawUds>("raw-pool4", ServerModel::Pool(4)),
+        Entry::blocking::<interprocess_ls::Interprocess>("interprocess", ServerModel::Iterative),
+        Entry::tokio::<interprocess_ls::InterprocessTokio>(
+            "interprocess-tokio",
+            Flavor::CurrentThread,
+        ),
+        Entry::tokio::<tokio_uds::TokioUds>("tokio-ct", Flavor::CurrentThread),
+        Entry::tokio::<tokio_uds::TokioUds>("tokio-mt", Flavor::MultiThread),
+        // npipe rows go here, e.g.:
+        // Entry::blocking::<npipe_impl::NpipeBlocking>("npipe", ServerModel::Iterative),
+        // Entry::tokio::<npipe_impl::NpipeTokio>("npipe-tokio-ct", Flavor::CurrentThread),
+    ]
+}
+
+pub const BASELINE: &str = "raw";
+
+pub fn find(name: &str) -> Option<Entry> {
+    entries().into_iter().find(|e| e.name == name)
+}

@@ -1,0 +1,488 @@
+//! Message framing for byte-stream transports: the Unix wire contract.
+//!
+//! Every message is a 4-byte little-endian unsigned length followed by that many
+//! bytes. The length is checked against the cap **before** anything is allocated.
+//!
+//! [`FrameReader`] decodes from any [`Read`] source through a small read-ahead buffer,
+//! so a small message (header and payload) costs one `read` system call, and a large
+//! payload is read straight into the caller's buffer with no extra copy.
+
+use std::io::{self, Read};
+
+use crate::error::{err, err_src, ErrorKind};
+
+/// Bytes in a frame header.
+pub(crate) const HEADER_LEN: usize = 4;
+
+/// Read-ahead buffer size: large enough to pick up many small messages per `read`,
+/// small enough that a connection that only ever carries one request stays cheap.
+const READ_AHEAD: usize = 8 * 1024;
+
+/// The header for a `len`-byte message, or `MessageTooLarge` if `len` exceeds `max`.
+pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]> {
+    match u32::try_from(len) {
+        Ok(len32) if len32 <= max => Ok(len32.to_le_bytes()),
+        _ => Err(err(
+            ErrorKind::MessageTooLarge,
+            format!(
+                "cannot send a message of {len} bytes: the maximum message size is {max} bytes"
+            ),
+        )),
+    }
+}
+
+/// The outcome of [`crate::Stream::recv_into`]: how many bytes were stored and whether
+/// the message is complete.
+///
+/// When the buffer was too small, `more_data()` is true (Windows `ERROR_MORE_DATA`) and
+/// the rest of the same message is returned by the following reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    len: usize,
+    more_data: bool,
+}
+
+impl Received {
+    /// Bytes stored in the buffer.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no bytes were stored (a zero-length message, or an empty buffer).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the rest of this message is still to be read (`ERROR_MORE_DATA`).
+    pub fn more_data(&self) -> bool {
+        self.more_data
+    }
+
+    /// Whether the message ended within this read.
+    pub fn is_complete(&self) -> bool {
+        !self.more_data
+    }
+
+    pub(crate) fn new(len: usize, more_data: bool) -> Received {
+        Received { len, more_data }
+    }
+}
+
+/// Decoder state for one connection.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// Payload bytes of the current message not yet delivered; `None` between messages.
+    remaining: Option<usize>,
+    max: u32,
+    /// Set once the framing is lost (oversized length): every later read fails.
+    poisoned: Option<(ErrorKind, String)>,
+}
+
+impl FrameReader {
+    pub(crate) fn new(max: u32) -> FrameReader {
+        FrameReader {
+            buf: Vec::new(),
+            pos: 0,
+            end: 0,
+            remaining: None,
+            max,
+            poisoned: None,
+        }
+    }
+
+    /// Bytes read ahead from the transport and not yet delivered.
+    pub(crate) fn buffered(&self) -> usize {
+        self.end - self.pos
+    }
+
+    /// Whether a message has been partly delivered (after `more_data`).
+    pub(crate) fn in_message(&self) -> bool {
+        self.remaining.is_some()
+    }
+
+    /// Receives the rest of the current message, or the next whole message, into `out`
+    /// (cleared first). `Ok(None)`: the peer closed the connection at a message boundary.
+    pub(crate) fn recv<R: Read>(
+        &mut self,
+        src: &mut R,
+        out: &mut Vec<u8>,
+    ) -> io::Result<Option<usize>> {
+        let len = match self.remaining.take() {
+            Some(len) => len,
+            None => match self.next_header(src)? {
+                Some(len) => len,
+                None => return Ok(None),
+            },
+        };
+        // Reuse the caller's allocation without zeroing what it already holds: every
+        // byte of `out[..len]` is overwritten below.
+        if out.len() < len {
+            out.resize(len, 0);
+        } else {
+            out.truncate(len);
+        }
+        let got = self.fill_exact(src, out)?;
+        debug_assert_eq!(got, len);
+        Ok(Some(len))
+    }
+
+    /// Receives into a fixed buffer: what fits, with `more_data` when the message goes on.
+    pub(crate) fn recv_into<R: Read>(
+        &mut self,
+        src: &mut R,
+        out: &mut [u8],
+    ) -> io::Result<Option<Received>> {
+        let len = match self.remaining.take() {
+            Some(len) => len,
+            None => match self.next_header(src)? {
+                Some(len) => len,
+                None => return Ok(None),
+            },
+        };
+        let take = len.min(out.len());
+        self.remaining = Some(len);
+        self.fill_exact(src, &mut out[..take])?;
+        let left = len - take;
+        self.remaining = (left > 0).then_some(left);
+        Ok(Some(Received::new(take, left > 0)))
+    }
+
+    /// `Read` semantics over the message payloads, boundaries ignored (Windows' byte
+    /// read mode on a message pipe). `Ok(0)` only at end of stream or for an empty `out`.
+    pub(crate) fn read_bytes<R: Read>(&mut self, src: &mut R, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let left = match self.remaining {
+                Some(left) => left,
+                None => match self.next_header(src)? {
+                    Some(len) => len,
+                    None => return Ok(0),
+                },
+            };
+            if left == 0 {
+                self.remaining = None;
+                continue;
+            }
+            let want = left.min(out.len());
+            let got = if self.buffered() > 0 {
+                let n = want.min(self.buffered());
+                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                n
+            } else {
+                self.remaining = Some(left);
+                let n = read_retrying(src, &mut out[..want])?;
+                if n == 0 {
+                    return Err(self.cut_off(left));
+                }
+                n
+            };
+            let rest = left - got;
+            self.remaining = (rest > 0).then_some(rest);
+            return Ok(got);
+        }
+    }
+
+    /// Copies the bytes of the current or next message that have already arrived,
+    /// without consuming them. `more` is called at most once to pull in bytes that are
+    /// ready without blocking.
+    pub(crate) fn peek<R: Read>(&mut self, src: &mut R, out: &mut [u8]) -> io::Result<usize> {
+        if let Some((kind, msg)) = &self.poisoned {
+            return Err(err(*kind, msg.clone()));
+        }
+        self.compact_for(HEADER_LEN);
+        match src.read(&mut self.buf[self.end..]) {
+            Ok(0) => {}
+            Ok(n) => self.end += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let avail = &self.buf[self.pos..self.end];
+        let payload = match self.remaining {
+            Some(left) => &avail[..left.min(avail.len())],
+            None if avail.len() >= HEADER_LEN => {
+                let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+                let body = &avail[HEADER_LEN..];
+                &body[..len.min(body.len())]
+            }
+            None => &[],
+        };
+        let n = payload.len().min(out.len());
+        out[..n].copy_from_slice(&payload[..n]);
+        Ok(n)
+    }
+
+    /// Reads the next header. `Ok(None)` at a clean end of stream.
+    fn next_header<R: Read>(&mut self, src: &mut R) -> io::Result<Option<usize>> {
+        if let Some((kind, msg)) = &self.poisoned {
+            return Err(err(*kind, msg.clone()));
+        }
+        self.compact_for(HEADER_LEN);
+        while self.buffered() < HEADER_LEN {
+            let n = read_retrying(src, &mut self.buf[self.end..])?;
+            if n == 0 {
+                if self.buffered() == 0 {
+                    return Ok(None);
+                }
+                return Err(err(
+                    ErrorKind::Disconnected,
+                    format!(
+                        "the peer closed the connection in the middle of a message header ({} of {HEADER_LEN} bytes)",
+                        self.buffered()
+                    ),
+                ));
+            }
+            self.end += n;
+        }
+        let h = &self.buf[self.pos..self.pos + HEADER_LEN];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        self.pos += HEADER_LEN;
+        if len > self.max {
+            let msg = format!(
+                "the peer announced a message of {len} bytes; the maximum message size is {} bytes (nothing was allocated; the connection can no longer be read)",
+                self.max
+            );
+            self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
+            return Err(err(ErrorKind::MessageTooLarge, msg));
+        }
+        Ok(Some(len as usize))
+    }
+
+    /// Fills `out` completely with payload bytes of the current message (whose length
+    /// is in `self.remaining` or was just taken from it), first from the read-ahead
+    /// buffer, then straight from `src`.
+    fn fill_exact<R: Read>(&mut self, src: &mut R, out: &mut [u8]) -> io::Result<usize> {
+        let total = self.remaining.unwrap_or(out.len()).max(out.len());
+        let from_buf = out.len().min(self.buffered());
+        out[..from_buf].copy_from_slice(&self.buf[self.pos..self.pos + from_buf]);
+        self.pos += from_buf;
+        let mut done = from_buf;
+        while done < out.len() {
+            match read_retrying(src, &mut out[done..]) {
+                Ok(0) => {
+                    self.remaining = Some(total - done);
+                    return Err(self.cut_off_at(done, total));
+                }
+                Ok(n) => done += n,
+                Err(e) => {
+                    // Keep the framing: the rest of this message is still to come.
+                    self.remaining = Some(total - done);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn cut_off(&self, left: usize) -> io::Error {
+        err(
+            ErrorKind::Disconnected,
+            format!("the peer closed the connection with {left} bytes of a message still to come"),
+        )
+    }
+
+    fn cut_off_at(&self, got: usize, total: usize) -> io::Error {
+        err(
+            ErrorKind::Disconnected,
+            format!(
+                "the peer closed the connection in the middle of a message ({got} of {total} bytes)"
+            ),
+        )
+    }
+
+    /// Makes room for at least `want` more bytes at the end of the buffer.
+    fn compact_for(&mut self, want: usize) {
+        if self.buf.is_empty() {
+            self.buf = vec![0; READ_AHEAD];
+        }
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        } else if self.buf.len() - self.end < want {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+    }
+}
+
+/// `read` that retries `EINTR` and reports timeouts as [`ErrorKind::Timeout`].
+fn read_retrying<R: Read>(src: &mut R, out: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match src.read(out) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(err_src(ErrorKind::Timeout, "read timed out", e))
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that hands out at most `chunk` bytes per read, like a slow socket.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Chunked<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.chunk.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn frames(messages: &[&[u8]]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for m in messages {
+            wire.extend_from_slice(&encode_header(m.len(), u32::MAX).unwrap());
+            wire.extend_from_slice(m);
+        }
+        wire
+    }
+
+    #[test]
+    fn round_trip_any_chunking() {
+        let big = vec![7u8; 20_000];
+        let messages: Vec<&[u8]> = vec![b"hello", b"", b"x", &big, b"tail"];
+        let wire = frames(&messages);
+        for chunk in [1, 3, 4, 5, 100, 8192, usize::MAX] {
+            let mut src = Chunked { data: &wire, chunk };
+            let mut reader = FrameReader::new(u32::MAX);
+            let mut out = Vec::new();
+            for m in &messages {
+                assert_eq!(reader.recv(&mut src, &mut out).unwrap(), Some(m.len()));
+                assert_eq!(&out[..], *m, "chunk {chunk}");
+            }
+            assert_eq!(reader.recv(&mut src, &mut out).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn recv_into_reports_more_data_and_continues() {
+        let wire = frames(&[b"abcdefghij", b"next"]);
+        let mut src = Chunked {
+            data: &wire,
+            chunk: 3,
+        };
+        let mut reader = FrameReader::new(1024);
+        let mut buf = [0u8; 4];
+        let r = reader.recv_into(&mut src, &mut buf).unwrap().unwrap();
+        assert_eq!((r.len(), r.more_data()), (4, true));
+        assert_eq!(&buf, b"abcd");
+        let r = reader.recv_into(&mut src, &mut buf).unwrap().unwrap();
+        assert_eq!((r.len(), r.more_data()), (4, true));
+        assert_eq!(&buf, b"efgh");
+        // recv after a partial read returns the rest of the same message.
+        let mut out = Vec::new();
+        assert_eq!(reader.recv(&mut src, &mut out).unwrap(), Some(2));
+        assert_eq!(out, b"ij");
+        let r = reader.recv_into(&mut src, &mut buf).unwrap().unwrap();
+        assert_eq!((r.len(), r.is_complete()), (4, true));
+        assert_eq!(&buf, b"next");
+        assert!(reader.recv_into(&mut src, &mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_allocating_and_poisons() {
+        let wire = 0xFFFF_FFFFu32.to_le_bytes();
+        let mut src = &wire[..];
+        let mut reader = FrameReader::new(1024);
+        let mut out = Vec::new();
+        let e = reader.recv(&mut src, &mut out).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+        assert!(e.to_string().contains("4294967295"), "{e}");
+        assert_eq!(out.capacity(), 0, "nothing allocated");
+        let e = reader.recv(&mut src, &mut out).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+    }
+
+    #[test]
+    fn cap_is_inclusive() {
+        let wire = frames(&[&[1u8; 16]]);
+        let mut reader = FrameReader::new(16);
+        let mut out = Vec::new();
+        assert_eq!(reader.recv(&mut &wire[..], &mut out).unwrap(), Some(16));
+        assert!(encode_header(16, 16).is_ok());
+        let e = encode_header(17, 16).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+    }
+
+    #[test]
+    fn truncated_frames_are_disconnects() {
+        let mut reader = FrameReader::new(1024);
+        let mut out = Vec::new();
+        let e = reader.recv(&mut &[5u8, 0][..], &mut out).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected);
+        assert!(e.to_string().contains("header (2 of 4"), "{e}");
+
+        let mut reader = FrameReader::new(1024);
+        let wire = [5u8, 0, 0, 0, b'a', b'b'];
+        let e = reader.recv(&mut &wire[..], &mut out).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected);
+        assert!(e.to_string().contains("(2 of 5 bytes)"), "{e}");
+    }
+
+    #[test]
+    fn read_bytes_concatenates_payloads() {
+        let wire = frames(&[b"ab", b"", b"cde"]);
+        let mut src = Chunked {
+            data: &wire,
+            chunk: 2,
+        };
+        let mut reader = FrameReader::new(1024);
+        let mut all = Vec::new();
+        let mut buf = [0u8; 2];
+        loop {
+            let n = reader.read_bytes(&mut src, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(all, b"abcde");
+    }
+
+    #[test]
+    fn peek_does_not_consume() {
+        let wire = frames(&[b"hello", b"world"]);
+        let mut src = &wire[..];
+        let mut reader = FrameReader::new(1024);
+        let mut buf = [0u8; 3];
+        assert_eq!(reader.peek(&mut src, &mut buf).unwrap(), 3);
+        assert_eq!(&buf, b"hel");
+        let mut out = Vec::new();
+        reader.recv(&mut src, &mut out).unwrap();
+        assert_eq!(out, b"hello");
+        assert_eq!(reader.peek(&mut src, &mut buf).unwrap(), 3);
+        assert_eq!(&buf, b"wor");
+    }
+
+    #[test]
+    fn reused_buffer_is_exact() {
+        let wire = frames(&[b"a long first message", b"short"]);
+        let mut reader = FrameReader::new(1024);
+        let mut out = Vec::new();
+        let mut src = &wire[..];
+        reader.recv(&mut src, &mut out).unwrap();
+        reader.recv(&mut src, &mut out).unwrap();
+        assert_eq!(out, b"short");
+    }
+}

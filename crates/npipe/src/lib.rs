@@ -1,0 +1,173 @@
+//! # npipe — Windows named pipes for Rust, on every operating system
+//!
+//! npipe gives Rust programs the inter-process communication model of Windows named
+//! pipes — named endpoints, client and server ends, byte or message mode, a size cap
+//! on messages, instances, `WaitNamedPipe` and `CallNamedPipe` — with the same API on
+//! Windows (real named pipes) and Unix (Unix domain sockets).
+//!
+//! - [`Listener`] is the server end; [`Stream`] a connected end.
+//! - Message mode (the default) preserves boundaries. On Unix each message travels as
+//!   a 4-byte little-endian length followed by the payload: any language can speak it.
+//! - A message over the maximum size (default 16 MiB) is refused **before** anything
+//!   is allocated.
+//! - Secure by default: only the creating user can connect.
+//!
+//! ## A server and a client
+//!
+//! ```no_run
+//! use std::thread;
+//! use std::time::Duration;
+//!
+//! // Server: answer each request with "Response to: <request>".
+//! let listener = npipe::Listener::bind("demo")?;
+//! thread::spawn(move || {
+//!     for stream in listener.incoming() {
+//!         let Ok(mut stream) = stream else { continue };
+//!         thread::spawn(move || -> std::io::Result<()> {
+//!             let mut request = Vec::new();
+//!             while stream.recv(&mut request)?.is_some() {
+//!                 let mut reply = b"Response to: ".to_vec();
+//!                 reply.extend_from_slice(&request);
+//!                 stream.send(&reply)?;
+//!             }
+//!             Ok(())
+//!         });
+//!     }
+//! });
+//!
+//! // Client: a persistent connection...
+//! let mut stream = npipe::Stream::connect("demo")?;
+//! stream.send(b"hello")?;
+//! let mut reply = Vec::new();
+//! stream.recv(&mut reply)?;
+//! assert_eq!(reply, b"Response to: hello");
+//!
+//! // ...or one transaction (CallNamedPipe).
+//! let reply = npipe::call("demo", b"ping", Duration::from_secs(5))?;
+//! assert_eq!(reply, b"Response to: ping");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Names
+//!
+//! `NAME`, `\\.\pipe\NAME`, `@NAME` (Linux abstract namespace); see [`PipeName`].
+//! On Unix `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//!
+//! ## Errors
+//!
+//! Functions return `std::io::Result`. [`ErrorKind::of`] tells the pipe condition:
+//! [`NotFound`](ErrorKind::NotFound), [`PipeBusy`](ErrorKind::PipeBusy),
+//! [`AddrInUse`](ErrorKind::AddrInUse), [`AccessDenied`](ErrorKind::AccessDenied),
+//! [`MessageTooLarge`](ErrorKind::MessageTooLarge), ...
+
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(any(unix, windows)))]
+compile_error!("npipe supports Unix and Windows");
+
+mod error;
+mod frame;
+mod listener;
+mod name;
+mod options;
+mod stream;
+mod sys;
+
+use std::io;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use error::{Error, ErrorKind};
+pub use frame::Received;
+pub use listener::{Incoming, Listener};
+pub use name::{Address, PipeName, ToPipeName, MAX_NAME_LEN};
+pub use options::{
+    Access, ConnectOptions, Direction, ListenerOptions, Mode, DEFAULT_BUFFER_SIZE,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE, DEFAULT_PENDING_INSTANCES,
+};
+pub use stream::{PeerCredentials, Stream};
+
+/// Waits until a server owns the pipe (`WaitNamedPipe`), up to `timeout`.
+///
+/// It does not connect (on Linux it reads `/proc/net/unix`), so the server sees no
+/// connection. As on Windows, another client may take the free instance before this
+/// caller connects.
+///
+/// # Errors
+///
+/// - [`ErrorKind::Timeout`]: no server appeared within `timeout`.
+/// - [`ErrorKind::InvalidName`], [`ErrorKind::Unsupported`]: as for names.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// npipe::wait("demo", Duration::from_secs(10))?;
+/// let stream = npipe::Stream::connect("demo")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait(name: impl ToPipeName, timeout: Duration) -> io::Result<()> {
+    let name = name.to_pipe_name()?;
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        if sys::is_listening(&name)? {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(error::err(
+                ErrorKind::Timeout,
+                format!(
+                    "no server created pipe {name} within {} ms",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+        thread::sleep(backoff.min(deadline - now));
+        backoff = (backoff * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// One transaction on a message pipe (`CallNamedPipe`): connect, send `request`,
+/// receive one reply, close. `timeout` bounds the whole call.
+///
+/// # Errors
+///
+/// - Connect errors as for [`ConnectOptions::connect`] (`NotFound`, `PipeBusy`, ...).
+/// - [`ErrorKind::Timeout`]: no reply within `timeout`.
+/// - [`ErrorKind::Disconnected`]: the server closed without replying.
+/// - [`ErrorKind::MessageTooLarge`]: the request or reply exceeds 16 MiB.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let reply = npipe::call("demo", b"ping", Duration::from_secs(5))?;
+/// println!("{}", String::from_utf8_lossy(&reply));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn call(name: impl ToPipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    let start = Instant::now();
+    let mut stream = ConnectOptions::new().timeout(timeout).connect(name)?;
+    let left = |start: Instant| {
+        timeout
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_millis(1))
+    };
+    stream.set_write_timeout(Some(left(start)))?;
+    stream.send(request)?;
+    stream.set_read_timeout(Some(left(start)))?;
+    let mut reply = Vec::new();
+    match stream.recv(&mut reply)? {
+        Some(_) => Ok(reply),
+        None => Err(error::err(
+            ErrorKind::Disconnected,
+            "the server closed the connection without replying",
+        )),
+    }
+}

@@ -1,0 +1,149 @@
+//! The server end of a pipe.
+
+use std::fmt;
+use std::io;
+
+use crate::name::{Address, PipeName, ToPipeName};
+use crate::options::ListenerOptions;
+use crate::stream::Stream;
+use crate::sys;
+
+/// A pipe server: owns a pipe name and hands out a [`Stream`] for each client.
+///
+/// Created by [`ListenerOptions::create`] or [`Listener::bind`]. The first server
+/// to create a name owns it; others get
+/// [`ErrorKind::AddrInUse`](crate::ErrorKind::AddrInUse) while it lives. Dropping the
+/// listener removes the pipe from the namespace (on Unix: its socket file and lock
+/// file). Connections already accepted carry on.
+///
+/// `accept` may be called from several threads at once (the original's pool of
+/// server threads): each call takes one instance.
+///
+/// # Examples
+///
+/// The original demo server: answer each request with `Response to: <request>`.
+///
+/// ```no_run
+/// use npipe::Listener;
+///
+/// let listener = Listener::bind("demo")?;
+/// loop {
+///     let mut stream = listener.accept()?;
+///     std::thread::spawn(move || -> std::io::Result<()> {
+///         let mut request = Vec::new();
+///         while stream.recv(&mut request)?.is_some() {
+///             let mut reply = b"Response to: ".to_vec();
+///             reply.extend_from_slice(&request);
+///             stream.send(&reply)?;
+///         }
+///         Ok(())
+///     });
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Listener {
+    inner: sys::Listener,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("name", self.inner.name())
+            .field("address", self.inner.address())
+            .field("instances", &self.inner.instances())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// Creates a message-mode pipe with the default [`ListenerOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ListenerOptions::create`].
+    pub fn bind(name: impl ToPipeName) -> io::Result<Listener> {
+        ListenerOptions::new().create(name)
+    }
+
+    pub(crate) fn create(name: PipeName, opts: ListenerOptions) -> io::Result<Listener> {
+        sys::Listener::create(name, opts).map(|inner| Listener { inner })
+    }
+
+    /// Waits for a client and returns the connected server end (`ConnectNamedPipe`).
+    ///
+    /// Clients refused by the access policy are disconnected here and never returned
+    /// (see [`denied`](Self::denied)). With `max_instances` set, this blocks while
+    /// that many streams from this listener are alive.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the listening socket, such as running out of file descriptors
+    /// (`EMFILE`); the listener stays usable.
+    pub fn accept(&self) -> io::Result<Stream> {
+        self.inner.accept().map(Stream::from_sys)
+    }
+
+    /// An endless iterator over [`accept`](Self::accept).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The pipe's name.
+    pub fn name(&self) -> &PipeName {
+        self.inner.name()
+    }
+
+    /// Where the pipe lives in the OS (the socket path on Unix).
+    pub fn address(&self) -> &Address {
+        self.inner.address()
+    }
+
+    /// How many accepted streams are alive now (`GetNamedPipeHandleState`'s
+    /// `lpCurInstances`, counting connected instances).
+    pub fn instances(&self) -> u32 {
+        self.inner.instances()
+    }
+
+    /// How many clients the access policy has refused so far.
+    pub fn denied(&self) -> u64 {
+        self.inner.denied()
+    }
+
+    /// The options this listener was created with.
+    pub fn options(&self) -> &ListenerOptions {
+        self.inner.options()
+    }
+}
+
+/// Iterator returned by [`Listener::incoming`].
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a Listener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<Stream>;
+
+    fn next(&mut self) -> Option<io::Result<Stream>> {
+        Some(self.listener.accept())
+    }
+}
+
+#[cfg(unix)]
+mod unix_impls {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+    use super::Listener;
+
+    impl AsFd for Listener {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.inner.as_fd()
+        }
+    }
+
+    impl AsRawFd for Listener {
+        fn as_raw_fd(&self) -> RawFd {
+            self.inner.as_raw_fd()
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Pipe names: parsing, validation, and the mapping to an OS address.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::{err, ErrorKind};
+
+/// Longest pipe name accepted, in bytes (Windows allows 256 characters for the whole
+/// `\\.\pipe\NAME`; npipe applies the same limit to `NAME` on every OS).
+pub const MAX_NAME_LEN: usize = 247;
+
+/// A validated pipe name.
+///
+/// Accepted forms:
+///
+/// | written as | meaning |
+/// |---|---|
+/// | `NAME` | a pipe on this machine |
+/// | `\\.\pipe\NAME` (or `//./pipe/NAME`) | the same pipe, in Windows syntax |
+/// | `\\HOST\pipe\NAME` | a pipe on another machine: parsed, but connecting is not supported yet |
+/// | `@NAME` | Linux only: a socket in the abstract namespace (no file on disk) |
+///
+/// `NAME` is 1 to 247 bytes of printable characters with no `/` or `\`, does not
+/// start with `.`, and is neither `.` nor `..`.
+///
+/// Where a name lives on each OS is [`PipeName::address`]; `npipe info NAME` prints it.
+///
+/// # Examples
+///
+/// ```
+/// use npipe::PipeName;
+///
+/// let a: PipeName = "orders".parse()?;
+/// let b: PipeName = r"\\.\pipe\orders".parse()?;
+/// assert_eq!(a, b);
+/// assert!("bad/name".parse::<PipeName>().is_err());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PipeName {
+    kind: NameKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum NameKind {
+    Local(String),
+    Abstract(String),
+    Remote { host: String, name: String },
+}
+
+/// Where a pipe lives in the operating system, as returned by [`PipeName::address`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A Unix domain socket file.
+    Path(PathBuf),
+    /// A Linux abstract-namespace socket; the string is the name after the leading NUL.
+    Abstract(String),
+    /// A Windows named pipe path such as `\\.\pipe\NAME`.
+    Windows(String),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Path(path) => write!(f, "{}", path.display()),
+            Address::Abstract(name) => write!(f, "@{name}"),
+            Address::Windows(path) => f.write_str(path),
+        }
+    }
+}
+
+impl PipeName {
+    /// Parses and validates a pipe name.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidName`] (an `io::ErrorKind::InvalidInput`) naming the rule broken.
+    pub fn new(name: &str) -> io::Result<PipeName> {
+        let kind = if let Some(rest) = strip_windows_prefix(name) {
+            let (host, pipe) = rest;
+            validate(pipe)?;
+            if host == "." {
+                NameKind::Local(pipe.to_owned())
+            } else {
+                validate_host(host)?;
+                NameKind::Remote {
+                    host: host.to_owned(),
+                    name: pipe.to_owned(),
+                }
+            }
+        } else if let Some(abstract_name) = name.strip_prefix('@') {
+            validate(abstract_name)?;
+            NameKind::Abstract(abstract_name.to_owned())
+        } else {
+            validate(name)?;
+            NameKind::Local(name.to_owned())
+        };
+        Ok(PipeName { kind })
+    }
+
+    /// The bare name, without any prefix (`orders` for `\\.\pipe\orders` and `@orders`).
+    pub fn as_str(&self) -> &str {
+        match &self.kind {
+            NameKind::Local(name) | NameKind::Abstract(name) => name,
+            NameKind::Remote { name, .. } => name,
+        }
+    }
+
+    /// The remote host for `\\HOST\pipe\NAME`, `None` for a local pipe.
+    pub fn host(&self) -> Option<&str> {
+        match &self.kind {
+            NameKind::Remote { host, .. } => Some(host),
+            _ => None,
+        }
+    }
+
+    /// Whether the name is in the Linux abstract namespace (`@NAME`).
+    pub fn is_abstract(&self) -> bool {
+        matches!(self.kind, NameKind::Abstract(_))
+    }
+
+    /// Where this pipe lives on this operating system.
+    ///
+    /// On Unix, `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME` when
+    /// `NPIPE_DIR` is set. `@NAME` is the abstract socket `NAME` (Linux). On Windows it
+    /// is `\\.\pipe\NAME`.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::Unsupported`] for remote names, and for `@NAME` outside Linux.
+    /// - [`ErrorKind::InvalidName`] when the socket path would not fit in `sun_path`
+    ///   (the message gives the limit): it is never truncated.
+    /// - [`ErrorKind::AccessDenied`] when `$NPIPE_DIR` is a directory others could use
+    ///   to swap sockets (writable by others without the sticky bit, or owned by
+    ///   another non-root user); the message says which.
+    /// - `NotFound` when `$NPIPE_DIR` does not exist.
+    pub fn address(&self) -> io::Result<Address> {
+        match &self.kind {
+            NameKind::Remote { host, name } => Err(err(
+                ErrorKind::Unsupported,
+                format!("remote pipes are not supported yet (\\\\{host}\\pipe\\{name})"),
+            )),
+            #[cfg(windows)]
+            NameKind::Local(name) => Ok(Address::Windows(format!(r"\\.\pipe\{name}"))),
+            #[cfg(windows)]
+            NameKind::Abstract(name) => Err(err(
+                ErrorKind::Unsupported,
+                format!("abstract socket names (@{name}) exist only on Linux"),
+            )),
+            #[cfg(unix)]
+            NameKind::Local(name) => crate::sys::unix_address(name),
+            #[cfg(unix)]
+            NameKind::Abstract(name) => crate::sys::abstract_address(name),
+        }
+    }
+}
+
+impl fmt::Display for PipeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            NameKind::Local(name) => f.write_str(name),
+            NameKind::Abstract(name) => write!(f, "@{name}"),
+            NameKind::Remote { host, name } => write!(f, r"\\{host}\pipe\{name}"),
+        }
+    }
+}
+
+impl FromStr for PipeName {
+    type Err = io::Error;
+
+    fn from_str(s: &str) -> io::Result<PipeName> {
+        PipeName::new(s)
+    }
+}
+
+/// Anything that can name a pipe: `&str`, `String`, or a parsed [`PipeName`].
+///
+/// Like std's `ToSocketAddrs`, it lets every function take either a string or a
+/// name parsed once up front.
+pub trait ToPipeName {
+    /// Parses (or clones) the name.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidName`] when the string is not a valid name.
+    fn to_pipe_name(&self) -> io::Result<PipeName>;
+}
+
+impl ToPipeName for PipeName {
+    fn to_pipe_name(&self) -> io::Result<PipeName> {
+        Ok(self.clone())
+    }
+}
+
+impl ToPipeName for str {
+    fn to_pipe_name(&self) -> io::Result<PipeName> {
+        PipeName::new(self)
+    }
+}
+
+impl ToPipeName for String {
+    fn to_pipe_name(&self) -> io::Result<PipeName> {
+        PipeName::new(self)
+    }
+}
+
+impl<T: ToPipeName + ?Sized> ToPipeName for &T {
+    fn to_pipe_name(&self) -> io::Result<PipeName> {
+        (**self).to_pipe_name()
+    }
+}
+
+/// Splits `\\HOST\pipe\NAME` (either slash style) into `(HOST, NAME)`.
+fn strip_windows_prefix(name: &str) -> Option<(&str, &str)> {
+    let rest = name
+        .strip_prefix(r"\\")
+        .or_else(|| name.strip_prefix("//"))?;
+    let sep = rest.find(['\\', '/'])?;
+    let (host, rest) = rest.split_at(sep);
+    let rest = &rest[1..];
+    let (pipe, pipe_name) = rest.split_at(rest.find(['\\', '/'])?);
+    if !pipe.eq_ignore_ascii_case("pipe") {
+        return None;
+    }
+    Some((host, &pipe_name[1..]))
+}
+
+fn invalid(name: &str, rule: &str) -> io::Error {
+    err(
+        ErrorKind::InvalidName,
+        format!("invalid pipe name {name:?}: {rule}"),
+    )
+}
+
+fn validate(name: &str) -> io::Result<()> {
+    if name.is_empty() {
+        return Err(invalid(name, "the name is empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(invalid(
+            name,
+            &format!(
+                "the name is {} bytes long; the limit is {MAX_NAME_LEN}",
+                name.len()
+            ),
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid(name, "`.` and `..` are not names"));
+    }
+    if name.starts_with('.') {
+        return Err(invalid(name, "a name may not start with `.`"));
+    }
+    if let Some(c) = name.chars().find(|c| *c == '/' || *c == '\\') {
+        return Err(invalid(name, &format!("a name may not contain `{c}`")));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(invalid(
+            name,
+            &format!(
+                "a name may contain only printable characters (found U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_host(host: &str) -> io::Result<()> {
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            ErrorKind::InvalidName,
+            format!("invalid host {host:?} in pipe name: use letters, digits, `-`, `_` and `.`"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(name: &str) -> ErrorKind {
+        ErrorKind::of(&PipeName::new(name).unwrap_err())
+    }
+
+    #[test]
+    fn plain_and_windows_forms_are_equal() {
+        let plain = PipeName::new("orders").unwrap();
+        assert_eq!(PipeName::new(r"\\.\pipe\orders").unwrap(), plain);
+        assert_eq!(PipeName::new(r"\\.\PIPE\orders").unwrap(), plain);
+        assert_eq!(PipeName::new("//./pipe/orders").unwrap(), plain);
+        assert_eq!(plain.to_string(), "orders");
+        assert_eq!(plain.host(), None);
+    }
+
+    #[test]
+    fn remote_names_parse_but_do_not_resolve() {
+        let remote = PipeName::new(r"\\build-01\pipe\jobs").unwrap();
+        assert_eq!(remote.host(), Some("build-01"));
+        assert_eq!(remote.as_str(), "jobs");
+        assert_eq!(remote.to_string(), r"\\build-01\pipe\jobs");
+        let e = remote.address().unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
+        assert!(e.to_string().contains("remote pipes are not supported yet"));
+    }
+
+    #[test]
+    fn abstract_names() {
+        let name = PipeName::new("@bus").unwrap();
+        assert!(name.is_abstract());
+        assert_eq!(name.as_str(), "bus");
+        assert_eq!(name.to_string(), "@bus");
+    }
+
+    #[test]
+    fn invalid_names_say_why() {
+        for (name, needle) in [
+            ("", "empty"),
+            (".", "not names"),
+            ("..", "not names"),
+            (".hidden", "start with `.`"),
+            ("a/b", "`/`"),
+            (r"a\b", r"`\`"),
+            ("a\0b", "printable"),
+            ("tab\there", "printable"),
+            ("@", "empty"),
+            (r"\\.\pipe\", "empty"),
+            (r"\\.\pipe\..", "not names"),
+        ] {
+            let e = PipeName::new(name).unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::InvalidName, "{name:?}");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(e.to_string().contains(needle), "{name:?}: {e}");
+        }
+        let long = "x".repeat(300);
+        assert!(PipeName::new(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("the limit is 247"));
+        assert_eq!(kind(r"\\bad host\pipe\x"), ErrorKind::InvalidName);
+    }
+
+    #[test]
+    fn other_prefixes_are_plain_names_with_rules() {
+        // `\\.\other\x` is not a pipe path, so it is judged as a bare name.
+        assert_eq!(kind(r"\\.\other\x"), ErrorKind::InvalidName);
+        assert!(PipeName::new("unicode-ünïcødé").is_ok());
+        assert!(PipeName::new("with space and:colon").is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unix_paths_never_truncate() {
+        let name = PipeName::new(&"n".repeat(200)).unwrap();
+        let e = name.address().unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::InvalidName);
+        assert!(e.to_string().contains("limit"), "{e}");
+    }
+}

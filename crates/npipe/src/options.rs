@@ -1,0 +1,376 @@
+//! Builders for listeners and client connections.
+
+use std::io;
+use std::time::Duration;
+
+use crate::listener::Listener;
+use crate::name::ToPipeName;
+use crate::stream::Stream;
+
+/// Default maximum message size: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE: u32 = 16 * 1024 * 1024;
+
+/// Default connect timeout: 5 s, the original `WAIT_TIME`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default number of listening instances kept ready for new clients.
+pub const DEFAULT_PENDING_INSTANCES: u32 = 4;
+
+/// Default socket buffer size in each direction (`nOutBufferSize`/`nInBufferSize`).
+pub const DEFAULT_BUFFER_SIZE: usize = 1024 * 1024;
+
+/// How data is delimited on the pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// A byte stream: what one side writes the other reads, nothing added
+    /// (`PIPE_TYPE_BYTE | PIPE_READMODE_BYTE`).
+    Byte,
+    /// Messages whose boundaries are preserved (`PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE`).
+    /// On Unix each message travels as a 4-byte little-endian length and the payload.
+    #[default]
+    Message,
+}
+
+impl Mode {
+    /// `"byte"` or `"message"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Byte => "byte",
+            Mode::Message => "message",
+        }
+    }
+}
+
+/// Which way data flows, seen from the server (`PIPE_ACCESS_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Direction {
+    /// Client to server only (`PIPE_ACCESS_INBOUND`).
+    Inbound,
+    /// Server to client only (`PIPE_ACCESS_OUTBOUND`).
+    Outbound,
+    /// Both ways (`PIPE_ACCESS_DUPLEX`).
+    #[default]
+    Duplex,
+}
+
+impl Direction {
+    pub(crate) fn server_reads(self) -> bool {
+        self != Direction::Outbound
+    }
+    pub(crate) fn server_writes(self) -> bool {
+        self != Direction::Inbound
+    }
+    /// `"inbound"`, `"outbound"` or `"duplex"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Duplex => "duplex",
+        }
+    }
+}
+
+/// Who may connect to a pipe.
+///
+/// The default, [`Access::Owner`], admits only the user that created the pipe (and
+/// root / `SYSTEM`). Extra users and groups can be admitted with
+/// [`ListenerOptions::allow_uid`] and [`ListenerOptions::allow_gid`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Access {
+    /// Only the creating user (Unix socket file mode `0600`; Windows DACL: owner and SYSTEM).
+    #[default]
+    Owner,
+    /// The creating user and members of its group (mode `0660`).
+    Group,
+    /// Every local user (mode `0666`; Windows: authenticated users).
+    Everyone,
+}
+
+impl Access {
+    /// `"owner"`, `"group"` or `"everyone"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Owner => "owner",
+            Access::Group => "group",
+            Access::Everyone => "everyone",
+        }
+    }
+}
+
+/// Options for creating a pipe server, like Windows' `CreateNamedPipe` parameters.
+///
+/// One options value makes every instance: configure it once, then call
+/// [`create`](Self::create).
+///
+/// # Examples
+///
+/// ```no_run
+/// use npipe::{ListenerOptions, Mode};
+///
+/// let listener = ListenerOptions::new()
+///     .mode(Mode::Message)
+///     .max_message_size(1024 * 1024)
+///     .pending_instances(8)
+///     .create("orders")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    pub(crate) mode: Mode,
+    pub(crate) direction: Direction,
+    pub(crate) max_instances: Option<u32>,
+    pub(crate) pending_instances: u32,
+    pub(crate) max_message_size: u32,
+    pub(crate) access: Access,
+    pub(crate) allow_uids: Vec<u32>,
+    pub(crate) allow_gids: Vec<u32>,
+    pub(crate) buffer_size: usize,
+    pub(crate) reject_remote: bool,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        ListenerOptions {
+            mode: Mode::Message,
+            direction: Direction::Duplex,
+            max_instances: None,
+            pending_instances: DEFAULT_PENDING_INSTANCES,
+            max_message_size: DEFAULT_MAX_MESSAGE,
+            access: Access::Owner,
+            allow_uids: Vec::new(),
+            allow_gids: Vec::new(),
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            reject_remote: true,
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// The defaults: message mode, duplex, unlimited instances, 4 pending, 16 MiB
+    /// messages, owner-only access.
+    pub fn new() -> ListenerOptions {
+        ListenerOptions::default()
+    }
+
+    /// Byte or message mode (`PIPE_TYPE_*` and `PIPE_READMODE_*`). Default:
+    /// [`Mode::Message`].
+    pub fn mode(&mut self, mode: Mode) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Which way data flows (`PIPE_ACCESS_INBOUND/OUTBOUND/DUPLEX`). Default:
+    /// [`Direction::Duplex`]. Writing on an end that may not write fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    pub fn direction(&mut self, direction: Direction) -> &mut Self {
+        self.direction = direction;
+        self
+    }
+
+    /// At most this many clients connected at once, 1..=254, or `None` for unlimited
+    /// (`nMaxInstances`, `PIPE_UNLIMITED_INSTANCES`). Default: unlimited.
+    ///
+    /// A client that arrives while all are connected waits up to its connect timeout
+    /// and then fails with [`ErrorKind::PipeBusy`](crate::ErrorKind::PipeBusy).
+    ///
+    /// # Panics
+    ///
+    /// If `max` is `Some(0)` or above 254.
+    pub fn max_instances(&mut self, max: Option<u32>) -> &mut Self {
+        if let Some(max) = max {
+            assert!(
+                (1..=254).contains(&max),
+                "max_instances must be 1..=254 or None (unlimited), got {max}"
+            );
+        }
+        self.max_instances = max;
+        self
+    }
+
+    /// How many instances stay listening, ready for clients that arrive while the
+    /// server is busy with others. Default: 4.
+    ///
+    /// Windows: the number of instances created ahead with `CreateNamedPipe`.
+    /// Unix: the `listen` backlog (kept at or below the free instances when
+    /// `max_instances` is set).
+    ///
+    /// # Panics
+    ///
+    /// If `pending` is 0.
+    pub fn pending_instances(&mut self, pending: u32) -> &mut Self {
+        assert!(pending >= 1, "pending_instances must be at least 1");
+        self.pending_instances = pending;
+        self
+    }
+
+    /// Largest message accepted, in bytes, up to 4 GiB - 1. Default: 16 MiB.
+    ///
+    /// A peer that announces a larger message is refused before anything is allocated
+    /// ([`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge)).
+    pub fn max_message_size(&mut self, bytes: u32) -> &mut Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Who may connect. Default: [`Access::Owner`].
+    ///
+    /// Unix: the socket file's mode, set before `listen` so there is no window in which
+    /// others can connect, and a check of the peer's credentials on accept (the only
+    /// protection for abstract `@NAME` sockets). Windows: the pipe's DACL.
+    pub fn access(&mut self, access: Access) -> &mut Self {
+        self.access = access;
+        self
+    }
+
+    /// Also admits user `uid` (checked against the peer's credentials on accept).
+    /// May be called repeatedly. The socket file becomes connectable by all users so
+    /// that the listed ones can reach it; everyone else is refused on accept.
+    pub fn allow_uid(&mut self, uid: u32) -> &mut Self {
+        self.allow_uids.push(uid);
+        self
+    }
+
+    /// Also admits peers whose primary group is `gid` (checked on accept). May be
+    /// called repeatedly.
+    pub fn allow_gid(&mut self, gid: u32) -> &mut Self {
+        self.allow_gids.push(gid);
+        self
+    }
+
+    /// Kernel buffer size for each direction of every connection, in bytes
+    /// (`nInBufferSize`/`nOutBufferSize`; Unix `SO_SNDBUF`/`SO_RCVBUF`, capped by the
+    /// system's maximum). Default: 1 MiB. Memory is only used when data is queued.
+    pub fn buffer_size(&mut self, bytes: usize) -> &mut Self {
+        self.buffer_size = bytes;
+        self
+    }
+
+    /// Refuse clients from other machines (`PIPE_REJECT_REMOTE_CLIENTS`). Default: true.
+    /// Unix sockets are always local; this matters on Windows only.
+    pub fn reject_remote_clients(&mut self, reject: bool) -> &mut Self {
+        self.reject_remote = reject;
+        self
+    }
+
+    /// Creates the pipe and starts listening (`CreateNamedPipe` with
+    /// `FILE_FLAG_FIRST_PIPE_INSTANCE`).
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName): the name is invalid
+    ///   or its socket path is too long.
+    /// - [`ErrorKind::AddrInUse`](crate::ErrorKind::AddrInUse): a live server owns the
+    ///   name, or its files belong to another user. A stale socket file left by a
+    ///   server that died is reclaimed instead.
+    /// - [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied): the pipe directory
+    ///   is unsafe or not writable.
+    /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): a remote name.
+    pub fn create(&self, name: impl ToPipeName) -> io::Result<Listener> {
+        Listener::create(name.to_pipe_name()?, self.clone())
+    }
+}
+
+/// Options for connecting a client, like Windows' `CreateFile` + `WaitNamedPipe`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use npipe::ConnectOptions;
+///
+/// let mut stream = ConnectOptions::new()
+///     .timeout(Duration::from_millis(500))
+///     .connect("orders")?;
+/// stream.send(b"hello")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub(crate) timeout: Duration,
+    pub(crate) mode: Mode,
+    pub(crate) direction: Direction,
+    pub(crate) max_message_size: u32,
+    pub(crate) buffer_size: usize,
+    pub(crate) expect_server_uid: Option<u32>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            timeout: DEFAULT_CONNECT_TIMEOUT,
+            mode: Mode::Message,
+            direction: Direction::Duplex,
+            max_message_size: DEFAULT_MAX_MESSAGE,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            expect_server_uid: None,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// The defaults: 5 s timeout, message mode, duplex, 16 MiB messages.
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// How long to wait while the pipe does not exist yet or all its instances are
+    /// busy (`WaitNamedPipe`). `Duration::ZERO` tries once. Default: 5 s.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Byte or message mode; must match the server's (`PIPE_READMODE_*` set with
+    /// `SetNamedPipeHandleState`). Default: [`Mode::Message`].
+    pub fn mode(&mut self, mode: Mode) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// What this client will do, seen from the server as for
+    /// [`ListenerOptions::direction`] (`GENERIC_READ`/`GENERIC_WRITE`): with
+    /// [`Direction::Inbound`] the client only writes, with `Outbound` it only reads.
+    /// Default: [`Direction::Duplex`].
+    pub fn direction(&mut self, direction: Direction) -> &mut Self {
+        self.direction = direction;
+        self
+    }
+
+    /// Largest message this client accepts or sends. Default: 16 MiB.
+    pub fn max_message_size(&mut self, bytes: u32) -> &mut Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Kernel buffer size for each direction. Default: 1 MiB.
+    pub fn buffer_size(&mut self, bytes: usize) -> &mut Self {
+        self.buffer_size = bytes;
+        self
+    }
+
+    /// Requires the server process to run as user `uid`; a connection to a server run
+    /// by anybody else is closed and fails with
+    /// [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied). This defends
+    /// against a squatter that created the name first.
+    pub fn expect_server_uid(&mut self, uid: u32) -> &mut Self {
+        self.expect_server_uid = Some(uid);
+        self
+    }
+
+    /// Connects (`CreateFile` with `WaitNamedPipe` on `ERROR_PIPE_BUSY`).
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::NotFound`](crate::ErrorKind::NotFound): no live server appeared
+    ///   within the timeout.
+    /// - [`ErrorKind::PipeBusy`](crate::ErrorKind::PipeBusy): the server exists but no
+    ///   instance became free within the timeout.
+    /// - [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied): the access policy
+    ///   refuses this user, or the server is not the expected user.
+    /// - [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName),
+    ///   [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): as for names.
+    pub fn connect(&self, name: impl ToPipeName) -> io::Result<Stream> {
+        Stream::connect_with(&name.to_pipe_name()?, self)
+    }
+}

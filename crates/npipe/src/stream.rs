@@ -1,0 +1,360 @@
+//! A connected pipe end, client or server.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+use crate::frame::Received;
+use crate::name::{PipeName, ToPipeName};
+use crate::options::{ConnectOptions, Mode};
+use crate::sys;
+
+/// Who is at the other end of a connection: process id, user id and group id, as
+/// far as the OS tells (Linux `SO_PEERCRED`, macOS `LOCAL_PEERCRED` + `LOCAL_PEERPID`,
+/// Windows `GetNamedPipeClientProcessId`/`GetNamedPipeServerProcessId`).
+///
+/// On the server it describes the client; on the client, the server process (as it
+/// was when it created the pipe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerCredentials {
+    pid: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+impl PeerCredentials {
+    pub(crate) fn new(pid: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> PeerCredentials {
+        PeerCredentials { pid, uid, gid }
+    }
+
+    /// The peer's process id, if the OS tells it.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The peer's effective user id (Unix).
+    pub fn uid(&self) -> Option<u32> {
+        self.uid
+    }
+
+    /// The peer's effective primary group id (Unix).
+    pub fn gid(&self) -> Option<u32> {
+        self.gid
+    }
+}
+
+/// A connected pipe end: returned by [`Stream::connect`] on the client and by
+/// [`Listener::accept`](crate::Listener::accept) on the server. A `Stream` is
+/// connected by construction; dropping it closes the connection.
+///
+/// - **Message mode** (the default): [`send`](Self::send) writes one message,
+///   [`recv`](Self::recv) returns one whole message, [`recv_into`](Self::recv_into)
+///   returns what fits in a fixed buffer and reports [`Received::more_data`], with the
+///   rest of the message following. `Write::write` sends one message per call;
+///   `Read::read` returns payload bytes with the boundaries ignored (Windows' byte
+///   read mode on a message pipe).
+/// - **Byte mode**: `Read`/`Write` move bytes with nothing added on the wire.
+///
+/// # Flushing
+///
+/// npipe never buffers writes in user space: when `send` or `write` returns, every
+/// byte is in the kernel, which delivers it to the peer even if this end is closed
+/// right after (Unix sockets keep queued data for the reader; on Windows npipe calls
+/// `FlushFileBuffers` before `DisconnectNamedPipe` so nothing is discarded).
+/// `Write::flush` therefore returns at once.
+///
+/// # Examples
+///
+/// ```no_run
+/// use npipe::Stream;
+///
+/// let mut stream = Stream::connect("demo")?;
+/// stream.send(b"hello")?;
+/// let mut reply = Vec::new();
+/// if stream.recv(&mut reply)?.is_some() {
+///     println!("{}", String::from_utf8_lossy(&reply));
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Stream {
+    inner: sys::Stream,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("mode", &self.inner.mode())
+            .field("server", &self.inner.is_server())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    pub(crate) fn from_sys(inner: sys::Stream) -> Stream {
+        Stream { inner }
+    }
+
+    /// Connects to a message-mode pipe with the default [`ConnectOptions`] (waits up to
+    /// 5 s for the pipe to appear or an instance to be free).
+    ///
+    /// `CreateFile` + `WaitNamedPipe`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectOptions::connect`]: `NotFound`, `PipeBusy`, `AccessDenied`,
+    /// `InvalidName`, `Unsupported` (see [`ErrorKind`](crate::ErrorKind)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let stream = npipe::Stream::connect(r"\\.\pipe\demo")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect(name: impl ToPipeName) -> io::Result<Stream> {
+        ConnectOptions::new().connect(name)
+    }
+
+    /// Connects without waiting: fails at once with `NotFound` or `PipeBusy`
+    /// (the original `TryConnect`).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub fn try_connect(name: impl ToPipeName) -> io::Result<Stream> {
+        ConnectOptions::new()
+            .timeout(Duration::ZERO)
+            .connect(name)
+    }
+
+    pub(crate) fn connect_with(name: &PipeName, opts: &ConnectOptions) -> io::Result<Stream> {
+        sys::Stream::connect(name, opts).map(Stream::from_sys)
+    }
+
+    /// The mode this end reads and writes in.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode()
+    }
+
+    /// Whether this is the server end (from [`Listener::accept`](crate::Listener::accept)).
+    pub fn is_server(&self) -> bool {
+        self.inner.is_server()
+    }
+
+    /// Sends one message (message mode) or the bytes (byte mode), all of it.
+    ///
+    /// `WriteFile`. On Unix a message is one `send` of its 4-byte little-endian length
+    /// and payload.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge): over this
+    ///   end's maximum message size; nothing was sent.
+    /// - [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected): the peer closed,
+    ///   or does not read (an outbound pipe).
+    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the write timeout expired;
+    ///   part of the message may have been sent and the connection should be closed.
+    /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is read-only.
+    pub fn send(&mut self, message: &[u8]) -> io::Result<()> {
+        self.inner.send(message)
+    }
+
+    /// Receives one whole message into `buf` (cleared first, then sized to the
+    /// message). Returns `Some(len)`, or `None` when the peer closed the connection
+    /// between messages. If an earlier [`recv_into`](Self::recv_into) returned part of
+    /// a message, this returns the rest of it.
+    ///
+    /// In byte mode it returns whatever bytes have arrived (up to 64 KiB).
+    ///
+    /// `ReadFile` in `PIPE_READMODE_MESSAGE`.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge): the peer
+    ///   announced a message over the maximum size; nothing was allocated and the
+    ///   connection can no longer be read.
+    /// - [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected): the peer closed in
+    ///   the middle of a message.
+    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the read timeout expired.
+    ///   If part of a message had arrived, it is in `buf` and the next call returns
+    ///   the rest.
+    /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is write-only.
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        self.inner.recv(buf)
+    }
+
+    /// Receives into a fixed buffer: as much of the next message as fits. When the
+    /// message is longer, [`Received::more_data`] is true (`ERROR_MORE_DATA`) and the
+    /// following reads return the rest of the same message. `None`: the peer closed
+    /// the connection between messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut stream = npipe::Stream::connect("demo")?;
+    /// let mut buf = [0u8; 512];
+    /// let mut message = Vec::new();
+    /// while let Some(part) = stream.recv_into(&mut buf)? {
+    ///     message.extend_from_slice(&buf[..part.len()]);
+    ///     if part.is_complete() {
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        self.inner.recv_into(buf)
+    }
+
+    /// Copies bytes of the next message (or, in byte mode, the next bytes) that have
+    /// already arrived into `buf` without removing them, and returns how many. Never
+    /// blocks: `0` when nothing has arrived yet.
+    ///
+    /// `PeekNamedPipe`.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the socket; `MessageTooLarge` after a refused message.
+    pub fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.peek(buf)
+    }
+
+    /// Who is at the other end.
+    ///
+    /// # Errors
+    ///
+    /// The OS could not tell (rare; e.g. the peer is gone on some systems).
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        self.inner.peer_credentials()
+    }
+
+    /// Limits how long a read may block (`None`: forever, the default). An expired
+    /// read fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    /// Limits how long a write may block (`None`: forever, the default).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+
+    /// Half-closes the connection: `Shutdown::Write` tells the peer no more data will
+    /// come (its reads then return end of stream) while this end can still read.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the socket.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Windows pipes cannot half-close; there `Write` and `Both` disconnect.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.shutdown(how)
+    }
+
+    /// Ends the connection after everything sent has been handed to the kernel, and
+    /// frees the server instance for the next client (`FlushFileBuffers` +
+    /// `DisconnectNamedPipe`). Same as dropping the stream, with errors reported.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the final shutdown (a peer already gone is not an error).
+    pub fn disconnect(self) -> io::Result<()> {
+        match self.inner.shutdown(Shutdown::Both) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    /// Returns at once: npipe keeps no write buffer (see [`Stream`]'s "Flushing").
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+mod unix_impls {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+    use std::os::unix::net::UnixStream;
+
+    use super::Stream;
+    use crate::options::Mode;
+    use crate::sys;
+
+    impl AsFd for Stream {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.inner.as_fd()
+        }
+    }
+
+    impl AsRawFd for Stream {
+        fn as_raw_fd(&self) -> RawFd {
+            self.inner.as_raw_fd()
+        }
+    }
+
+    /// Gives up the socket. In message mode, bytes npipe had already read ahead are
+    /// lost; use [`Stream::into_std`] to be refused instead.
+    impl IntoRawFd for Stream {
+        fn into_raw_fd(self) -> RawFd {
+            OwnedFd::from(self.inner).into_raw_fd()
+        }
+    }
+
+    impl Stream {
+        /// Wraps a connected std socket as a client end in `mode` (default options).
+        ///
+        /// ## Platform-specific behavior
+        ///
+        /// Unix only.
+        pub fn from_std(stream: UnixStream, mode: Mode) -> Stream {
+            Stream::from_sys(sys::Stream::from_std(stream, mode))
+        }
+
+        /// Returns the std socket, or gives the stream back if npipe holds bytes it read
+        /// ahead (in message mode) that would otherwise be lost.
+        ///
+        /// # Errors
+        ///
+        /// The stream itself, unchanged, when read-ahead bytes would be lost.
+        ///
+        /// ## Platform-specific behavior
+        ///
+        /// Unix only.
+        pub fn into_std(self) -> Result<UnixStream, Stream> {
+            self.inner.into_std().map_err(Stream::from_sys)
+        }
+    }
+
+    impl From<UnixStream> for Stream {
+        /// A byte-mode client end over `stream`.
+        fn from(stream: UnixStream) -> Stream {
+            Stream::from_std(stream, Mode::Byte)
+        }
+    }
+}

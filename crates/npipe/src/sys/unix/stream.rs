@@ -1,0 +1,474 @@
+//! A connected pipe end on a Unix stream socket, with message framing.
+
+use std::io::{self, IoSlice, Read};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+
+use super::gate::Slot;
+use crate::error::{err, err_src, ErrorKind};
+use crate::frame::{encode_header, FrameReader, Received};
+use crate::name::{Address, PipeName};
+use crate::options::{ConnectOptions, Direction, Mode};
+use crate::stream::PeerCredentials;
+
+/// Messages up to this size are copied behind their header and sent with one `send`;
+/// larger ones go out with `sendmsg` from two buffers, without a copy.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::empty();
+
+#[derive(Debug)]
+pub(crate) struct Stream {
+    sock: UnixStream,
+    mode: Mode,
+    can_read: bool,
+    can_write: bool,
+    is_server: bool,
+    max_message: u32,
+    reader: FrameReader,
+    write_buf: Vec<u8>,
+    /// Held by server-side streams: the instance is free again when it drops.
+    _slot: Option<Slot>,
+}
+
+impl Stream {
+    pub(crate) fn from_accepted(
+        sock: UnixStream,
+        mode: Mode,
+        direction: Direction,
+        max_message: u32,
+        slot: Slot,
+    ) -> Stream {
+        Stream {
+            sock,
+            mode,
+            can_read: direction.server_reads(),
+            can_write: direction.server_writes(),
+            is_server: true,
+            max_message,
+            reader: FrameReader::new(max_message),
+            write_buf: Vec::new(),
+            _slot: Some(slot),
+        }
+    }
+
+    pub(crate) fn from_std(sock: UnixStream, mode: Mode) -> Stream {
+        let max = crate::options::DEFAULT_MAX_MESSAGE;
+        Stream {
+            sock,
+            mode,
+            can_read: true,
+            can_write: true,
+            is_server: false,
+            max_message: max,
+            reader: FrameReader::new(max),
+            write_buf: Vec::new(),
+            _slot: None,
+        }
+    }
+
+    pub(crate) fn into_std(self) -> Result<UnixStream, Stream> {
+        if self.reader.buffered() > 0 || self.reader.in_message() {
+            return Err(self);
+        }
+        Ok(self.sock)
+    }
+
+    pub(crate) fn connect(name: &PipeName, opts: &ConnectOptions) -> io::Result<Stream> {
+        let address = name.address()?;
+        let sock = connect_waiting(&address, opts.timeout)?;
+        set_buffer_sizes(&sock, opts.buffer_size);
+        if let Some(expected) = opts.expect_server_uid {
+            let server = super::peer_credentials(&sock)?;
+            if server.uid() != Some(expected) {
+                return Err(err(
+                    ErrorKind::AccessDenied,
+                    format!(
+                        "the server of pipe {name} runs as uid {}, not the expected uid {expected}: refusing to talk to it",
+                        server.uid().map_or_else(|| "unknown".to_owned(), |u| u.to_string())
+                    ),
+                ));
+            }
+        }
+        // Client directions are named as the server sees them.
+        let can_read = opts.direction.server_writes();
+        let can_write = opts.direction.server_reads();
+        if !can_read {
+            let _ = sock.shutdown(Shutdown::Read);
+        }
+        Ok(Stream {
+            sock,
+            mode: opts.mode,
+            can_read,
+            can_write,
+            is_server: false,
+            max_message: opts.max_message_size,
+            reader: FrameReader::new(opts.max_message_size),
+            write_buf: Vec::new(),
+            _slot: None,
+        })
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub(crate) fn is_server(&self) -> bool {
+        self.is_server
+    }
+
+    pub(crate) fn send(&mut self, message: &[u8]) -> io::Result<()> {
+        self.check_write()?;
+        match self.mode {
+            Mode::Message => {
+                let header = encode_header(message.len(), self.max_message)?;
+                if message.len() <= COALESCE_LIMIT {
+                    self.write_buf.clear();
+                    self.write_buf.extend_from_slice(&header);
+                    self.write_buf.extend_from_slice(message);
+                    send_all(&self.sock, &[&self.write_buf])
+                } else {
+                    send_all(&self.sock, &[&header, message])
+                }
+            }
+            Mode::Byte => send_all(&self.sock, &[message]),
+        }
+    }
+
+    pub(crate) fn recv(&mut self, out: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        self.check_read()?;
+        match self.mode {
+            Mode::Message => self.reader.recv(&mut &self.sock, out),
+            Mode::Byte => {
+                // A byte stream has no messages: deliver what has arrived.
+                out.resize(64 * 1024, 0);
+                let n = read_mapped(&mut &self.sock, out)?;
+                out.truncate(n);
+                Ok((n > 0).then_some(n))
+            }
+        }
+    }
+
+    pub(crate) fn recv_into(&mut self, out: &mut [u8]) -> io::Result<Option<Received>> {
+        self.check_read()?;
+        match self.mode {
+            Mode::Message => self.reader.recv_into(&mut &self.sock, out),
+            Mode::Byte => {
+                let n = read_mapped(&mut &self.sock, out)?;
+                Ok((n > 0 || out.is_empty()).then(|| Received::new(n, false)))
+            }
+        }
+    }
+
+    pub(crate) fn peek(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.check_read()?;
+        match self.mode {
+            Mode::Message => self.reader.peek(&mut NonBlocking(&self.sock), out),
+            Mode::Byte => {
+                match socket::recv(
+                    self.sock.as_raw_fd(),
+                    out,
+                    socket::MsgFlags::MSG_PEEK | socket::MsgFlags::MSG_DONTWAIT,
+                ) {
+                    Ok(n) => Ok(n),
+                    Err(Errno::EAGAIN) => Ok(0),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.check_read()?;
+        match self.mode {
+            Mode::Message => self.reader.read_bytes(&mut &self.sock, out),
+            Mode::Byte => read_mapped(&mut &self.sock, out),
+        }
+    }
+
+    pub(crate) fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.send(data)?;
+        Ok(data.len())
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.sock.shutdown(how)
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(timeout)
+    }
+
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_write_timeout(timeout)
+    }
+
+    pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        super::peer_credentials(&self.sock)
+    }
+
+    fn check_write(&self) -> io::Result<()> {
+        if self.can_write {
+            Ok(())
+        } else {
+            Err(err(
+                ErrorKind::Unsupported,
+                format!(
+                    "this end of the pipe is read-only (the {} end of an {} pipe)",
+                    if self.is_server { "server" } else { "client" },
+                    if self.is_server { "inbound" } else { "outbound" }
+                ),
+            ))
+        }
+    }
+
+    fn check_read(&self) -> io::Result<()> {
+        if self.can_read {
+            Ok(())
+        } else {
+            Err(err(
+                ErrorKind::Unsupported,
+                format!(
+                    "this end of the pipe is write-only (the {} end of an {} pipe)",
+                    if self.is_server { "server" } else { "client" },
+                    if self.is_server { "outbound" } else { "inbound" }
+                ),
+            ))
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+impl From<Stream> for OwnedFd {
+    fn from(stream: Stream) -> OwnedFd {
+        stream.sock.into()
+    }
+}
+
+/// Reads that never block, for `peek`.
+struct NonBlocking<'a>(&'a UnixStream);
+
+impl Read for NonBlocking<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match socket::recv(self.0.as_raw_fd(), out, socket::MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => Ok(n),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn read_mapped(src: &mut &UnixStream, out: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match src.read(out) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(err_src(ErrorKind::Timeout, "read timed out", e))
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(err_src(
+                    ErrorKind::Disconnected,
+                    "the other end closed the connection",
+                    e,
+                ))
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Sends every byte of `parts`, in order, without raising `SIGPIPE`.
+fn send_all(sock: &UnixStream, parts: &[&[u8]]) -> io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut sent = 0;
+    while sent < total {
+        let result = if parts.len() == 1 {
+            socket::send(sock.as_raw_fd(), &parts[0][sent..], SEND_FLAGS)
+        } else {
+            let slices = remaining_slices(parts, sent);
+            socket::sendmsg::<()>(sock.as_raw_fd(), &slices, &[], SEND_FLAGS, None)
+        };
+        match result {
+            Ok(n) => sent += n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                return Err(err(
+                    ErrorKind::Timeout,
+                    format!("write timed out after {sent} of {total} bytes"),
+                ))
+            }
+            Err(Errno::EPIPE | Errno::ECONNRESET) => {
+                return Err(err_src(
+                    ErrorKind::Disconnected,
+                    "the other end closed the connection or does not read (an outbound pipe)",
+                    Errno::EPIPE.into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn remaining_slices<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<IoSlice<'a>> {
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        out.push(IoSlice::new(&part[skip..]));
+        skip = 0;
+    }
+    out
+}
+
+pub(crate) fn set_buffer_sizes(sock: &UnixStream, bytes: usize) {
+    // The kernel caps these at its maximum; a refusal only costs throughput.
+    let _ = setsockopt(sock, sockopt::SndBuf, &bytes);
+    let _ = setsockopt(sock, sockopt::RcvBuf, &bytes);
+}
+
+pub(crate) fn unix_addr(address: &Address) -> io::Result<UnixAddr> {
+    match address {
+        Address::Path(path) => Ok(UnixAddr::new(path.as_path())?),
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        Address::Abstract(name) => Ok(UnixAddr::new_abstract(name.as_bytes())?),
+        other => Err(err(
+            ErrorKind::Unsupported,
+            format!("{other} is not a Unix socket address"),
+        )),
+    }
+}
+
+/// One connection attempt. `wait`: how long a blocking `connect` may wait for room in
+/// the server's accept queue (`None`: do not wait).
+pub(crate) fn raw_connect(address: &Address, wait: Option<Duration>) -> io::Result<UnixStream> {
+    let addr = unix_addr(address)?;
+    let nonblocking = wait.is_none_or(|w| w < Duration::from_micros(1));
+    let mut flags = SockFlag::SOCK_CLOEXEC;
+    if nonblocking {
+        flags |= SockFlag::SOCK_NONBLOCK;
+    }
+    let sock = UnixStream::from(socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        flags,
+        None,
+    )?);
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    let _ = setsockopt(&sock, sockopt::NoSigPipe, &true);
+    // A blocking connect to a full accept queue waits up to SO_SNDTIMEO for room.
+    if !nonblocking {
+        sock.set_write_timeout(wait)?;
+    }
+    loop {
+        match socket::connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => break,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !nonblocking {
+        sock.set_write_timeout(None)?;
+    }
+    Ok(sock)
+}
+
+/// Connects, waiting up to `timeout` while the pipe does not exist yet or every
+/// instance is busy (`CreateFile` + `WaitNamedPipe`).
+fn connect_waiting(address: &Address, timeout: Duration) -> io::Result<UnixStream> {
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let attempt = raw_connect(address, (!remaining.is_zero()).then_some(remaining));
+        let failure = match attempt {
+            Ok(sock) => {
+                // A non-blocking attempt leaves the socket non-blocking.
+                sock.set_nonblocking(false)?;
+                return Ok(sock);
+            }
+            Err(e) => e,
+        };
+        let os = failure.raw_os_error().map(Errno::from_raw);
+        let busy = matches!(os, Some(Errno::EAGAIN));
+        let absent = matches!(os, Some(Errno::ENOENT | Errno::ECONNREFUSED));
+        if matches!(os, Some(Errno::EACCES | Errno::EPERM)) {
+            return Err(err_src(
+                ErrorKind::AccessDenied,
+                format!(
+                    "access to pipe {address} denied: its access policy does not admit uid {}",
+                    nix::unistd::geteuid()
+                ),
+                failure,
+            ));
+        }
+        if !busy && !absent {
+            return Err(failure);
+        }
+        if Instant::now() >= deadline {
+            return Err(if busy {
+                err(
+                    ErrorKind::PipeBusy,
+                    format!(
+                        "all instances of pipe {address} are busy (waited {})",
+                        fmt_duration(timeout)
+                    ),
+                )
+            } else {
+                not_found(address, timeout, os == Some(Errno::ECONNREFUSED))
+            });
+        }
+        if absent {
+            thread::sleep(backoff.min(remaining));
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+fn not_found(address: &Address, timeout: Duration, refused: bool) -> io::Error {
+    let waited = if timeout.is_zero() {
+        String::new()
+    } else {
+        format!(" (waited {})", fmt_duration(timeout))
+    };
+    let why = match address {
+        Address::Path(path) if refused && Path::new(path).exists() => {
+            "only a stale socket file of a server that is gone remains"
+        }
+        _ => "no server has created it",
+    };
+    err(
+        ErrorKind::NotFound,
+        format!("pipe {address} not found: {why}{waited}"),
+    )
+}
+
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
