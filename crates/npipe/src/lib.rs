@@ -68,6 +68,7 @@ compile_error!("npipe supports Unix and Windows");
 
 mod error;
 mod frame;
+mod inspect;
 mod listener;
 mod name;
 mod options;
@@ -80,6 +81,7 @@ use std::time::{Duration, Instant};
 
 pub use error::{Error, ErrorKind};
 pub use frame::Received;
+pub use inspect::{inspect, list, PipeInfo, PipeState};
 pub use listener::{Incoming, Listener};
 pub use name::{Address, PipeName, ToPipeName, MAX_NAME_LEN};
 pub use options::{
