@@ -1,0 +1,155 @@
+//! Exit codes that scripts can rely on, and the mapping from errors to them.
+
+use std::io;
+use std::process::ExitCode;
+
+use npipe::ErrorKind;
+
+/// Success.
+pub(crate) const SUCCESS: u8 = 0;
+/// Any other failure (I/O errors, a failed request in `demo`, ...).
+pub(crate) const FAILURE: u8 = 1;
+/// Bad usage: unknown flag, invalid value, invalid pipe name (clap uses 2 too).
+pub(crate) const USAGE: u8 = 2;
+/// No server has created the pipe.
+pub(crate) const NOT_FOUND: u8 = 3;
+/// The pipe exists but every instance stayed busy.
+pub(crate) const BUSY: u8 = 4;
+/// A timeout expired (connect, reply, or `wait`).
+pub(crate) const TIMEOUT: u8 = 5;
+/// The access policy or the OS refused this user.
+pub(crate) const ACCESS_DENIED: u8 = 6;
+/// Another live server owns the name (`serve`, `listen`).
+pub(crate) const IN_USE: u8 = 7;
+/// The peer closed the connection without replying.
+pub(crate) const DISCONNECTED: u8 = 8;
+/// The server answered with an error reply (`call` to a handler that failed).
+pub(crate) const ERROR_REPLY: u8 = 9;
+
+/// The table printed in `--help`.
+pub(crate) const TABLE: &str = "\
+Exit status:
+  0  success
+  1  other failure (I/O error, a failed request in `demo`, ...)
+  2  usage error: bad flag or value, invalid pipe name
+  3  pipe not found: no server has created it
+  4  pipe busy: every instance stayed busy for the whole timeout
+  5  timed out (connect, reply, or `wait`)
+  6  access denied by the pipe's access policy or the OS
+  7  name in use: another live server owns it (`serve`, `listen`)
+  8  disconnected: the server closed the connection without replying
+  9  error reply: the server's handler failed (`call`)";
+
+/// Writing to our stdout failed because the reader went away (`npipe list | head`):
+/// not an error, the program just stops.
+#[derive(Debug)]
+pub(crate) struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Wraps an error writing to stdout: a broken pipe becomes [`StdoutClosed`].
+pub(crate) fn stdout_error(e: io::Error) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(e).context("writing to standard output")
+    }
+}
+
+/// An error that carries its own exit code (e.g. `wait` timing out).
+#[derive(Debug)]
+pub(crate) struct Exit {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// An [`Exit`] error with `code`.
+pub(crate) fn with_code(code: u8, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code,
+        message: message.into(),
+    })
+}
+
+/// The exit code for a pipe error kind.
+pub(crate) fn code_for_kind(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::NotFound => NOT_FOUND,
+        ErrorKind::PipeBusy => BUSY,
+        ErrorKind::Timeout => TIMEOUT,
+        ErrorKind::AccessDenied => ACCESS_DENIED,
+        ErrorKind::AddrInUse => IN_USE,
+        ErrorKind::Disconnected => DISCONNECTED,
+        ErrorKind::InvalidName => USAGE,
+        _ => FAILURE,
+    }
+}
+
+/// The exit code for an error from `run`: the first [`Exit`] or pipe error in its chain.
+pub(crate) fn code_for(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(exit) = cause.downcast_ref::<Exit>() {
+            return exit.code;
+        }
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return code_for_kind(ErrorKind::of(io));
+        }
+        if let Some(pipe) = cause.downcast_ref::<npipe::Error>() {
+            return code_for_kind(pipe.kind());
+        }
+    }
+    FAILURE
+}
+
+/// Turns a code into an `ExitCode`.
+pub(crate) fn code(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_errors_map_to_documented_codes() {
+        let e: io::Error = npipe::Error::new(ErrorKind::PipeBusy, "busy").into();
+        let e = anyhow::Error::new(e).context("calling demo");
+        assert_eq!(code_for(&e), BUSY);
+        let e = anyhow::Error::new(io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(code_for(&e), NOT_FOUND);
+        assert_eq!(code_for(&with_code(TIMEOUT, "late")), TIMEOUT);
+        assert_eq!(code_for(&anyhow::anyhow!("plain")), FAILURE);
+    }
+
+    #[test]
+    fn every_code_is_in_the_table() {
+        for code in [
+            SUCCESS,
+            FAILURE,
+            USAGE,
+            NOT_FOUND,
+            BUSY,
+            TIMEOUT,
+            ACCESS_DENIED,
+            IN_USE,
+            DISCONNECTED,
+            ERROR_REPLY,
+        ] {
+            assert!(TABLE.contains(&format!("\n  {code}  ")), "{code} missing");
+        }
+    }
+}
