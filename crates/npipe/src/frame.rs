@@ -31,6 +31,42 @@ pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]
     }
 }
 
+// The decoding rules, shared by the blocking `FrameReader`, the async stream and the
+// tokio codec: a length over the cap is refused before anything is allocated, and an
+// end of stream inside a frame is a `Disconnected` error.
+
+/// The payload length announced by a frame header, or the message for people
+/// explaining why it is refused (over `max`; the framing is lost after this).
+pub(crate) fn check_announced(header: [u8; HEADER_LEN], max: u32) -> Result<usize, String> {
+    let len = u32::from_le_bytes(header);
+    if len > max {
+        return Err(format!(
+            "the peer announced a message of {len} bytes; the maximum message size is {max} bytes (nothing was allocated; the connection can no longer be read)"
+        ));
+    }
+    usize::try_from(len).map_err(|_| format!("a message of {len} bytes does not fit in memory"))
+}
+
+/// The error for an end of stream after `got` bytes of a frame header.
+pub(crate) fn header_cut_off(got: usize) -> io::Error {
+    err(
+        ErrorKind::Disconnected,
+        format!(
+            "the peer closed the connection in the middle of a message header ({got} of {HEADER_LEN} bytes)"
+        ),
+    )
+}
+
+/// The error for an end of stream after `got` of `total` payload bytes.
+pub(crate) fn payload_cut_off(got: usize, total: usize) -> io::Error {
+    err(
+        ErrorKind::Disconnected,
+        format!(
+            "the peer closed the connection in the middle of a message ({got} of {total} bytes)"
+        ),
+    )
+}
+
 /// The outcome of [`crate::Stream::recv_into`]: how many bytes were stored and whether
 /// the message is complete.
 ///
@@ -230,28 +266,20 @@ impl FrameReader {
                 if self.buffered() == 0 {
                     return Ok(None);
                 }
-                return Err(err(
-                    ErrorKind::Disconnected,
-                    format!(
-                        "the peer closed the connection in the middle of a message header ({} of {HEADER_LEN} bytes)",
-                        self.buffered()
-                    ),
-                ));
+                return Err(header_cut_off(self.buffered()));
             }
             self.end += n;
         }
         let h = &self.buf[self.pos..self.pos + HEADER_LEN];
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let announced = [h[0], h[1], h[2], h[3]];
         self.pos += HEADER_LEN;
-        if len > self.max {
-            let msg = format!(
-                "the peer announced a message of {len} bytes; the maximum message size is {} bytes (nothing was allocated; the connection can no longer be read)",
-                self.max
-            );
-            self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
-            return Err(err(ErrorKind::MessageTooLarge, msg));
+        match check_announced(announced, self.max) {
+            Ok(len) => Ok(Some(len)),
+            Err(msg) => {
+                self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
+                Err(err(ErrorKind::MessageTooLarge, msg))
+            }
         }
-        Ok(Some(len as usize))
     }
 
     /// Fills `out` completely with payload bytes of the current message (whose length
@@ -288,12 +316,7 @@ impl FrameReader {
     }
 
     fn cut_off_at(&self, got: usize, total: usize) -> io::Error {
-        err(
-            ErrorKind::Disconnected,
-            format!(
-                "the peer closed the connection in the middle of a message ({got} of {total} bytes)"
-            ),
-        )
+        payload_cut_off(got, total)
     }
 
     /// Makes room for at least `want` more bytes at the end of the buffer.

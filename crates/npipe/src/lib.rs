@@ -72,8 +72,12 @@ mod inspect;
 mod listener;
 mod name;
 mod options;
+#[cfg(all(feature = "tokio", unix))]
+pub mod server;
 mod stream;
 mod sys;
+#[cfg(all(feature = "tokio", unix))]
+pub mod tokio;
 
 use std::io;
 use std::thread;
@@ -88,6 +92,8 @@ pub use options::{
     Access, ConnectOptions, Direction, ListenerOptions, Mode, DEFAULT_BUFFER_SIZE,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE, DEFAULT_PENDING_INSTANCES,
 };
+#[cfg(all(feature = "tokio", unix))]
+pub use server::{Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats};
 pub use stream::{PeerCredentials, Stream};
 
 /// Waits until a server owns the pipe (`WaitNamedPipe`), up to `timeout`.

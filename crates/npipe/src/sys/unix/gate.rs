@@ -14,7 +14,10 @@
 //!   is taken out as soon as an instance is released. No acceptor ever calls
 //!   `accept` while the plug is in, so it is never handed to the application.
 //! - Acceptors reserve an instance before calling `accept`, so concurrent acceptors
-//!   never take more connections than there are free instances.
+//!   never take more connections than there are free instances. Blocking acceptors
+//!   wait on a condition variable ([`Gate::reserve`]); async ones (feature `tokio`)
+//!   on a `Notify` ([`Gate::reserve_async`]). Both are woken whenever an instance or
+//!   a reservation is given back.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -31,6 +34,9 @@ pub(crate) struct Gate {
     listener: Weak<UnixListener>,
     state: Mutex<State>,
     cond: Condvar,
+    /// Wakes async acceptors waiting in `reserve_async`.
+    #[cfg(feature = "tokio")]
+    notify: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -72,6 +78,8 @@ impl Gate {
                 plug: None,
             }),
             cond: Condvar::new(),
+            #[cfg(feature = "tokio")]
+            notify: tokio::sync::Notify::new(),
         });
         let mut state = gate.lock();
         gate.apply(&mut state, listener)?;
@@ -105,7 +113,42 @@ impl Gate {
         state.accepting += 1;
     }
 
-    /// Reserves without blocking; `false` when every instance is taken.
+    /// Reserves an instance for one more `accept` if one is free now.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_reserve(&self) -> bool {
+        let mut state = self.lock();
+        if self
+            .max
+            .is_some_and(|max| state.connected + state.accepting >= max)
+        {
+            return false;
+        }
+        state.accepting += 1;
+        true
+    }
+
+    /// Waits until an instance is free for one more `accept`, then reserves it.
+    ///
+    /// Cancel safe: the reservation is taken only when the future completes.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn reserve_async(&self) {
+        loop {
+            let released = self.notify.notified();
+            let mut released = std::pin::pin!(released);
+            // Register before looking, so a release in between is not missed.
+            released.as_mut().enable();
+            if self.try_reserve() {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// How many clients could connect now without waiting: the accept queue's room.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn listening(&self) -> u32 {
+        room(self.max, self.pending, self.lock().connected)
+    }
 
     /// Gives back a reservation whose `accept` produced no connection.
     pub(crate) fn unreserve(&self) {
@@ -113,6 +156,8 @@ impl Gate {
         state.accepting -= 1;
         drop(state);
         self.cond.notify_one();
+        #[cfg(feature = "tokio")]
+        self.notify.notify_waiters();
     }
 
     /// Turns a reservation into a connected instance.
@@ -127,7 +172,9 @@ impl Gate {
                 tracing::warn!(error = %e, "could not adjust the accept queue");
             }
         }
-        Slot { gate: Arc::clone(self) }
+        Slot {
+            gate: Arc::clone(self),
+        }
     }
 
     fn release(&self) {
@@ -145,6 +192,8 @@ impl Gate {
         }
         drop(state);
         self.cond.notify_one();
+        #[cfg(feature = "tokio")]
+        self.notify.notify_waiters();
     }
 
     /// Sets the accept queue's room for the current number of connected instances.
@@ -155,7 +204,9 @@ impl Gate {
             listen(listener, backlog)?;
             state.backlog = Some(backlog);
         }
-        if room == 0 && cfg!(any(target_os = "linux", target_os = "android")) && state.plug.is_none()
+        if room == 0
+            && cfg!(any(target_os = "linux", target_os = "android"))
+            && state.plug.is_none()
         {
             // If a client slipped into the single slot first, it waits there for the
             // next free instance and acts as the plug.

@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,40 +74,61 @@ impl Listener {
                 Ok((conn, _)) => conn,
                 Err(e) => {
                     self.gate.unreserve();
-                    if matches!(
-                        e.raw_os_error().map(Errno::from_raw),
-                        Some(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO)
-                    ) {
+                    if is_transient_accept_error(&e) {
                         continue;
                     }
                     return Err(e);
                 }
             };
-            let creds = super::peer_credentials(&conn);
-            match &creds {
-                Ok(c) if self.admits(c) => {}
-                _ => {
-                    self.gate.unreserve();
-                    self.denied.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(pipe = %self.name, peer = ?creds.ok(), "client refused by the access policy");
-                    continue;
-                }
+            if let Some(stream) = self.finish_accept(conn)? {
+                return Ok(stream);
             }
-            let slot = self.gate.admit();
-            set_buffer_sizes(&conn, self.opts.buffer_size);
-            match self.opts.direction {
-                Direction::Inbound => conn.shutdown(std::net::Shutdown::Write)?,
-                Direction::Outbound => conn.shutdown(std::net::Shutdown::Read)?,
-                Direction::Duplex => {}
-            }
-            return Ok(Stream::from_accepted(
-                conn,
-                self.opts.mode,
-                self.opts.direction,
-                self.opts.max_message_size,
-                slot,
-            ));
         }
+    }
+
+    /// What every accept does once the kernel handed over a connection, blocking or
+    /// async: checks the peer against the access policy, turns the caller's gate
+    /// reservation into a connected instance, sizes the buffers and shuts the
+    /// direction the pipe does not carry. Consumes the reservation either way.
+    /// `Ok(None)`: the client was refused (and counted in `denied`).
+    pub(crate) fn finish_accept(&self, conn: UnixStream) -> io::Result<Option<Stream>> {
+        let creds = super::peer_credentials(&conn);
+        match &creds {
+            Ok(c) if self.admits(c) => {}
+            _ => {
+                self.gate.unreserve();
+                self.denied.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(pipe = %self.name, peer = ?creds.ok(), "client refused by the access policy");
+                return Ok(None);
+            }
+        }
+        let slot = self.gate.admit();
+        set_buffer_sizes(&conn, self.opts.buffer_size);
+        match self.opts.direction {
+            Direction::Inbound => conn.shutdown(std::net::Shutdown::Write)?,
+            Direction::Outbound => conn.shutdown(std::net::Shutdown::Read)?,
+            Direction::Duplex => {}
+        }
+        Ok(Some(Stream::from_accepted(
+            conn,
+            self.opts.mode,
+            self.opts.direction,
+            self.opts.max_message_size,
+            slot,
+        )))
+    }
+
+    /// The listening socket, for an async acceptor that accepts on (a duplicate of)
+    /// it and then calls [`finish_accept`](Self::finish_accept).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn socket(&self) -> &UnixListener {
+        &self.sock
+    }
+
+    /// The instance gate, for async acceptors (`reserve_async`, `unreserve`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// Whether the peer may use this pipe under the access policy.
@@ -145,6 +166,12 @@ impl Listener {
         self.gate.connected()
     }
 
+    /// How many more clients could connect now without waiting.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn listening(&self) -> u32 {
+        self.gate.listening()
+    }
+
     pub(crate) fn denied(&self) -> u64 {
         self.denied.load(Ordering::Relaxed)
     }
@@ -164,6 +191,15 @@ impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }
+}
+
+/// Accept failures that concern one connection only (it was reset before being
+/// accepted, or a signal interrupted the call): the caller simply tries again.
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO)
+    )
 }
 
 /// The socket file mode for an access policy.
@@ -289,7 +325,9 @@ fn take_lock(name: &PipeName, lock_path: &Path) -> io::Result<Flock<File>> {
             Err((mut file, Errno::EWOULDBLOCK)) => {
                 let mut info = String::new();
                 let _ = file.read_to_string(&mut info);
-                let pid = parse_record(&info).pid.map_or_else(String::new, |p| format!(" (pid {p})"));
+                let pid = parse_record(&info)
+                    .pid
+                    .map_or_else(String::new, |p| format!(" (pid {p})"));
                 return Err(err(
                     ErrorKind::AddrInUse,
                     format!("pipe {name} is already served by another process{pid}"),

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 pub(crate) use cred::peer_credentials;
 pub(crate) use listener::Listener;
 pub(crate) use stream::Stream;
+#[cfg(feature = "tokio")]
+pub(crate) use {gate::Slot, listener::is_transient_accept_error};
 
 use crate::error::{err, err_src, ErrorKind};
 use crate::name::{Address, PipeName};

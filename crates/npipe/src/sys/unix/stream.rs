@@ -77,6 +77,22 @@ impl Stream {
         }
     }
 
+    /// Takes the stream apart for the async API, which does its own framing. Only
+    /// for fresh streams (just connected or accepted): read-ahead bytes would be lost.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn into_parts(self) -> StreamParts {
+        debug_assert_eq!(self.reader.buffered(), 0, "a fresh stream has read nothing");
+        StreamParts {
+            sock: self.sock,
+            mode: self.mode,
+            can_read: self.can_read,
+            can_write: self.can_write,
+            is_server: self.is_server,
+            max_message: self.max_message,
+            slot: self._slot,
+        }
+    }
+
     pub(crate) fn into_std(self) -> Result<UnixStream, Stream> {
         if self.reader.buffered() > 0 || self.reader.in_message() {
             return Err(self);
@@ -226,7 +242,11 @@ impl Stream {
                 format!(
                     "this end of the pipe is read-only (the {} end of an {} pipe)",
                     if self.is_server { "server" } else { "client" },
-                    if self.is_server { "inbound" } else { "outbound" }
+                    if self.is_server {
+                        "inbound"
+                    } else {
+                        "outbound"
+                    }
                 ),
             ))
         }
@@ -241,11 +261,29 @@ impl Stream {
                 format!(
                     "this end of the pipe is write-only (the {} end of an {} pipe)",
                     if self.is_server { "server" } else { "client" },
-                    if self.is_server { "outbound" } else { "inbound" }
+                    if self.is_server {
+                        "outbound"
+                    } else {
+                        "inbound"
+                    }
                 ),
             ))
         }
     }
+}
+
+/// A fresh stream's pieces: see [`Stream::into_parts`].
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub(crate) struct StreamParts {
+    pub(crate) sock: UnixStream,
+    pub(crate) mode: Mode,
+    pub(crate) can_read: bool,
+    pub(crate) can_write: bool,
+    pub(crate) is_server: bool,
+    pub(crate) max_message: u32,
+    /// Server streams: the instance, freed when dropped.
+    pub(crate) slot: Option<Slot>,
 }
 
 impl AsFd for Stream {
@@ -282,7 +320,12 @@ fn read_mapped(src: &mut &UnixStream, out: &mut [u8]) -> io::Result<usize> {
     loop {
         match src.read(out) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(err_src(ErrorKind::Timeout, "read timed out", e))
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {

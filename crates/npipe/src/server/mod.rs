@@ -1,0 +1,506 @@
+//! A managed multi-instance pipe server: the original `ServerNamedPipe` +
+//! `PipeManager`, on tokio.
+//!
+//! [`Server`] accepts clients, reads each request, runs a handler (sync on tokio's
+//! blocking pool, or async), writes the reply, and keeps going until the client
+//! leaves. See [`Server`] for the wire behaviour, deadlines and shutdown.
+
+mod connection;
+mod handler;
+mod spawn;
+mod stats;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use handler::{Request, Response};
+pub use spawn::SpawnedServer;
+pub use stats::{InstanceState, InstanceStatus, Stats};
+
+use self::handler::Handler;
+use self::stats::{add, Counters};
+use crate::error::err;
+use crate::name::{Address, PipeName, ToPipeName};
+use crate::options::{Direction, ListenerOptions};
+use crate::tokio::Listener;
+use crate::ErrorKind;
+
+/// Default time a connection may stay idle between requests: 60 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default deadline for one request (read + handle + write): 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time in-flight requests get to finish at shutdown: 5 s.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A pipe server: a pool of instances, a request handler, deadlines, graceful
+/// shutdown and stats.
+///
+/// Built with [`Server::builder`]; [`ServerBuilder::bind`] creates the pipe inside
+/// your tokio runtime and [`Server::run`] serves it, or [`ServerBuilder::spawn`] runs
+/// it on background threads with a runtime of its own, for programs that are not
+/// async.
+///
+/// # Requests and replies
+///
+/// - **Message mode** (the default): every message from the client is a request and
+///   the handler's [`Response`] is sent back as one message. A connection carries any
+///   number of requests (persistent), or just one: the original client pattern
+///   (connect, request, reply, close, as [`crate::call`] does) needs nothing special.
+/// - **Byte mode**: the request is every byte the client sends until it half-closes
+///   (`shutdown(Write)`); the reply is written and the server closes the connection.
+/// - An inbound pipe ([`Direction::Inbound`]) runs the handler and sends nothing
+///   back. Outbound pipes cannot be served (the server would never read a request).
+///
+/// # Errors on the wire
+///
+/// Every byte sequence is a valid reply, so npipe never invents an in-band error
+/// message. When the server cannot produce a reply — the handler panicked, the request
+/// deadline expired, the client announced a message over the maximum size — it
+/// **closes the connection without replying**. The client's `recv` then returns
+/// `None` (end of stream) or fails with
+/// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected), and [`crate::call`]
+/// fails with `Disconnected`. Nothing else is affected: other connections, and the
+/// server, carry on. A protocol that needs application errors encodes them in its
+/// replies.
+///
+/// # Deadlines
+///
+/// - Idle timeout ([`ServerBuilder::idle_timeout`], default 60 s): how long a
+///   connection may wait for the first byte of its next request.
+/// - Request deadline ([`ServerBuilder::request_timeout`], default 30 s): from the first
+///   byte of a request to the last byte of its reply (read + handle + write), so a
+///   client that sends half a message and stalls frees its instance.
+///
+/// Expired connections are closed and counted in [`Stats::timed_out`]. A sync handler
+/// still running then finishes on its thread; its reply is discarded.
+///
+/// # Back-pressure
+///
+/// With `max_instances` set, at most that many clients are connected; the next ones
+/// wait in the kernel and get [`PipeBusy`](crate::ErrorKind::PipeBusy) after their
+/// connect timeout, never a silent drop.
+///
+/// # Shutdown
+///
+/// [`ServerHandle::shutdown`] stops accepting at once (the pipe disappears from the
+/// namespace, so new clients get `NotFound`; clients queued but not yet accepted are
+/// disconnected), closes idle connections, and lets requests in flight finish within
+/// the grace period ([`ServerBuilder::shutdown_grace`], default 5 s); what is still
+/// running after that is dropped. Then [`Server::run`] returns.
+///
+/// # Examples
+///
+/// ```no_run
+/// use npipe::{Response, Server};
+///
+/// #[tokio::main]
+/// async fn main() -> std::io::Result<()> {
+///     let server = Server::builder("demo")
+///         .handler(|request| {
+///             let mut reply = b"Response to: ".to_vec();
+///             reply.extend_from_slice(request.body());
+///             Response::from(reply)
+///         })
+///         .bind()?;
+///     server.run_until(tokio::signal::ctrl_c()).await
+/// }
+/// ```
+pub struct Server {
+    listener: Arc<Listener>,
+    shared: Arc<Shared>,
+    shutdown_grace: Duration,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("name", self.listener.name())
+            .field("handler", &self.shared.handler)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the connection tasks share.
+#[derive(Debug)]
+struct Shared {
+    handler: Handler,
+    idle_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
+    max_message: u32,
+    /// Whether the server writes replies (not on an inbound pipe).
+    replies: bool,
+    shutdown: CancellationToken,
+    counters: Arc<Counters>,
+    /// For live stats while the server runs.
+    listener: Mutex<Weak<Listener>>,
+    /// Access refusals counted by the listener, kept after it is gone.
+    denied_at_close: AtomicU64,
+}
+
+impl Shared {
+    fn stats(&self) -> Stats {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        match listener {
+            Some(l) if !self.shutdown.is_cancelled() => {
+                self.counters.snapshot(l.listening(), l.denied())
+            }
+            Some(l) => self.counters.snapshot(0, l.denied()),
+            None => self
+                .counters
+                .snapshot(0, self.denied_at_close.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Builds a [`Server`]: the pipe name, [`ListenerOptions`], the handler, deadlines.
+///
+/// From [`Server::builder`]. Each setter says its default.
+#[must_use = "a builder does nothing until bind() or spawn()"]
+pub struct ServerBuilder {
+    name: io::Result<PipeName>,
+    options: ListenerOptions,
+    handler: Option<Handler>,
+    idle_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
+    shutdown_grace: Duration,
+    worker_threads: Option<usize>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("name", &self.name.as_ref().ok())
+            .field("options", &self.options)
+            .field("handler", &self.handler)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+impl ServerBuilder {
+    /// The listener options: mode, direction, access policy, maximum message size,
+    /// `pending_instances`, `max_instances`, buffers. Default: [`ListenerOptions::new`].
+    pub fn options(mut self, options: ListenerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How many instances stay listening, ready for new clients. Default: 4.
+    /// Same as [`ListenerOptions::pending_instances`].
+    ///
+    /// # Panics
+    ///
+    /// If `pending` is 0.
+    pub fn pending_instances(mut self, pending: u32) -> Self {
+        self.options.pending_instances(pending);
+        self
+    }
+
+    /// At most this many clients connected at once (1..=254), `None` for unlimited.
+    /// Default: unlimited. Same as [`ListenerOptions::max_instances`].
+    ///
+    /// # Panics
+    ///
+    /// If `max` is `Some(0)` or above 254.
+    pub fn max_instances(mut self, max: Option<u32>) -> Self {
+        self.options.max_instances(max);
+        self
+    }
+
+    /// The request handler, run on tokio's blocking pool (so it may block).
+    /// Replaces any handler set before.
+    pub fn handler<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(Request) -> Response + Send + Sync + 'static,
+    {
+        self.handler = Some(Handler::from_sync(handler));
+        self
+    }
+
+    /// An async request handler, run as a task of its own per request. Replaces any
+    /// handler set before.
+    pub fn async_handler<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        self.handler = Some(Handler::from_async(handler));
+        self
+    }
+
+    /// How long a connection may wait for its next request before it is closed
+    /// (`None`: forever). Default: 60 s.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long one request may take from its first byte to the end of its reply
+    /// (`None`: no limit). Default: 30 s.
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long requests in flight may take to finish after shutdown is asked.
+    /// Default: 5 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Worker threads of the runtime [`spawn`](Self::spawn) creates. Default: the
+    /// number of CPUs. Has no effect on [`bind`](Self::bind).
+    pub fn worker_threads(mut self, threads: usize) -> Self {
+        self.worker_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Creates the pipe (see [`ListenerOptions::create`]); serve it with
+    /// [`Server::run`].
+    ///
+    /// # Errors
+    ///
+    /// - As [`ListenerOptions::create`]: `InvalidName`, `AddrInUse`, `AccessDenied`...
+    /// - `InvalidInput`: no handler was set.
+    /// - [`ErrorKind::Unsupported`]: an outbound pipe (the server could not read).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O and time enabled.
+    pub fn bind(self) -> io::Result<Server> {
+        let name = self.name?;
+        let handler = self.handler.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the server has no handler: call ServerBuilder::handler or async_handler",
+            )
+        })?;
+        if self.options.direction == Direction::Outbound {
+            return Err(err(
+                ErrorKind::Unsupported,
+                "a server reads requests: an outbound pipe cannot be served",
+            ));
+        }
+        let listener = Arc::new(Listener::bind_with(&name, &self.options)?);
+        let shared = Arc::new(Shared {
+            handler,
+            idle_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+            max_message: self.options.max_message_size,
+            replies: self.options.direction.server_writes(),
+            shutdown: CancellationToken::new(),
+            counters: Arc::default(),
+            listener: Mutex::new(Arc::downgrade(&listener)),
+            denied_at_close: AtomicU64::new(0),
+        });
+        Ok(Server {
+            listener,
+            shared,
+            shutdown_grace: self.shutdown_grace,
+        })
+    }
+
+    /// Creates the pipe and serves it on background threads with a tokio runtime of
+    /// its own: for programs that are not async. Returns once the pipe exists.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind), and failures to start the runtime or thread.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{Response, Server};
+    ///
+    /// let server = Server::builder("demo")
+    ///     .handler(|request| Response::new(request.into_body()))
+    ///     .spawn()?;
+    /// // ... later:
+    /// println!("{:?}", server.stats());
+    /// server.shutdown();
+    /// server.join()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn spawn(self) -> io::Result<SpawnedServer> {
+        spawn::spawn(self)
+    }
+}
+
+impl Server {
+    /// A builder for a server of pipe `name`, with the default [`ListenerOptions`]
+    /// (message mode, owner-only access, 4 pending instances, unlimited instances).
+    /// An invalid name is reported by [`ServerBuilder::bind`].
+    pub fn builder(name: impl ToPipeName) -> ServerBuilder {
+        ServerBuilder {
+            name: name.to_pipe_name(),
+            options: ListenerOptions::new(),
+            handler: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            worker_threads: None,
+        }
+    }
+
+    /// The pipe's name.
+    pub fn name(&self) -> &PipeName {
+        self.listener.name()
+    }
+
+    /// Where the pipe lives in the OS (the socket path on Unix).
+    pub fn address(&self) -> &Address {
+        self.listener.address()
+    }
+
+    /// A handle to ask for shutdown and read the stats, usable from anywhere.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Serves until [`ServerHandle::shutdown`], then shuts down gracefully (see
+    /// [`Server`]) and returns. The pipe is gone from the namespace when it returns.
+    ///
+    /// # Errors
+    ///
+    /// None today: accept failures such as running out of file descriptors are logged
+    /// and retried. The `Result` leaves room for fatal conditions.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the server abruptly: the pipe is removed and every
+    /// connection is closed without waiting for requests in flight. Use
+    /// [`ServerHandle::shutdown`] to stop gracefully.
+    pub async fn run(self) -> io::Result<()> {
+        let Server {
+            listener,
+            shared,
+            shutdown_grace,
+        } = self;
+        let tracker = TaskTracker::new();
+        let hard_stop = CancellationToken::new();
+        // Connection tasks must not outlive an abruptly dropped `run`.
+        let _abort_on_drop = hard_stop.clone().drop_guard();
+        let next_id = AtomicU64::new(1);
+        let max = listener.options().max_instances;
+        let span = tracing::debug_span!("npipe.server", pipe = %listener.name());
+        tracing::debug!(parent: &span, address = %listener.address(), "serving");
+        loop {
+            if max.is_some_and(|max| listener.instances() >= max) {
+                add(&shared.counters.rejected_busy, 1);
+                tracing::debug!(parent: &span, "every instance is connected; new clients wait");
+            }
+            let accepted = tokio::select! {
+                biased;
+                _ = shared.shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(parent: &span, error = %e, "accept failed; retrying");
+                    tokio::select! {
+                        _ = shared.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    }
+                }
+            };
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let peer = stream.peer_credentials().ok();
+            let tracked = shared.counters.open(id, peer);
+            let conn_span = tracing::debug_span!(
+                parent: &span,
+                "npipe.connection",
+                id,
+                pid = peer.and_then(|p| p.pid()),
+                uid = peer.and_then(|p| p.uid()),
+            );
+            tracing::debug!(parent: &conn_span, "accepted");
+            let task =
+                connection::serve(stream, Arc::clone(&shared), id, tracked, hard_stop.clone());
+            tracker.spawn(tracing::Instrument::instrument(task, conn_span));
+        }
+        // Stop accepting at once: the pipe leaves the namespace now.
+        shared
+            .denied_at_close
+            .store(listener.denied(), Ordering::Relaxed);
+        drop(listener);
+        tracker.close();
+        tracing::debug!(parent: &span, in_flight = tracker.len(), "shutting down");
+        if tokio::time::timeout(shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(parent: &span, left = tracker.len(), "grace period over; closing what is left");
+            hard_stop.cancel();
+            tracker.wait().await;
+        }
+        tracing::debug!(parent: &span, "stopped");
+        Ok(())
+    }
+
+    /// [`run`](Self::run) until `signal` completes (e.g. `tokio::signal::ctrl_c()`),
+    /// then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_until<F: Future>(self, signal: F) -> io::Result<()> {
+        let handle = self.handle();
+        let run = self.run();
+        tokio::pin!(run);
+        tokio::select! {
+            result = &mut run => return result,
+            _ = signal => handle.shutdown(),
+        }
+        run.await
+    }
+
+    /// The stats now.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+}
+
+/// A handle to a [`Server`]: ask it to shut down, read its stats. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Asks the server to shut down gracefully (see [`Server`]); returns at once.
+    /// [`Server::run`] returns when it is done.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Whether shutdown has been asked.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+
+    /// The stats now.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+}

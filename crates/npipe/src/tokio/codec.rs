@@ -1,0 +1,190 @@
+//! The message framing as a tokio-util codec.
+
+use std::io;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::{err, ErrorKind};
+use crate::frame::{check_announced, encode_header, header_cut_off, payload_cut_off, HEADER_LEN};
+use crate::options::DEFAULT_MAX_MESSAGE;
+
+/// npipe's message framing as a [`tokio_util::codec`] codec: each message is a
+/// 4-byte little-endian length followed by the payload, and an announced length over
+/// the maximum is refused **before** any buffer is reserved for it.
+///
+/// Use it through [`Stream::into_framed`](super::Stream::into_framed), or with
+/// `Framed`/`FramedRead`/`FramedWrite` over any byte transport that speaks npipe's
+/// wire contract. Decoding yields `BytesMut`; messages to send may be `Bytes`,
+/// `Vec<u8>` or `&[u8]`.
+///
+/// # Errors
+///
+/// Decoding fails with [`ErrorKind::MessageTooLarge`] for an oversized length (the
+/// framing is lost; every later call fails the same way) and with
+/// [`ErrorKind::Disconnected`] when the stream ends inside a message. Encoding fails
+/// with `MessageTooLarge` when a message is over the maximum (nothing is written).
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use npipe::tokio::MessageCodec;
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let mut codec = MessageCodec::with_max_message_size(1024);
+/// let mut wire = BytesMut::new();
+/// codec.encode(&b"hello"[..], &mut wire)?;
+/// assert_eq!(&wire[..4], &5u32.to_le_bytes());
+/// assert_eq!(codec.decode(&mut wire)?.as_deref(), Some(&b"hello"[..]));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MessageCodec {
+    max: u32,
+    poisoned: Option<String>,
+}
+
+impl Default for MessageCodec {
+    fn default() -> Self {
+        MessageCodec::new()
+    }
+}
+
+impl MessageCodec {
+    /// A codec with the default maximum message size (16 MiB).
+    pub fn new() -> MessageCodec {
+        MessageCodec::with_max_message_size(DEFAULT_MAX_MESSAGE)
+    }
+
+    /// A codec accepting and sending messages of at most `max` bytes.
+    pub fn with_max_message_size(max: u32) -> MessageCodec {
+        MessageCodec {
+            max,
+            poisoned: None,
+        }
+    }
+
+    /// The maximum message size.
+    pub fn max_message_size(&self) -> u32 {
+        self.max
+    }
+
+    fn encode_slice(&self, message: &[u8], dst: &mut BytesMut) -> io::Result<()> {
+        let header = encode_header(message.len(), self.max)?;
+        dst.reserve(HEADER_LEN + message.len());
+        dst.put_slice(&header);
+        dst.put_slice(message);
+        Ok(())
+    }
+}
+
+impl Decoder for MessageCodec {
+    type Item = BytesMut;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
+        if let Some(msg) = &self.poisoned {
+            return Err(err(ErrorKind::MessageTooLarge, msg.clone()));
+        }
+        if src.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = match check_announced([src[0], src[1], src[2], src[3]], self.max) {
+            Ok(len) => len,
+            Err(msg) => {
+                self.poisoned = Some(msg.clone());
+                return Err(err(ErrorKind::MessageTooLarge, msg));
+            }
+        };
+        if src.len() < HEADER_LEN + len {
+            // Within the cap: make room for the rest of this message only.
+            src.reserve(HEADER_LEN + len - src.len());
+            return Ok(None);
+        }
+        src.advance(HEADER_LEN);
+        Ok(Some(src.split_to(len)))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
+        if let Some(message) = self.decode(src)? {
+            return Ok(Some(message));
+        }
+        match src.len() {
+            0 => Ok(None),
+            got if got < HEADER_LEN => Err(header_cut_off(got)),
+            got => {
+                let total = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
+                Err(payload_cut_off(got - HEADER_LEN, total))
+            }
+        }
+    }
+}
+
+impl Encoder<&[u8]> for MessageCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, message: &[u8], dst: &mut BytesMut) -> io::Result<()> {
+        self.encode_slice(message, dst)
+    }
+}
+
+impl Encoder<Bytes> for MessageCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, message: Bytes, dst: &mut BytesMut) -> io::Result<()> {
+        self.encode_slice(&message, dst)
+    }
+}
+
+impl Encoder<Vec<u8>> for MessageCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, message: Vec<u8>, dst: &mut BytesMut) -> io::Result<()> {
+        self.encode_slice(&message, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_is_refused_before_reserving() {
+        let mut codec = MessageCodec::with_max_message_size(16);
+        let mut src = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
+        let cap_before = src.capacity();
+        let e = codec.decode(&mut src).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+        assert_eq!(src.capacity(), cap_before, "nothing reserved");
+        let e = codec.decode(&mut src).unwrap_err();
+        assert_eq!(
+            ErrorKind::of(&e),
+            ErrorKind::MessageTooLarge,
+            "stays refused"
+        );
+    }
+
+    #[test]
+    fn zero_length_and_partial_frames() {
+        let mut codec = MessageCodec::new();
+        let mut src = BytesMut::new();
+        codec.encode(&b""[..], &mut src).unwrap();
+        codec.encode(&b"abc"[..], &mut src).unwrap();
+        assert_eq!(codec.decode(&mut src).unwrap().as_deref(), Some(&b""[..]));
+        src.truncate(src.len() - 1);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        let e = codec.decode_eof(&mut src).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected);
+        assert!(e.to_string().contains("(2 of 3 bytes)"), "{e}");
+    }
+
+    #[test]
+    fn encode_refuses_oversized() {
+        let mut codec = MessageCodec::with_max_message_size(2);
+        let mut dst = BytesMut::new();
+        let e = codec.encode(&b"abc"[..], &mut dst).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+        assert!(dst.is_empty());
+    }
+}

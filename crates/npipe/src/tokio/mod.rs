@@ -1,0 +1,55 @@
+//! The async API on tokio: [`Listener`] and [`Stream`] with the names and semantics
+//! of the blocking ones, plus [`MessageCodec`] for `Stream`/`Sink` of messages.
+//!
+//! Enabled by the cargo feature `tokio`. Everything here must be created inside a
+//! tokio runtime (with I/O and time enabled).
+//!
+//! - Message mode: [`Stream::send`], [`Stream::recv`], [`Stream::recv_into`] (with
+//!   [`Received::more_data`](crate::Received::more_data)), the same maximum message
+//!   size checked before anything is allocated, or [`Stream::into_framed`] for a
+//!   `futures::Stream` + `Sink` of messages.
+//! - Byte mode: [`Stream`] implements `AsyncRead` and `AsyncWrite`, and splits into
+//!   [`ReadHalf`] and [`WriteHalf`].
+//! - The access policy, peer credentials, `max_instances` (clients wait, then get
+//!   `PipeBusy`) and connect timeouts (`NotFound`, `PipeBusy`) behave as in the
+//!   blocking API: both run the same code for them.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use npipe::tokio::{Listener, Stream};
+//!
+//! let listener = Listener::bind("demo-async")?;
+//! tokio::spawn(async move {
+//!     while let Ok(mut stream) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             let mut request = Vec::new();
+//!             while let Ok(Some(_)) = stream.recv(&mut request).await {
+//!                 let _ = stream.send(&request).await;
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! let mut client = Stream::connect("demo-async").await?;
+//! client.send(b"hello").await?;
+//! let mut reply = Vec::new();
+//! client.recv(&mut reply).await?;
+//! assert_eq!(reply, b"hello");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Platform-specific behavior
+//!
+//! Unix only for now (the Windows backend is being written).
+
+mod codec;
+mod listener;
+mod read;
+mod stream;
+
+pub use codec::MessageCodec;
+pub use listener::Listener;
+pub use stream::{ReadHalf, Stream, WriteHalf};

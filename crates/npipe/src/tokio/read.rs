@@ -1,0 +1,307 @@
+//! The async side of message framing: what a [`Stream`](super::Stream) or
+//! [`ReadHalf`](super::ReadHalf) reads with, and how it writes.
+//!
+//! The decoding rules (cap checked before allocating, `Disconnected` inside a frame)
+//! come from [`crate::frame`]; this file only does the I/O. Every byte read from the
+//! socket goes into `buf`, and state changes happen between awaits, so a future
+//! dropped at any await loses nothing: that is what makes `recv` cancel safe.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{err, ErrorKind};
+use crate::frame::{
+    check_announced, encode_header, header_cut_off, payload_cut_off, Received, HEADER_LEN,
+};
+use crate::options::Mode;
+
+/// Read-ahead: many small messages per `read` system call.
+const READ_AHEAD: usize = 8 * 1024;
+
+/// Messages up to this size are copied behind their header and written at once.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// Largest chunk `recv` returns in byte mode, as in the blocking API.
+const BYTE_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub(crate) struct Reader {
+    pub(crate) buf: BytesMut,
+    /// The message being delivered: (its length, payload bytes not yet delivered).
+    current: Option<(usize, usize)>,
+    /// Set once an oversized length was refused: the framing is lost.
+    poisoned: Option<String>,
+    max: u32,
+    pub(crate) mode: Mode,
+    can_read: bool,
+    is_server: bool,
+}
+
+impl Reader {
+    pub(crate) fn new(mode: Mode, max: u32, can_read: bool, is_server: bool) -> Reader {
+        Reader {
+            buf: BytesMut::new(),
+            current: None,
+            poisoned: None,
+            max,
+            mode,
+            can_read,
+            is_server,
+        }
+    }
+
+    /// Whether a message has been partly delivered (after `more_data`).
+    pub(crate) fn in_message(&self) -> bool {
+        self.current.is_some()
+    }
+
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// Reads until `buf` holds `want` bytes; `false` at end of stream before that.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R, want: usize) -> io::Result<bool> {
+        while self.buf.len() < want {
+            // `want` is at most a header or an announced length already checked
+            // against the cap.
+            self.buf.reserve((want - self.buf.len()).max(READ_AHEAD));
+            if io.read_buf(&mut self.buf).await? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Starts the next message: reads and checks its header. `None` at a clean end.
+    async fn next_message<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+    ) -> io::Result<Option<(usize, usize)>> {
+        if let Some((total, left)) = self.current {
+            return Ok(Some((total, left)));
+        }
+        if let Some(msg) = &self.poisoned {
+            return Err(err(ErrorKind::MessageTooLarge, msg.clone()));
+        }
+        if !self.fill(io, HEADER_LEN).await? {
+            return match self.buf.len() {
+                0 => Ok(None),
+                got => Err(header_cut_off(got)),
+            };
+        }
+        let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+        match check_announced(header, self.max) {
+            Ok(len) => {
+                self.buf.advance(HEADER_LEN);
+                self.current = Some((len, len));
+                Ok(self.current)
+            }
+            Err(msg) => {
+                self.poisoned = Some(msg.clone());
+                Err(err(ErrorKind::MessageTooLarge, msg))
+            }
+        }
+    }
+
+    /// Waits until part of a request has arrived; `false` at a clean end of stream.
+    /// For the server's idle deadline.
+    pub(crate) async fn wait_data<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> io::Result<bool> {
+        self.check_read()?;
+        if self.current.is_some() {
+            return Ok(true);
+        }
+        self.fill(io, 1).await
+    }
+
+    pub(crate) async fn recv<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        out: &mut Vec<u8>,
+    ) -> io::Result<Option<usize>> {
+        self.check_read()?;
+        if self.mode == Mode::Byte {
+            if !self.fill(io, 1).await? {
+                out.clear();
+                return Ok(None);
+            }
+            let n = self.buf.len().min(BYTE_CHUNK);
+            out.clear();
+            out.extend_from_slice(&self.buf[..n]);
+            self.buf.advance(n);
+            return Ok(Some(n));
+        }
+        let Some((total, left)) = self.next_message(io).await? else {
+            out.clear();
+            return Ok(None);
+        };
+        if !self.fill(io, left).await? {
+            return Err(payload_cut_off(total - left + self.buf.len(), total));
+        }
+        out.clear();
+        out.extend_from_slice(&self.buf[..left]);
+        self.buf.advance(left);
+        self.current = None;
+        Ok(Some(left))
+    }
+
+    pub(crate) async fn recv_into<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        out: &mut [u8],
+    ) -> io::Result<Option<Received>> {
+        self.check_read()?;
+        if self.mode == Mode::Byte {
+            let n = if self.buf.is_empty() {
+                io.read(out).await?
+            } else {
+                let n = self.buf.len().min(out.len());
+                out[..n].copy_from_slice(&self.buf[..n]);
+                self.buf.advance(n);
+                n
+            };
+            return Ok((n > 0 || out.is_empty()).then(|| Received::new(n, false)));
+        }
+        let Some((total, left)) = self.next_message(io).await? else {
+            return Ok(None);
+        };
+        let take = left.min(out.len());
+        if !self.fill(io, take).await? {
+            return Err(payload_cut_off(total - left + self.buf.len(), total));
+        }
+        out[..take].copy_from_slice(&self.buf[..take]);
+        self.buf.advance(take);
+        let rest = left - take;
+        self.current = (rest > 0).then_some((total, rest));
+        Ok(Some(Received::new(take, rest > 0)))
+    }
+
+    /// Copies what has arrived of the next message (or bytes) without consuming it,
+    /// pulling in what the socket has ready without waiting.
+    pub(crate) fn peek(
+        &mut self,
+        try_read: impl FnOnce(&mut BytesMut) -> io::Result<usize>,
+        out: &mut [u8],
+    ) -> io::Result<usize> {
+        self.check_read()?;
+        if let Some(msg) = &self.poisoned {
+            return Err(err(ErrorKind::MessageTooLarge, msg.clone()));
+        }
+        self.buf.reserve(READ_AHEAD);
+        match try_read(&mut self.buf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let avail = &self.buf[..];
+        let payload = match (self.mode, self.current) {
+            (Mode::Byte, _) => avail,
+            (Mode::Message, Some((_, left))) => &avail[..left.min(avail.len())],
+            (Mode::Message, None) if avail.len() >= HEADER_LEN => {
+                let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+                let body = &avail[HEADER_LEN..];
+                &body[..len.min(body.len())]
+            }
+            (Mode::Message, None) => &[],
+        };
+        let n = payload.len().min(out.len());
+        out[..n].copy_from_slice(&payload[..n]);
+        Ok(n)
+    }
+
+    pub(crate) fn check_read(&self) -> io::Result<()> {
+        if self.can_read {
+            return Ok(());
+        }
+        Err(err(
+            ErrorKind::Unsupported,
+            format!(
+                "this end of the pipe is write-only (the {} end of an {} pipe)",
+                if self.is_server { "server" } else { "client" },
+                if self.is_server {
+                    "outbound"
+                } else {
+                    "inbound"
+                }
+            ),
+        ))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+    max: u32,
+    pub(crate) mode: Mode,
+    can_write: bool,
+    is_server: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(mode: Mode, max: u32, can_write: bool, is_server: bool) -> Writer {
+        Writer {
+            buf: Vec::new(),
+            max,
+            mode,
+            can_write,
+            is_server,
+        }
+    }
+
+    pub(crate) async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        message: &[u8],
+    ) -> io::Result<()> {
+        self.check_write()?;
+        let result = match self.mode {
+            Mode::Message => {
+                let header = encode_header(message.len(), self.max)?;
+                if message.len() <= COALESCE_LIMIT {
+                    self.buf.clear();
+                    self.buf.extend_from_slice(&header);
+                    self.buf.extend_from_slice(message);
+                    io.write_all(&self.buf).await
+                } else {
+                    match io.write_all(&header).await {
+                        Ok(()) => io.write_all(message).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+            Mode::Byte => io.write_all(message).await,
+        };
+        result.map_err(map_write_error)
+    }
+
+    pub(crate) fn check_write(&self) -> io::Result<()> {
+        if self.can_write {
+            return Ok(());
+        }
+        Err(err(
+            ErrorKind::Unsupported,
+            format!(
+                "this end of the pipe is read-only (the {} end of an {} pipe)",
+                if self.is_server { "server" } else { "client" },
+                if self.is_server {
+                    "inbound"
+                } else {
+                    "outbound"
+                }
+            ),
+        ))
+    }
+}
+
+/// A peer that went away while we wrote is [`ErrorKind::Disconnected`].
+pub(crate) fn map_write_error(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => crate::error::err_src(
+            ErrorKind::Disconnected,
+            "the other end closed the connection or does not read (an outbound pipe)",
+            e,
+        ),
+        _ => e,
+    }
+}
