@@ -67,6 +67,8 @@
 compile_error!("npipe supports Unix and Windows");
 
 mod error;
+// On Windows only `Received` and the size check are used: messages are native there.
+#[cfg_attr(windows, allow(dead_code))]
 mod frame;
 mod inspect;
 mod listener;
@@ -159,6 +161,17 @@ pub fn wait(name: impl ToPipeName, timeout: Duration) -> io::Result<()> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn call(name: impl ToPipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    call_impl(&name.to_pipe_name()?, request, timeout)
+}
+
+/// Windows has the transaction in one system call (`TransactNamedPipe`).
+#[cfg(windows)]
+fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    sys::call(name, request, timeout)
+}
+
+#[cfg(unix)]
+fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
     let start = Instant::now();
     let mut stream = ConnectOptions::new().timeout(timeout).connect(name)?;
     let left = |start: Instant| {

@@ -358,3 +358,29 @@ mod unix_impls {
         }
     }
 }
+
+#[cfg(windows)]
+mod windows_impls {
+    use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
+
+    use super::Stream;
+
+    impl AsHandle for Stream {
+        fn as_handle(&self) -> BorrowedHandle<'_> {
+            self.inner.as_handle()
+        }
+    }
+
+    impl AsRawHandle for Stream {
+        fn as_raw_handle(&self) -> RawHandle {
+            self.inner.as_handle().as_raw_handle()
+        }
+    }
+
+    /// Gives up the pipe handle (overlapped, in the stream's read mode).
+    impl From<Stream> for OwnedHandle {
+        fn from(stream: Stream) -> OwnedHandle {
+            stream.inner.into()
+        }
+    }
+}
