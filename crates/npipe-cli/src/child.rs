@@ -51,6 +51,11 @@ pub(crate) fn spawn(id: usize, args: &[String], events: Sender<Event>) -> anyhow
 }
 
 impl Worker {
+    /// The child's process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Writes a line to the child's stdin.
     pub(crate) fn tell(&mut self, line: &str) -> anyhow::Result<()> {
         let stdin = self.stdin.as_mut().context("child stdin closed")?;

@@ -21,10 +21,9 @@ pub(crate) const TIMEOUT: u8 = 5;
 pub(crate) const ACCESS_DENIED: u8 = 6;
 /// Another live server owns the name (`serve`, `listen`).
 pub(crate) const IN_USE: u8 = 7;
-/// The peer closed the connection without replying.
+/// The server closed the connection without replying: its handler failed (e.g. the
+/// `--exec` command of `npipe serve` exited non-zero), or a deadline expired.
 pub(crate) const DISCONNECTED: u8 = 8;
-/// The server answered with an error reply (`call` to a handler that failed).
-pub(crate) const ERROR_REPLY: u8 = 9;
 
 /// The table printed in `--help`.
 pub(crate) const TABLE: &str = "\
@@ -37,8 +36,8 @@ Exit status:
   5  timed out (connect, reply, or `wait`)
   6  access denied by the pipe's access policy or the OS
   7  name in use: another live server owns it (`serve`, `listen`)
-  8  disconnected: the server closed the connection without replying
-  9  error reply: the server's handler failed (`call`)";
+  8  no reply: the server closed the connection without replying (its handler
+     failed, e.g. `serve --exec` exited non-zero, or a deadline expired)";
 
 /// Writing to our stdout failed because the reader went away (`npipe list | head`):
 /// not an error, the program just stops.
@@ -62,29 +61,6 @@ pub(crate) fn stdout_error(e: io::Error) -> anyhow::Error {
     }
 }
 
-/// An error that carries its own exit code (e.g. `wait` timing out).
-#[derive(Debug)]
-pub(crate) struct Exit {
-    pub(crate) code: u8,
-    pub(crate) message: String,
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Exit {}
-
-/// An [`Exit`] error with `code`.
-pub(crate) fn with_code(code: u8, message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Exit {
-        code,
-        message: message.into(),
-    })
-}
-
 /// The exit code for a pipe error kind.
 pub(crate) fn code_for_kind(kind: ErrorKind) -> u8 {
     match kind {
@@ -99,12 +75,9 @@ pub(crate) fn code_for_kind(kind: ErrorKind) -> u8 {
     }
 }
 
-/// The exit code for an error from `run`: the first [`Exit`] or pipe error in its chain.
+/// The exit code for an error from `run`: that of the first pipe error in its chain.
 pub(crate) fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if let Some(exit) = cause.downcast_ref::<Exit>() {
-            return exit.code;
-        }
         if let Some(io) = cause.downcast_ref::<io::Error>() {
             return code_for_kind(ErrorKind::of(io));
         }
@@ -131,7 +104,6 @@ mod tests {
         assert_eq!(code_for(&e), BUSY);
         let e = anyhow::Error::new(io::Error::from(io::ErrorKind::NotFound));
         assert_eq!(code_for(&e), NOT_FOUND);
-        assert_eq!(code_for(&with_code(TIMEOUT, "late")), TIMEOUT);
         assert_eq!(code_for(&anyhow::anyhow!("plain")), FAILURE);
     }
 
@@ -147,7 +119,6 @@ mod tests {
             ACCESS_DENIED,
             IN_USE,
             DISCONNECTED,
-            ERROR_REPLY,
         ] {
             assert!(TABLE.contains(&format!("\n  {code}  ")), "{code} missing");
         }

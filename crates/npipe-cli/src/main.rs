@@ -66,17 +66,25 @@ fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs to stderr: warnings by default, more with each `-v`.
+/// Logs to stderr: warnings by default; `-v` adds the server's connections (npipe's
+/// debug events) and the CLI's requests, `-vv` everything at debug, `-vvv` trace.
 fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        2 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
+    use tracing::Level;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = match verbose {
+        0 => Targets::new().with_default(Level::WARN),
+        1 => Targets::new()
+            .with_default(Level::INFO)
+            .with_target("npipe::server", Level::DEBUG),
+        2 => Targets::new().with_default(Level::DEBUG),
+        _ => Targets::new().with_default(Level::TRACE),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(verbose >= 2)
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(verbose >= 2);
+    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
 }

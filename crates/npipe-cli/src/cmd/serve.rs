@@ -1,10 +1,17 @@
 //! `npipe serve NAME`: a request/response server built on `npipe::Server`.
 
-use std::process::ExitCode;
-use std::time::Duration;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
 
 use crate::cli::{AccessArg, ModeArg};
-use crate::units::{parse_duration, parse_size_u32};
+use crate::cmd::{print_json, write_stdout};
+use crate::exit;
+use crate::units::{format_duration, parse_duration, parse_size_u32};
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:
@@ -15,7 +22,8 @@ Examples:
 
 Handlers: none (the original demo server's \"Response to: <request>\"), --echo, or
 --exec CMD: CMD runs through `sh -c` for each request, with the request on stdin; its
-stdout is the reply. A non-zero exit sends an error reply (`npipe call` exits 9).
+stdout is the reply. When it exits non-zero the request fails: the server closes that
+connection without replying (`npipe call` exits 8) and counts it as failed.
 Ctrl-C or SIGTERM stops accepting at once, lets requests in flight finish, and prints
 the statistics (JSON with --json).";
 
@@ -30,7 +38,7 @@ pub(crate) struct Args {
     pub(crate) echo: bool,
 
     /// Run CMD (with `sh -c`) for each request: the request on its stdin, its stdout
-    /// is the reply; a non-zero exit sends an error reply.
+    /// is the reply; on a non-zero exit the connection is closed without a reply.
     #[arg(long, value_name = "CMD")]
     pub(crate) exec: Option<String>,
 
@@ -51,13 +59,14 @@ pub(crate) struct Args {
     #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size_u32)]
     pub(crate) max_message: u32,
 
-    /// Close a connection idle this long between requests.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub(crate) idle_timeout: Option<Duration>,
+    /// Close a connection idle this long between requests (`0`: never).
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_optional_duration)]
+    pub(crate) idle_timeout: std::option::Option<Duration>,
 
-    /// Fail a request whose handling takes longer than this.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub(crate) request_timeout: Option<Duration>,
+    /// Close a connection whose request takes longer than this from its first byte
+    /// to the end of its reply (`0`: no limit).
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_optional_duration)]
+    pub(crate) request_timeout: std::option::Option<Duration>,
 
     /// Who may connect.
     #[arg(short, long, value_enum, default_value_t = AccessArg::Owner)]
@@ -72,7 +81,222 @@ pub(crate) struct Args {
     pub(crate) json: bool,
 }
 
+/// A duration where `0` means "no limit".
+fn parse_optional_duration(text: &str) -> Result<Option<Duration>, String> {
+    parse_duration(text).map(|d| (!d.is_zero()).then_some(d))
+}
+
 /// Runs `npipe serve`.
-pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("npipe serve: waiting for npipe::Server")
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    let mut options = npipe::ListenerOptions::new();
+    options
+        .mode(args.mode.into())
+        .access(args.access.into())
+        .pending_instances(args.pending)
+        .max_instances(args.instances)
+        .max_message_size(args.max_message);
+    let handler = Handler::from_args(&args);
+    let server = npipe::Server::builder(args.name.as_str())
+        .options(options)
+        .handler(move |request| handler.handle(request))
+        .idle_timeout(args.idle_timeout)
+        .request_timeout(args.request_timeout)
+        .shutdown_grace(args.grace)
+        .bind()
+        .with_context(|| format!("creating pipe {}", args.name))?;
+    eprintln!(
+        "npipe: serving {} at {} ({} mode, {}, access {}); Ctrl-C to stop",
+        server.name(),
+        server.address(),
+        npipe::Mode::from(args.mode).as_str(),
+        handler_description(&args),
+        npipe::Access::from(args.access).as_str(),
+    );
+    let handle = server.handle();
+    let started = Instant::now();
+    server
+        .run_until(shutdown_signal())
+        .await
+        .context("serving")?;
+    let stats = handle.stats();
+    let elapsed = started.elapsed();
+    if args.json {
+        print_json(&stats_json(&stats, elapsed))?;
+    } else {
+        write_stdout(stats_text(&stats, elapsed).as_bytes())?;
+    }
+    Ok(exit::code(exit::SUCCESS))
+}
+
+fn handler_description(args: &Args) -> String {
+    match (&args.exec, args.echo) {
+        (Some(cmd), _) => format!("replies from `{cmd}`"),
+        (None, true) => "echo".to_owned(),
+        (None, false) => "replies \"Response to: <request>\"".to_owned(),
+    }
+}
+
+/// Completes at Ctrl-C or (Unix) SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    eprintln!("npipe: shutting down");
+}
+
+/// What `serve` answers.
+#[derive(Debug, Clone)]
+enum Handler {
+    /// The original demo server: `Response to: <request>`.
+    Demo,
+    Echo,
+    Exec(String),
+}
+
+/// The `--exec` command failed: the request fails and the server closes the
+/// connection without replying (the client sees "disconnected").
+#[derive(Debug)]
+struct ExecFailed;
+
+impl Handler {
+    fn from_args(args: &Args) -> Handler {
+        match (&args.exec, args.echo) {
+            (Some(cmd), _) => Handler::Exec(cmd.clone()),
+            (None, true) => Handler::Echo,
+            (None, false) => Handler::Demo,
+        }
+    }
+
+    fn handle(&self, request: npipe::Request) -> npipe::Response {
+        let peer = request.peer();
+        tracing::info!(
+            connection = request.connection(),
+            request = request.sequence(),
+            bytes = request.body().len(),
+            client_pid = peer.and_then(|p| p.pid()),
+            client_uid = peer.and_then(|p| p.uid()),
+            "request"
+        );
+        match self {
+            Handler::Demo => {
+                let mut reply = b"Response to: ".to_vec();
+                reply.extend_from_slice(request.body());
+                npipe::Response::from(reply)
+            }
+            Handler::Echo => npipe::Response::from(request.into_body()),
+            Handler::Exec(cmd) => match run_command(cmd, request.body()) {
+                Ok(reply) => npipe::Response::from(reply),
+                Err(e) => {
+                    tracing::warn!(command = %cmd, connection = request.connection(), "{e:#}");
+                    // `npipe::Server` has no in-band error reply: a handler that cannot
+                    // answer fails its request, and the server closes that connection
+                    // without replying (counted in `failed`). Unwinding without the
+                    // panic hook does exactly that and prints no panic message.
+                    std::panic::resume_unwind(Box::new(ExecFailed))
+                }
+            },
+        }
+    }
+}
+
+/// Runs `cmd` through the shell with `input` on stdin; its stdout, or an error
+/// when it could not start or exited unsuccessfully.
+fn run_command(cmd: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
+    #[cfg(unix)]
+    let mut command = {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(cmd);
+        c
+    };
+    #[cfg(not(unix))]
+    let mut command = {
+        let mut c = Command::new("cmd");
+        c.arg("/C").arg(cmd);
+        c
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting `{cmd}`"))?;
+    // Feed stdin from another thread so a command that writes before it has read
+    // everything cannot deadlock with us.
+    let feeder = child.stdin.take().map(|mut stdin| {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            // A command that ignores its input closes the pipe early: not an error.
+            let _ = stdin.write_all(&input);
+        })
+    });
+    let output = child
+        .wait_with_output()
+        .with_context(|| format!("running `{cmd}`"))?;
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
+    if !output.status.success() {
+        anyhow::bail!("`{cmd}` failed ({})", output.status);
+    }
+    Ok(output.stdout)
+}
+
+fn stats_json(stats: &npipe::Stats, elapsed: Duration) -> serde_json::Value {
+    json!({
+        "uptime_s": elapsed.as_secs_f64(),
+        "accepted": stats.accepted,
+        "active": stats.active,
+        "completed": stats.completed,
+        "failed": stats.failed,
+        "rejected_busy": stats.rejected_busy,
+        "rejected_access": stats.rejected_access,
+        "rejected_oversize": stats.rejected_oversize,
+        "timed_out": stats.timed_out,
+        "bytes_in": stats.bytes_in,
+        "bytes_out": stats.bytes_out,
+    })
+}
+
+fn stats_text(stats: &npipe::Stats, elapsed: Duration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "uptime             {}", format_duration(elapsed));
+    let _ = writeln!(out, "connections        {}", stats.accepted);
+    let _ = writeln!(out, "requests answered  {}", stats.completed);
+    let _ = writeln!(out, "requests failed    {}", stats.failed);
+    let _ = writeln!(out, "timed out          {}", stats.timed_out);
+    let _ = writeln!(
+        out,
+        "rejected           {} busy, {} access, {} oversize",
+        stats.rejected_busy, stats.rejected_access, stats.rejected_oversize
+    );
+    let _ = writeln!(
+        out,
+        "bytes              {} in, {} out",
+        stats.bytes_in, stats.bytes_out
+    );
+    out
 }
