@@ -84,7 +84,11 @@ impl Worker {
     /// Waits for the child to exit; `true` if it succeeded.
     pub(crate) fn wait(&mut self) -> anyhow::Result<bool> {
         drop(self.stdin.take());
-        Ok(self.child.wait().context("waiting for a child process")?.success())
+        Ok(self
+            .child
+            .wait()
+            .context("waiting for a child process")?
+            .success())
     }
 }
 

@@ -57,9 +57,9 @@ mod imp {
     use crate::exit::stdout_error;
 
     pub(super) fn relay(stream: npipe::Stream) -> anyhow::Result<()> {
-        let sock: UnixStream = stream
-            .into_std()
-            .map_err(|_| anyhow!("the pipe is in message mode; send and listen need a byte pipe"))?;
+        let sock: UnixStream = stream.into_std().map_err(|_| {
+            anyhow!("the pipe is in message mode; send and listen need a byte pipe")
+        })?;
         let mut writer = sock.try_clone().context("duplicating the socket")?;
         let (done_tx, done_rx) = mpsc::channel();
         thread::spawn(move || {
@@ -87,9 +87,7 @@ mod imp {
         // the whole connection (then nothing more can be delivered).
         loop {
             match done_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(Err(e)) if !peer_gone(&e) => {
-                    return Err(e).context("copying stdin to the pipe")
-                }
+                Ok(Err(e)) if !peer_gone(&e) => return Err(e).context("copying stdin to the pipe"),
                 Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
                 Err(mpsc::RecvTimeoutError::Timeout) if hung_up(&sock) => return Ok(()),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

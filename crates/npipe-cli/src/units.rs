@@ -27,9 +27,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected a number and a unit, e.g. 500ms, 5s, 2m"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected a number and a unit, e.g. 500ms, 5s, 2m")
+    })?;
     let nanos = value * scale_ns;
     if !nanos.is_finite() || nanos > u64::MAX as f64 {
         return Err(format!("duration {text:?} is too long"));
@@ -59,9 +59,9 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
             ))
         }
     };
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}: expected a whole number and a unit, e.g. 64KiB"))?;
+    let value: u64 = number.parse().map_err(|_| {
+        format!("invalid size {text:?}: expected a whole number and a unit, e.g. 64KiB")
+    })?;
     value
         .checked_mul(scale)
         .ok_or_else(|| format!("size {text:?} is too large"))
@@ -70,7 +70,12 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 /// A size that must fit in a `u32` (message sizes: up to 4 GiB - 1).
 pub(crate) fn parse_size_u32(text: &str) -> Result<u32, String> {
     let size = parse_size(text)?;
-    u32::try_from(size).map_err(|_| format!("{text:?} is too large: the limit is 4 GiB - 1 ({} bytes)", u32::MAX))
+    u32::try_from(size).map_err(|_| {
+        format!(
+            "{text:?} is too large: the limit is 4 GiB - 1 ({} bytes)",
+            u32::MAX
+        )
+    })
 }
 
 /// A size that fits in memory (payloads).
@@ -147,7 +152,14 @@ mod tests {
 
     #[test]
     fn bad_sizes() {
-        for bad in ["", "KiB", "1.5MiB", "-1", "12 parsecs", "99999999999999999999"] {
+        for bad in [
+            "",
+            "KiB",
+            "1.5MiB",
+            "-1",
+            "12 parsecs",
+            "99999999999999999999",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_size("99999999999GiB").is_err());

@@ -217,8 +217,8 @@ fn run_workload(workload: Workload, args: &Args) -> anyhow::Result<Row> {
                 if let Some(ops) = line.strip_prefix("progress ") {
                     progress.insert(id, ops.trim().parse().unwrap_or(0));
                 } else if let Some(json) = line.strip_prefix("result ") {
-                    let report: ClientReport = serde_json::from_str(json)
-                        .context("reading a bench client's report")?;
+                    let report: ClientReport =
+                        serde_json::from_str(json).context("reading a bench client's report")?;
                     reports.insert(id, report);
                 }
             }
@@ -245,7 +245,12 @@ fn run_workload(workload: Workload, args: &Args) -> anyhow::Result<Row> {
 
     let operations: u64 = reports.values().map(|r| r.operations).sum();
     let bytes: u64 = reports.values().map(|r| r.bytes).sum();
-    let elapsed_ns = reports.values().map(|r| r.elapsed_ns).max().unwrap_or(0).max(1);
+    let elapsed_ns = reports
+        .values()
+        .map(|r| r.elapsed_ns)
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let elapsed_s = elapsed_ns as f64 / 1e9;
     let mut samples: Vec<u64> = reports.into_values().flat_map(|r| r.samples).collect();
     Ok(Row {
@@ -369,7 +374,12 @@ pub(crate) fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     io::stdout().flush().ok();
     // Run until the parent closes our stdin.
     let mut line = String::new();
-    while io::stdin().lock().read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+    while io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    {
         line.clear();
     }
     stopping.store(true, Ordering::Relaxed);

@@ -42,6 +42,11 @@ pub(crate) struct Args {
     #[arg(short, long, value_enum, default_value_t = ModeArg::Message)]
     pub(crate) mode: ModeArg,
 
+    /// Require the server to run as this user id; a server run by anybody else
+    /// (a squatter that took the name first) is refused with "access denied".
+    #[arg(long, value_name = "UID")]
+    pub(crate) server_uid: Option<u32>,
+
     /// Do not add a newline after the reply.
     #[arg(short = 'n', long)]
     pub(crate) no_newline: bool,
@@ -60,9 +65,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Some(text) => text.as_bytes().to_vec(),
     };
+    let mut options = npipe::ConnectOptions::new();
+    options.mode(args.mode.into()).timeout(args.timeout);
+    if let Some(uid) = args.server_uid {
+        options.expect_server_uid(uid);
+    }
     let reply = match args.mode {
-        ModeArg::Message => npipe::call(args.name.as_str(), &request, args.timeout),
-        ModeArg::Byte => call_bytes(&args.name, &request, args.timeout),
+        ModeArg::Message if args.server_uid.is_none() => {
+            npipe::call(args.name.as_str(), &request, args.timeout)
+        }
+        ModeArg::Message => call_message(&options, &args.name, &request, args.timeout),
+        ModeArg::Byte => call_bytes(&options, &args.name, &request, args.timeout),
     }
     .with_context(|| format!("calling pipe {}", args.name))?;
     let mut out = reply;
@@ -73,19 +86,47 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(exit::code(exit::SUCCESS))
 }
 
-/// A transaction on a byte pipe: connect, write, half-close, read until EOF.
-fn call_bytes(name: &str, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+/// Time left of `timeout` since `start`, never zero (zero means "no timeout").
+fn left(start: Instant, timeout: Duration) -> Duration {
+    timeout
+        .checked_sub(start.elapsed())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_millis(1))
+}
+
+/// `npipe::call` with connect options (for `--server-uid`).
+fn call_message(
+    options: &npipe::ConnectOptions,
+    name: &str,
+    request: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
     let start = Instant::now();
-    let left = || {
-        timeout
-            .checked_sub(start.elapsed())
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_millis(1))
-    };
-    let mut stream = npipe::ConnectOptions::new()
-        .mode(npipe::Mode::Byte)
-        .timeout(timeout)
-        .connect(name)?;
+    let mut stream = options.connect(name)?;
+    stream.set_write_timeout(Some(left(start, timeout)))?;
+    stream.send(request)?;
+    stream.set_read_timeout(Some(left(start, timeout)))?;
+    let mut reply = Vec::new();
+    match stream.recv(&mut reply)? {
+        Some(_) => Ok(reply),
+        None => Err(npipe::Error::new(
+            npipe::ErrorKind::Disconnected,
+            "the server closed the connection without replying",
+        )
+        .into()),
+    }
+}
+
+/// A transaction on a byte pipe: connect, write, half-close, read until EOF.
+fn call_bytes(
+    options: &npipe::ConnectOptions,
+    name: &str,
+    request: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    let start = Instant::now();
+    let left = || left(start, timeout);
+    let mut stream = options.connect(name)?;
     stream.set_write_timeout(Some(left()))?;
     stream.write_all(request)?;
     stream.shutdown(Shutdown::Write)?;

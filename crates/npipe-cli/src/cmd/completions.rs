@@ -26,7 +26,21 @@ pub(crate) struct Args {
 /// Runs `npipe completions`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "npipe", &mut script);
+    clap_complete::generate(args.shell, &mut public_command(), "npipe", &mut script);
     write_stdout(&script)?;
     Ok(exit::code(exit::SUCCESS))
+}
+
+/// The command line without the hidden subcommands (the child processes of `demo`
+/// and `bench`), which clap_complete would otherwise offer.
+fn public_command() -> clap::Command {
+    let full = Cli::command();
+    let mut public = clap::Command::new("npipe").version(env!("CARGO_PKG_VERSION"));
+    for arg in full.get_arguments() {
+        public = public.arg(arg.clone());
+    }
+    for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        public = public.subcommand(sub.clone());
+    }
+    public
 }

@@ -1,5 +1,5 @@
 //! `npipe demo`: the original article's demo in one command. A server answering
-//! "Response to: <request>" (in this process, on `npipe::Server`) and several client
+//! `Response to: <request>` (in this process, on `npipe::Server`) and several client
 //! processes (this binary re-executed as `__demo-client`) exchanging requests, with
 //! a live progress bar and a summary: requests, errors, latency percentiles,
 //! throughput, and the server's own statistics.
@@ -178,7 +178,10 @@ pub(crate) fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
     while open > 0 {
         if started.elapsed() > limit {
             bar.abandon();
-            bail!("the demo clients did not finish within {}", format_duration(limit));
+            bail!(
+                "the demo clients did not finish within {}",
+                format_duration(limit)
+            );
         }
         let event = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(event) => event,

@@ -104,7 +104,11 @@ fn to_text(info: &npipe::PipeInfo) -> String {
     }
     match (info.access(), info.permissions()) {
         (Some(access), Some(perm)) => {
-            let _ = writeln!(out, "access:     {} (socket mode {perm:04o})", access.as_str());
+            let _ = writeln!(
+                out,
+                "access:     {} (socket mode {perm:04o})",
+                access.as_str()
+            );
         }
         (Some(access), None) => {
             let _ = writeln!(out, "access:     {}", access.as_str());

@@ -1,0 +1,527 @@
+//! End-to-end tests of the `npipe` binary: real server and client processes.
+//!
+//! Every test uses its own pipe name, every child is killed and reaped when its
+//! handle drops, and every wait has a deadline, so a hang fails the test instead of
+//! the run. No test asserts a timing.
+
+#![cfg(unix)]
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single command may run before the test fails.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A unique pipe name for this test process.
+fn unique(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("cli{}-{n}-{tag}", std::process::id())
+}
+
+fn npipe() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_npipe"));
+    cmd.env_remove("NPIPE_DIR");
+    cmd
+}
+
+/// The outcome of a finished command.
+#[derive(Debug)]
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// A spawned `npipe` process: stdout and stderr are collected by threads (so it can
+/// never block on a full pipe); killed and reaped on drop.
+struct Proc {
+    child: Child,
+    stdout: Option<thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], stdin: Option<&[u8]>) -> Proc {
+        let mut cmd = npipe();
+        cmd.args(args);
+        Proc::spawn_cmd(cmd, stdin)
+    }
+
+    fn spawn_cmd(mut cmd: Command, stdin: Option<&[u8]>) -> Proc {
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn npipe");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin");
+            let input = input.to_vec();
+            thread::spawn(move || {
+                let _ = pipe.write_all(&input);
+            });
+        }
+        let mut out = child.stdout.take().expect("stdout");
+        let mut err = child.stderr.take().expect("stderr");
+        Proc {
+            child,
+            stdout: Some(thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = out.read_to_end(&mut buf);
+                buf
+            })),
+            stderr: Some(thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = err.read_to_end(&mut buf);
+                buf
+            })),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for exit (failing after [`LIMIT`]) and collects the output.
+    fn finish(mut self) -> Output {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("npipe still running after {LIMIT:?}");
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        let text = |h: Option<thread::JoinHandle<Vec<u8>>>| {
+            String::from_utf8_lossy(&h.map(|h| h.join().unwrap_or_default()).unwrap_or_default())
+                .into_owned()
+        };
+        Output {
+            status,
+            stdout: text(self.stdout.take()),
+            stderr: text(self.stderr.take()),
+        }
+    }
+
+    /// Asks for a graceful stop (SIGTERM) and collects the output.
+    fn terminate(self) -> Output {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        self.finish()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `npipe ARGS` to completion.
+fn run(args: &[&str]) -> Output {
+    Proc::spawn(args, None).finish()
+}
+
+/// Runs `npipe ARGS` with `input` on stdin.
+fn run_with_input(args: &[&str], input: &[u8]) -> Output {
+    Proc::spawn(args, Some(input)).finish()
+}
+
+/// Starts `npipe serve NAME EXTRA...` and waits until the pipe is live.
+fn serve(name: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["serve", name];
+    args.extend_from_slice(extra);
+    let server = Proc::spawn(&args, None);
+    wait_live(name);
+    server
+}
+
+fn wait_live(name: &str) {
+    let out = run(&["wait", name, "--timeout", "20s"]);
+    assert_eq!(out.code(), Some(0), "pipe {name} never appeared: {out:?}");
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
+}
+
+#[test]
+fn help_documents_examples_and_exit_codes() {
+    let out = run(&["--help"]);
+    assert_eq!(out.code(), Some(0));
+    for needle in [
+        "Examples:",
+        "npipe demo",
+        "Exit status:",
+        "3  pipe not found",
+    ] {
+        assert!(out.stdout.contains(needle), "--help lacks {needle:?}");
+    }
+    let out = run(&["call", "--help"]);
+    assert_eq!(out.code(), Some(0));
+    assert!(out.stdout.contains("4  pipe busy"), "{}", out.stdout);
+    let out = run(&["--version"]);
+    assert_eq!(out.code(), Some(0));
+    assert!(out.stdout.starts_with("npipe "));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(run(&["frobnicate"]).code(), Some(2));
+    assert_eq!(run(&["call"]).code(), Some(2));
+    assert_eq!(
+        run(&["call", "x", "y", "--timeout", "5 parsecs"]).code(),
+        Some(2)
+    );
+    let out = run(&["call", "bad/name", "hi"]);
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("may not contain"), "{}", out.stderr);
+    assert_eq!(run(&["info", ".hidden"]).code(), Some(2));
+}
+
+#[test]
+fn serve_answers_like_the_original_demo_server() {
+    let name = unique("demo");
+    let server = serve(&name, &[]);
+    let out = run(&["call", &name, "hello"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, "Response to: hello\n");
+
+    let out = run_with_input(&["call", &name, "-"], b"from stdin");
+    assert_eq!(out.stdout, "Response to: from stdin\n");
+    let out = run(&["call", &name, "-n", "x"]);
+    assert_eq!(out.stdout, "Response to: x");
+
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("requests answered  3"),
+        "{}",
+        out.stdout
+    );
+    // The pipe is gone once the server has stopped.
+    let info = json(&run(&["info", &name, "--json"]).stdout);
+    assert_eq!(info["state"], "absent");
+}
+
+#[test]
+fn serve_echo_and_json_stats() {
+    let name = unique("echo");
+    let server = serve(&name, &["--echo", "--json"]);
+    let out = run(&["call", &name, "same"]);
+    assert_eq!(out.stdout, "same\n");
+    let out = server.terminate();
+    let stats = json(&out.stdout);
+    assert_eq!(stats["completed"], 1);
+    assert_eq!(stats["failed"], 0);
+}
+
+#[test]
+fn serve_exec_replies_with_the_command_output() {
+    let name = unique("exec");
+    let _server = serve(&name, &["--exec", "tr a-z A-Z"]);
+    let out = run(&["call", &name, "shout"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, "SHOUT\n");
+}
+
+#[test]
+fn failing_exec_closes_without_reply_exit_8() {
+    let name = unique("fail");
+    let server = serve(&name, &["--exec", "exit 3"]);
+    let out = run(&["call", &name, "boom"]);
+    assert_eq!(out.code(), Some(8), "{out:?}");
+    assert!(out.stderr.contains("without replying"), "{}", out.stderr);
+    // The server survives and counts the failure.
+    let out = server.terminate();
+    assert!(
+        out.stdout.contains("requests failed    1"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn not_found_exits_3() {
+    let out = run(&["call", &unique("none"), "hi", "--timeout", "200ms"]);
+    assert_eq!(out.code(), Some(3), "{out:?}");
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
+}
+
+#[test]
+fn busy_exits_4() {
+    let name = unique("busy");
+    let _server = serve(&name, &["--instances", "1"]);
+    // Take the only instance and keep it: a request proves it was admitted.
+    let mut holder = npipe::Stream::connect(name.as_str()).expect("connect");
+    holder.send(b"mine").expect("send");
+    let mut reply = Vec::new();
+    holder.recv(&mut reply).expect("recv");
+    let out = run(&["call", &name, "hi", "--timeout", "300ms"]);
+    assert_eq!(out.code(), Some(4), "{out:?}");
+    assert!(out.stderr.contains("busy"), "{}", out.stderr);
+    drop(holder);
+}
+
+#[test]
+fn timeout_exits_5() {
+    let name = unique("slow");
+    let _server = serve(&name, &["--exec", "sleep 2"]);
+    let out = run(&["call", &name, "hi", "--timeout", "300ms"]);
+    assert_eq!(out.code(), Some(5), "{out:?}");
+    let out = run(&["wait", &unique("never"), "--timeout", "100ms"]);
+    assert_eq!(out.code(), Some(5), "{out:?}");
+}
+
+#[test]
+fn wrong_server_user_exits_6() {
+    let name = unique("squat");
+    let _server = serve(&name, &[]);
+    // This server runs as us; demanding another uid must be refused.
+    let me = nix::unistd::geteuid().as_raw();
+    let other = if me == 12345 { 12346 } else { 12345 };
+    let out = run(&["call", &name, "hi", "--server-uid", &other.to_string()]);
+    assert_eq!(out.code(), Some(6), "{out:?}");
+    let out = run(&["call", &name, "hi", "--server-uid", &me.to_string()]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn other_user_is_denied_exit_6() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let name = unique("owner");
+    let _server = serve(&name, &[]);
+    let mut cmd = npipe();
+    cmd.args(["call", &name, "hi", "--timeout", "300ms"])
+        .uid(65534)
+        .gid(65534);
+    let out = Proc::spawn_cmd(cmd, None).finish();
+    assert_eq!(out.code(), Some(6), "{out:?}");
+}
+
+#[test]
+fn second_server_exits_7() {
+    let name = unique("inuse");
+    let _server = serve(&name, &[]);
+    let out = run(&["serve", &name]);
+    assert_eq!(out.code(), Some(7), "{out:?}");
+    assert!(out.stderr.contains("already served"), "{}", out.stderr);
+}
+
+#[test]
+fn info_and_list_describe_a_live_server() {
+    let name = unique("info");
+    let server = serve(&name, &["--mode", "byte", "--access", "group"]);
+    let out = run(&["info", &name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let info = json(&out.stdout);
+    assert_eq!(info["state"], "live");
+    assert_eq!(info["server_pid"], server.pid());
+    assert_eq!(info["mode"], "byte");
+    assert_eq!(info["access"], "group");
+    assert_eq!(info["permissions"], "0660");
+    assert_eq!(info["address"], format!("/tmp/npipe-{name}"));
+
+    let out = run(&["info", &name]);
+    assert!(out
+        .stdout
+        .contains(&format!("address:    /tmp/npipe-{name}")));
+    assert!(out.stdout.contains("state:      live"), "{}", out.stdout);
+
+    let list = json(&run(&["list", "--json"]).stdout);
+    let entry = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|p| p["name"] == name.as_str())
+        .expect("listed");
+    assert_eq!(entry["server_pid"], server.pid());
+    let out = run(&["list"]);
+    assert!(out.stdout.starts_with("NAME"), "{}", out.stdout);
+    assert!(out.stdout.contains(&name));
+}
+
+#[test]
+fn list_flags_the_files_of_a_killed_server_as_stale() {
+    let name = unique("stale");
+    let mut server = serve(&name, &[]);
+    // SIGKILL: the server cannot remove its files.
+    server.child.kill().expect("kill");
+    server.child.wait().expect("reap");
+    let info = json(&run(&["info", &name, "--json"]).stdout);
+    assert_eq!(info["state"], "stale");
+    let list = json(&run(&["list", "--json"]).stdout);
+    assert!(list
+        .as_array()
+        .expect("array")
+        .iter()
+        .any(|p| p["name"] == name.as_str() && p["state"] == "stale"));
+    // The next server reclaims the name.
+    let server = serve(&name, &[]);
+    assert_eq!(run(&["call", &name, "back"]).stdout, "Response to: back\n");
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[test]
+fn byte_mode_serve_and_call() {
+    let name = unique("bytes");
+    let _server = serve(&name, &["--mode", "byte", "--echo"]);
+    let out = run(&["call", &name, "--mode", "byte", "raw bytes"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, "raw bytes\n");
+}
+
+#[test]
+fn send_and_listen_relay_both_ways() {
+    let name = unique("nc");
+    let listener = Proc::spawn(&["listen", &name], Some(b"from listen\n"));
+    wait_live(&name);
+    let sender = Proc::spawn(&["send", &name], Some(b"from send\n"));
+    let sent = sender.finish();
+    let heard = listener.finish();
+    assert_eq!(sent.code(), Some(0), "{sent:?}");
+    assert_eq!(heard.code(), Some(0), "{heard:?}");
+    assert_eq!(sent.stdout, "from listen\n");
+    assert_eq!(heard.stdout, "from send\n");
+}
+
+#[test]
+fn wait_succeeds_once_the_server_is_up() {
+    let name = unique("wait");
+    let waiter = Proc::spawn(&["wait", &name, "--timeout", "20s"], None);
+    let _server = serve(&name, &[]);
+    assert_eq!(waiter.finish().code(), Some(0));
+}
+
+#[test]
+fn broken_stdout_exits_quietly() {
+    let name = unique("pipe");
+    let _server = serve(&name, &["--echo"]);
+    let big = vec![b'x'; 4 << 20];
+    let mut child = npipe()
+        .args(["call", &name, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feeder = thread::spawn(move || {
+        let _ = stdin.write_all(&big);
+    });
+    // Read a little of the reply, then hang up.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).expect("read");
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    let status = child.wait().expect("wait");
+    let _ = feeder.join();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+}
+
+#[test]
+fn demo_runs_by_itself_and_cleans_up() {
+    let name = unique("demo");
+    let out = run(&[
+        "demo",
+        "--clients",
+        "2",
+        "--requests",
+        "20",
+        "--name",
+        &name,
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("requests     40 (40 ok, 0 failed)"),
+        "{}",
+        out.stdout
+    );
+    let out = run(&[
+        "demo",
+        "--clients",
+        "2",
+        "--requests",
+        "10",
+        "--persistent",
+        "--json",
+        "--name",
+        &name,
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let summary = json(&out.stdout);
+    assert_eq!(summary["ok"], 20);
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["server"]["accepted"], 2);
+    let info = json(&run(&["info", &name, "--json"]).stdout);
+    assert_eq!(info["state"], "absent");
+}
+
+#[test]
+fn demo_fails_when_the_name_is_taken() {
+    let name = unique("taken");
+    let _server = serve(&name, &[]);
+    let out = run(&["demo", "--requests", "1", "--name", &name]);
+    assert_eq!(out.code(), Some(7), "{out:?}");
+}
+
+#[test]
+fn bench_reports_every_workload_as_json() {
+    let out = run(&["bench", "--duration", "100ms", "--clients", "2", "--json"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let rows = json(&out.stdout);
+    let rows = rows.as_array().expect("array");
+    let names: Vec<_> = rows.iter().map(|r| r["workload"].clone()).collect();
+    assert_eq!(names, ["latency", "throughput", "connect-rate"]);
+    for row in rows {
+        assert!(row["operations"].as_u64().unwrap_or(0) > 0, "{row}");
+    }
+    assert!(rows[1]["bytes_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.code(), Some(0), "{shell}: {out:?}");
+        assert!(out.stdout.contains("serve"), "{shell}");
+        assert!(
+            !out.stdout.contains("__demo-client"),
+            "{shell} lists a hidden command"
+        );
+    }
+}
