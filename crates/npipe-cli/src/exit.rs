@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use npipe::ErrorKind;
 
+/// Interrupted by Ctrl-C or SIGTERM (`listen`), as shells report SIGINT.
+pub(crate) const INTERRUPTED: u8 = 130;
 /// Success.
 pub(crate) const SUCCESS: u8 = 0;
 /// Any other failure (I/O errors, a failed request in `demo`, ...).
@@ -28,16 +30,17 @@ pub(crate) const DISCONNECTED: u8 = 8;
 /// The table printed in `--help`.
 pub(crate) const TABLE: &str = "\
 Exit status:
-  0  success
-  1  other failure (I/O error, a failed request in `demo`, ...)
-  2  usage error: bad flag or value, invalid pipe name
-  3  pipe not found: no server has created it
-  4  pipe busy: every instance stayed busy for the whole timeout
-  5  timed out (connect, reply, or `wait`)
-  6  access denied by the pipe's access policy or the OS
-  7  name in use: another live server owns it (`serve`, `listen`)
-  8  no reply: the server closed the connection without replying (its handler
-     failed, e.g. `serve --exec` exited non-zero, or a deadline expired)";
+    0  success
+    1  other failure (I/O error, a failed request in `demo`, ...)
+    2  usage error: bad flag or value, invalid pipe name
+    3  pipe not found: no server has created it
+    4  pipe busy: every instance stayed busy for the whole timeout
+    5  timed out (connect, reply, or `wait`)
+    6  access denied by the pipe's access policy or the OS
+    7  name in use: another live server owns it (`serve`, `listen`)
+    8  no reply: the server closed the connection without replying (its handler
+       failed, e.g. `serve --exec` exited non-zero, or a deadline expired)
+  130  interrupted by Ctrl-C or SIGTERM (`listen`; `serve` stops gracefully with 0)";
 
 /// Writing to our stdout failed because the reader went away (`npipe list | head`):
 /// not an error, the program just stops.
@@ -119,8 +122,12 @@ mod tests {
             ACCESS_DENIED,
             IN_USE,
             DISCONNECTED,
+            INTERRUPTED,
         ] {
-            assert!(TABLE.contains(&format!("\n  {code}  ")), "{code} missing");
+            assert!(
+                TABLE.contains(&format!("\n  {code:>3}  ")),
+                "{code} missing"
+            );
         }
     }
 }

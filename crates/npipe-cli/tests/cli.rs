@@ -131,9 +131,22 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM first, so a server removes its socket and lock files; SIGKILL if it
+    /// has not exited within two seconds. Always reaped.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let start = Instant::now();
+            while let Ok(None) = self.child.try_wait() {
+                if start.elapsed() > Duration::from_secs(2) {
+                    let _ = self.child.kill();
+                    break;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
         }
         let _ = self.child.wait();
     }
@@ -409,6 +422,17 @@ fn send_and_listen_relay_both_ways() {
     assert_eq!(heard.code(), Some(0), "{heard:?}");
     assert_eq!(sent.stdout, "from listen\n");
     assert_eq!(heard.stdout, "from send\n");
+}
+
+#[test]
+fn interrupted_listen_exits_130_and_frees_the_name() {
+    let name = unique("intr");
+    let listener = Proc::spawn(&["listen", &name], Some(b""));
+    wait_live(&name);
+    let out = listener.terminate();
+    assert_eq!(out.code(), Some(130), "{out:?}");
+    let info = json(&run(&["info", &name, "--json"]).stdout);
+    assert_eq!(info["state"], "absent");
 }
 
 #[test]

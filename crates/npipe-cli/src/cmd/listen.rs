@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
 use anyhow::Context;
 
 use crate::cli::AccessArg;
@@ -33,6 +36,8 @@ pub(crate) struct Args {
 
 /// Runs `npipe listen`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let watched = Arc::new(OnceLock::new());
+    stop_on_signal(Arc::clone(&watched))?;
     let listener = npipe::ListenerOptions::new()
         .mode(npipe::Mode::Byte)
         .access(args.access.into())
@@ -40,13 +45,57 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .create(args.name.as_str())
         .with_context(|| format!("creating pipe {}", args.name))?;
     tracing::info!(pipe = %args.name, address = %listener.address(), "listening");
-    let stream = listener
-        .accept()
-        .with_context(|| format!("accepting a client on pipe {}", args.name))?;
+    let listener = Arc::new(listener);
+    let _ = watched.set(Arc::downgrade(&listener));
+    let accepted = listener.accept();
+    // Dropping the only strong handle removes the name: a second `listen` can take it.
     drop(listener);
+    if accepted.is_err() && INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(exit::code(exit::INTERRUPTED));
+    }
+    let stream = accepted.with_context(|| format!("accepting a client on pipe {}", args.name))?;
     if let Ok(peer) = stream.peer_credentials() {
         tracing::info!(pipe = %args.name, client_pid = ?peer.pid(), client_uid = ?peer.uid(), "client connected");
     }
     relay(stream)?;
     Ok(exit::code(exit::SUCCESS))
+}
+
+/// Set when a signal interrupted the wait for a client.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C or SIGTERM: while waiting for a client, wake `accept` so the listener is
+/// dropped and its socket and lock files removed; before and after that, exit at once (status 130, as a shell reports Ctrl-C).
+#[cfg(unix)]
+fn stop_on_signal(watched: Arc<OnceLock<Weak<npipe::Listener>>>) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    use std::os::fd::AsRawFd;
+
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    // Blocked here, before any other thread exists, so every later thread inherits
+    // the mask and the signals reach only `wait` below.
+    signals.thread_block().context("blocking signals")?;
+    std::thread::spawn(move || {
+        if signals.wait().is_err() {
+            return;
+        }
+        match watched.get().and_then(Weak::upgrade) {
+            Some(listener) => {
+                INTERRUPTED.store(true, Ordering::SeqCst);
+                let _ = nix::sys::socket::shutdown(
+                    listener.as_raw_fd(),
+                    nix::sys::socket::Shutdown::Both,
+                );
+            }
+            None => std::process::exit(i32::from(exit::INTERRUPTED)),
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn stop_on_signal(_watched: Arc<OnceLock<Weak<npipe::Listener>>>) -> anyhow::Result<()> {
+    Ok(())
 }

@@ -104,6 +104,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         .max_instances(args.instances)
         .max_message_size(args.max_message);
     let handler = Handler::from_args(&args);
+    let stop = shutdown_signal()?;
     let server = npipe::Server::builder(args.name.as_str())
         .options(options)
         .handler(move |request| handler.handle(request))
@@ -122,10 +123,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     );
     let handle = server.handle();
     let started = Instant::now();
-    server
-        .run_until(shutdown_signal())
-        .await
-        .context("serving")?;
+    server.run_until(stop).await.context("serving")?;
     let stats = handle.stats();
     let elapsed = started.elapsed();
     if args.json {
@@ -144,28 +142,33 @@ fn handler_description(args: &Args) -> String {
     }
 }
 
-/// Completes at Ctrl-C or (Unix) SIGTERM.
-async fn shutdown_signal() {
+/// Completes at Ctrl-C or (Unix) SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives right after
+/// the pipe appears is not lost (its default action would kill the server and leave
+/// its files behind).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+            eprintln!("npipe: shutting down");
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("npipe: shutting down");
+        })
     }
-    eprintln!("npipe: shutting down");
 }
 
 /// What `serve` answers.
