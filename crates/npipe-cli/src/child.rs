@@ -52,6 +52,7 @@ pub(crate) fn spawn(id: usize, args: &[String], events: Sender<Event>) -> anyhow
 
 impl Worker {
     /// The child's process id.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn id(&self) -> u32 {
         self.child.id()
     }

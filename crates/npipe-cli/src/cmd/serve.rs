@@ -1,17 +1,10 @@
 //! `npipe serve NAME`: a request/response server built on `npipe::Server`.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
-
-use anyhow::Context;
-use serde_json::json;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::cli::{AccessArg, ModeArg};
-use crate::cmd::{print_json, write_stdout};
-use crate::exit;
-use crate::units::{format_duration, parse_duration, parse_size_u32};
+use crate::units::{parse_duration, parse_size_u32};
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:
@@ -88,218 +81,252 @@ fn parse_optional_duration(text: &str) -> Result<Option<Duration>, String> {
 
 /// Runs `npipe serve`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    runtime.block_on(serve(args))
+    imp::run(args)
 }
 
-async fn serve(args: Args) -> anyhow::Result<ExitCode> {
-    let mut options = npipe::ListenerOptions::new();
-    options
-        .mode(args.mode.into())
-        .access(args.access.into())
-        .pending_instances(args.pending)
-        .max_instances(args.instances)
-        .max_message_size(args.max_message);
-    let handler = Handler::from_args(&args);
-    let stop = shutdown_signal()?;
-    let server = npipe::Server::builder(args.name.as_str())
-        .options(options)
-        .handler(move |request| handler.handle(request))
-        .idle_timeout(args.idle_timeout)
-        .request_timeout(args.request_timeout)
-        .shutdown_grace(args.grace)
-        .bind()
-        .with_context(|| format!("creating pipe {}", args.name))?;
-    eprintln!(
-        "npipe: serving {} at {} ({} mode, {}, access {}); Ctrl-C to stop",
-        server.name(),
-        server.address(),
-        npipe::Mode::from(args.mode).as_str(),
-        handler_description(&args),
-        npipe::Access::from(args.access).as_str(),
-    );
-    let handle = server.handle();
-    let started = Instant::now();
-    server.run_until(stop).await.context("serving")?;
-    let stats = handle.stats();
-    let elapsed = started.elapsed();
-    if args.json {
-        print_json(&stats_json(&stats, elapsed))?;
-    } else {
-        write_stdout(stats_text(&stats, elapsed).as_bytes())?;
-    }
-    Ok(exit::code(exit::SUCCESS))
-}
+#[cfg(not(unix))]
+mod imp {
+    use std::process::ExitCode;
 
-fn handler_description(args: &Args) -> String {
-    match (&args.exec, args.echo) {
-        (Some(cmd), _) => format!("replies from `{cmd}`"),
-        (None, true) => "echo".to_owned(),
-        (None, false) => "replies \"Response to: <request>\"".to_owned(),
+    /// `npipe::Server` is built for Unix only so far.
+    pub(super) fn run(_args: super::Args) -> anyhow::Result<ExitCode> {
+        anyhow::bail!(
+            "npipe serve needs npipe::Server, which is not available on this platform yet"
+        )
     }
 }
 
-/// Completes at Ctrl-C or (Unix) SIGTERM. The handlers are installed when this is
-/// called, not when the future is first polled, so a signal that arrives right after
-/// the pipe appears is not lost (its default action would kill the server and leave
-/// its files behind).
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt =
-            signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-        let mut terminate =
-            signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            eprintln!("npipe: shutting down");
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("npipe: shutting down");
-        })
-    }
-}
+/// The server, on `npipe::Server` (its tokio feature; Unix only so far).
+#[cfg(unix)]
+mod imp {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    use std::process::{Command, ExitCode, Stdio};
+    use std::time::{Duration, Instant};
 
-/// What `serve` answers.
-#[derive(Debug, Clone)]
-enum Handler {
-    /// The original demo server: `Response to: <request>`.
-    Demo,
-    Echo,
-    Exec(String),
-}
+    use anyhow::Context;
+    use serde_json::json;
 
-/// The `--exec` command failed: the request fails and the server closes the
-/// connection without replying (the client sees "disconnected").
-#[derive(Debug)]
-struct ExecFailed;
+    use super::Args;
+    use crate::cmd::{print_json, write_stdout};
+    use crate::exit;
+    use crate::units::format_duration;
 
-impl Handler {
-    fn from_args(args: &Args) -> Handler {
-        match (&args.exec, args.echo) {
-            (Some(cmd), _) => Handler::Exec(cmd.clone()),
-            (None, true) => Handler::Echo,
-            (None, false) => Handler::Demo,
-        }
+    /// Runs `npipe serve`.
+    pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?;
+        runtime.block_on(serve(args))
     }
 
-    fn handle(&self, request: npipe::Request) -> npipe::Response {
-        let peer = request.peer();
-        tracing::info!(
-            connection = request.connection(),
-            request = request.sequence(),
-            bytes = request.body().len(),
-            client_pid = peer.and_then(|p| p.pid()),
-            client_uid = peer.and_then(|p| p.uid()),
-            "request"
+    async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+        let mut options = npipe::ListenerOptions::new();
+        options
+            .mode(args.mode.into())
+            .access(args.access.into())
+            .pending_instances(args.pending)
+            .max_instances(args.instances)
+            .max_message_size(args.max_message);
+        let handler = Handler::from_args(&args);
+        let stop = shutdown_signal()?;
+        let server = npipe::Server::builder(args.name.as_str())
+            .options(options)
+            .handler(move |request| handler.handle(request))
+            .idle_timeout(args.idle_timeout)
+            .request_timeout(args.request_timeout)
+            .shutdown_grace(args.grace)
+            .bind()
+            .with_context(|| format!("creating pipe {}", args.name))?;
+        eprintln!(
+            "npipe: serving {} at {} ({} mode, {}, access {}); Ctrl-C to stop",
+            server.name(),
+            server.address(),
+            npipe::Mode::from(args.mode).as_str(),
+            handler_description(&args),
+            npipe::Access::from(args.access).as_str(),
         );
-        match self {
-            Handler::Demo => {
-                let mut reply = b"Response to: ".to_vec();
-                reply.extend_from_slice(request.body());
-                npipe::Response::from(reply)
-            }
-            Handler::Echo => npipe::Response::from(request.into_body()),
-            Handler::Exec(cmd) => match run_command(cmd, request.body()) {
-                Ok(reply) => npipe::Response::from(reply),
-                Err(e) => {
-                    tracing::warn!(command = %cmd, connection = request.connection(), "{e:#}");
-                    // `npipe::Server` has no in-band error reply: a handler that cannot
-                    // answer fails its request, and the server closes that connection
-                    // without replying (counted in `failed`). Unwinding without the
-                    // panic hook does exactly that and prints no panic message.
-                    std::panic::resume_unwind(Box::new(ExecFailed))
-                }
-            },
+        let handle = server.handle();
+        let started = Instant::now();
+        server.run_until(stop).await.context("serving")?;
+        let stats = handle.stats();
+        let elapsed = started.elapsed();
+        if args.json {
+            print_json(&stats_json(&stats, elapsed))?;
+        } else {
+            write_stdout(stats_text(&stats, elapsed).as_bytes())?;
+        }
+        Ok(exit::code(exit::SUCCESS))
+    }
+
+    fn handler_description(args: &Args) -> String {
+        match (&args.exec, args.echo) {
+            (Some(cmd), _) => format!("replies from `{cmd}`"),
+            (None, true) => "echo".to_owned(),
+            (None, false) => "replies \"Response to: <request>\"".to_owned(),
         }
     }
-}
 
-/// Runs `cmd` through the shell with `input` on stdin; its stdout, or an error
-/// when it could not start or exited unsuccessfully.
-fn run_command(cmd: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
-    #[cfg(unix)]
-    let mut command = {
-        let mut c = Command::new("sh");
-        c.arg("-c").arg(cmd);
-        c
-    };
-    #[cfg(not(unix))]
-    let mut command = {
-        let mut c = Command::new("cmd");
-        c.arg("/C").arg(cmd);
-        c
-    };
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting `{cmd}`"))?;
-    // Feed stdin from another thread so a command that writes before it has read
-    // everything cannot deadlock with us.
-    let feeder = child.stdin.take().map(|mut stdin| {
-        let input = input.to_vec();
-        std::thread::spawn(move || {
-            // A command that ignores its input closes the pipe early: not an error.
-            let _ = stdin.write_all(&input);
+    /// Completes at Ctrl-C or (Unix) SIGTERM. The handlers are installed when this is
+    /// called, not when the future is first polled, so a signal that arrives right after
+    /// the pipe appears is not lost (its default action would kill the server and leave
+    /// its files behind).
+    fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut interrupt =
+                signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+            let mut terminate =
+                signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+            Ok(async move {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                eprintln!("npipe: shutting down");
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("npipe: shutting down");
+            })
+        }
+    }
+
+    /// What `serve` answers.
+    #[derive(Debug, Clone)]
+    enum Handler {
+        /// The original demo server: `Response to: <request>`.
+        Demo,
+        Echo,
+        Exec(String),
+    }
+
+    /// The `--exec` command failed: the request fails and the server closes the
+    /// connection without replying (the client sees "disconnected").
+    #[derive(Debug)]
+    struct ExecFailed;
+
+    impl Handler {
+        fn from_args(args: &Args) -> Handler {
+            match (&args.exec, args.echo) {
+                (Some(cmd), _) => Handler::Exec(cmd.clone()),
+                (None, true) => Handler::Echo,
+                (None, false) => Handler::Demo,
+            }
+        }
+
+        fn handle(&self, request: npipe::Request) -> npipe::Response {
+            let peer = request.peer();
+            tracing::info!(
+                connection = request.connection(),
+                request = request.sequence(),
+                bytes = request.body().len(),
+                client_pid = peer.and_then(|p| p.pid()),
+                client_uid = peer.and_then(|p| p.uid()),
+                "request"
+            );
+            match self {
+                Handler::Demo => {
+                    let mut reply = b"Response to: ".to_vec();
+                    reply.extend_from_slice(request.body());
+                    npipe::Response::from(reply)
+                }
+                Handler::Echo => npipe::Response::from(request.into_body()),
+                Handler::Exec(cmd) => match run_command(cmd, request.body()) {
+                    Ok(reply) => npipe::Response::from(reply),
+                    Err(e) => {
+                        tracing::warn!(command = %cmd, connection = request.connection(), "{e:#}");
+                        // `npipe::Server` has no in-band error reply: a handler that cannot
+                        // answer fails its request, and the server closes that connection
+                        // without replying (counted in `failed`). Unwinding without the
+                        // panic hook does exactly that and prints no panic message.
+                        std::panic::resume_unwind(Box::new(ExecFailed))
+                    }
+                },
+            }
+        }
+    }
+
+    /// Runs `cmd` through the shell with `input` on stdin; its stdout, or an error
+    /// when it could not start or exited unsuccessfully.
+    fn run_command(cmd: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
+        #[cfg(unix)]
+        let mut command = {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(cmd);
+            c
+        };
+        #[cfg(not(unix))]
+        let mut command = {
+            let mut c = Command::new("cmd");
+            c.arg("/C").arg(cmd);
+            c
+        };
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting `{cmd}`"))?;
+        // Feed stdin from another thread so a command that writes before it has read
+        // everything cannot deadlock with us.
+        let feeder = child.stdin.take().map(|mut stdin| {
+            let input = input.to_vec();
+            std::thread::spawn(move || {
+                // A command that ignores its input closes the pipe early: not an error.
+                let _ = stdin.write_all(&input);
+            })
+        });
+        let output = child
+            .wait_with_output()
+            .with_context(|| format!("running `{cmd}`"))?;
+        if let Some(feeder) = feeder {
+            let _ = feeder.join();
+        }
+        if !output.status.success() {
+            anyhow::bail!("`{cmd}` failed ({})", output.status);
+        }
+        Ok(output.stdout)
+    }
+
+    fn stats_json(stats: &npipe::Stats, elapsed: Duration) -> serde_json::Value {
+        json!({
+            "uptime_s": elapsed.as_secs_f64(),
+            "accepted": stats.accepted,
+            "active": stats.active,
+            "completed": stats.completed,
+            "failed": stats.failed,
+            "rejected_busy": stats.rejected_busy,
+            "rejected_access": stats.rejected_access,
+            "rejected_oversize": stats.rejected_oversize,
+            "timed_out": stats.timed_out,
+            "bytes_in": stats.bytes_in,
+            "bytes_out": stats.bytes_out,
         })
-    });
-    let output = child
-        .wait_with_output()
-        .with_context(|| format!("running `{cmd}`"))?;
-    if let Some(feeder) = feeder {
-        let _ = feeder.join();
     }
-    if !output.status.success() {
-        anyhow::bail!("`{cmd}` failed ({})", output.status);
+
+    fn stats_text(stats: &npipe::Stats, elapsed: Duration) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "uptime             {}", format_duration(elapsed));
+        let _ = writeln!(out, "connections        {}", stats.accepted);
+        let _ = writeln!(out, "requests answered  {}", stats.completed);
+        let _ = writeln!(out, "requests failed    {}", stats.failed);
+        let _ = writeln!(out, "timed out          {}", stats.timed_out);
+        let _ = writeln!(
+            out,
+            "rejected           {} busy, {} access, {} oversize",
+            stats.rejected_busy, stats.rejected_access, stats.rejected_oversize
+        );
+        let _ = writeln!(
+            out,
+            "bytes              {} in, {} out",
+            stats.bytes_in, stats.bytes_out
+        );
+        out
     }
-    Ok(output.stdout)
-}
-
-fn stats_json(stats: &npipe::Stats, elapsed: Duration) -> serde_json::Value {
-    json!({
-        "uptime_s": elapsed.as_secs_f64(),
-        "accepted": stats.accepted,
-        "active": stats.active,
-        "completed": stats.completed,
-        "failed": stats.failed,
-        "rejected_busy": stats.rejected_busy,
-        "rejected_access": stats.rejected_access,
-        "rejected_oversize": stats.rejected_oversize,
-        "timed_out": stats.timed_out,
-        "bytes_in": stats.bytes_in,
-        "bytes_out": stats.bytes_out,
-    })
-}
-
-fn stats_text(stats: &npipe::Stats, elapsed: Duration) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "uptime             {}", format_duration(elapsed));
-    let _ = writeln!(out, "connections        {}", stats.accepted);
-    let _ = writeln!(out, "requests answered  {}", stats.completed);
-    let _ = writeln!(out, "requests failed    {}", stats.failed);
-    let _ = writeln!(out, "timed out          {}", stats.timed_out);
-    let _ = writeln!(
-        out,
-        "rejected           {} busy, {} access, {} oversize",
-        stats.rejected_busy, stats.rejected_access, stats.rejected_oversize
-    );
-    let _ = writeln!(
-        out,
-        "bytes              {} in, {} out",
-        stats.bytes_in, stats.bytes_out
-    );
-    out
 }
