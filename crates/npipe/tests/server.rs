@@ -1,0 +1,646 @@
+//! `npipe::Server`: many clients from many processes, hostile clients, deadlines,
+//! back-pressure, shutdown, panics, and no leaks.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use npipe::server::InstanceState;
+use npipe::{
+    ConnectOptions, ErrorKind, ListenerOptions, Mode, Request, Response, Server, SpawnedServer,
+    Stats,
+};
+
+use crate::util::{child, unique, Watchdog};
+
+fn echo(request: Request) -> Response {
+    let mut reply = b"Response to: ".to_vec();
+    reply.extend_from_slice(request.body());
+    Response::from(reply)
+}
+
+/// Polls the stats until `ready` holds (the watchdog bounds the wait).
+fn wait_stats(server: &SpawnedServer, what: &str, ready: impl Fn(&Stats) -> bool) -> Stats {
+    loop {
+        let stats = server.stats();
+        if ready(&stats) {
+            return stats;
+        }
+        eprintln!("waiting for {what}: {stats:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn raw_client(name: &str) -> npipe::Stream {
+    let mut opts = ConnectOptions::new();
+    opts.mode(Mode::Byte);
+    opts.connect(name).unwrap()
+}
+
+fn socket_path(server: &SpawnedServer) -> std::path::PathBuf {
+    match server.address() {
+        npipe::Address::Path(path) => path.clone(),
+        other => panic!("expected a socket path, got {other}"),
+    }
+}
+
+#[test]
+fn hundreds_of_clients_from_several_processes() {
+    let _w = Watchdog::new(
+        "hundreds_of_clients_from_several_processes",
+        Duration::from_secs(120),
+    );
+    let name = unique("srv-many");
+    let server = Server::builder(&name)
+        .pending_instances(16)
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    const PROCESSES: usize = 4;
+    const THREADS: usize = 75;
+    const REQUESTS: usize = 10;
+    let mut children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            child(
+                "server-clients",
+                &[&name, &THREADS.to_string(), &REQUESTS.to_string()],
+            )
+        })
+        .collect();
+    for c in &mut children {
+        let line = c.expect_line("checked ");
+        assert_eq!(line, (THREADS * (REQUESTS + 1)).to_string());
+        assert!(c.wait_for(Duration::from_secs(60)).success());
+    }
+    let expected = (PROCESSES * THREADS * (REQUESTS + 1)) as u64;
+    let stats = wait_stats(&server, "every connection closed", |s| s.active == 0);
+    assert_eq!(stats.completed, expected);
+    assert_eq!(stats.accepted, (PROCESSES * THREADS * 2) as u64);
+    assert_eq!(stats.failed + stats.timed_out + stats.rejected_oversize, 0);
+    assert!(stats.bytes_in > 0 && stats.bytes_out > stats.bytes_in);
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn one_request_per_connection_and_persistent_connections() {
+    let _w = Watchdog::start("one_request_per_connection_and_persistent_connections");
+    let name = unique("srv-modes");
+    let _server = Server::builder(&name)
+        .handler(|r| Response::new(format!("{}#{}", r.connection(), r.sequence())))
+        .spawn()
+        .unwrap();
+    let a = npipe::call(&name, b"x", Duration::from_secs(5)).unwrap();
+    let b = npipe::call(&name, b"x", Duration::from_secs(5)).unwrap();
+    assert_eq!(a, b"1#1");
+    assert_eq!(b, b"2#1");
+    let mut s = npipe::Stream::connect(&name).unwrap();
+    let mut reply = Vec::new();
+    for seq in 1..=3 {
+        s.send(b"x").unwrap();
+        s.recv(&mut reply).unwrap().unwrap();
+        assert_eq!(reply, format!("3#{seq}").as_bytes());
+    }
+}
+
+#[test]
+fn async_handler_sees_peer_credentials() {
+    let _w = Watchdog::start("async_handler_sees_peer_credentials");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let name = unique("srv-async");
+    let server = rt.block_on(async {
+        Server::builder(&name)
+            .async_handler(|r: Request| async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let pid = r.peer().and_then(|p| p.pid()).unwrap_or(0);
+                Response::new(pid.to_string())
+            })
+            .bind()
+            .unwrap()
+    });
+    let handle = server.handle();
+    let running = rt.spawn(server.run());
+    let reply = npipe::call(&name, b"who", Duration::from_secs(5)).unwrap();
+    assert_eq!(reply, std::process::id().to_string().as_bytes());
+    handle.shutdown();
+    rt.block_on(running).unwrap().unwrap();
+    assert_eq!(handle.stats().completed, 1);
+}
+
+#[test]
+fn handler_panic_fails_only_its_request() {
+    let _w = Watchdog::start("handler_panic_fails_only_its_request");
+    let name = unique("srv-panic");
+    let server = Server::builder(&name)
+        .handler(|r| {
+            if r.body() == b"panic" {
+                panic!("the handler was told to panic");
+            }
+            echo(r)
+        })
+        .spawn()
+        .unwrap();
+    // A persistent connection that survives its neighbour's panic.
+    let mut other = npipe::Stream::connect(&name).unwrap();
+    let mut reply = Vec::new();
+    other.send(b"before").unwrap();
+    other.recv(&mut reply).unwrap().unwrap();
+
+    let mut victim = npipe::Stream::connect(&name).unwrap();
+    victim.send(b"panic").unwrap();
+    // The error reply: the connection ends without a reply.
+    assert_eq!(victim.recv(&mut reply).unwrap(), None);
+    let e = npipe::call(&name, b"panic", Duration::from_secs(5)).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected, "{e}");
+
+    other.send(b"after").unwrap();
+    other.recv(&mut reply).unwrap().unwrap();
+    assert_eq!(reply, b"Response to: after");
+    assert_eq!(
+        npipe::call(&name, b"fine", Duration::from_secs(5)).unwrap(),
+        b"Response to: fine"
+    );
+    let stats = server.stats();
+    assert_eq!(stats.failed, 2);
+    assert_eq!(stats.completed, 3);
+}
+
+#[test]
+fn half_a_frame_then_silence_is_cut_off_by_the_request_deadline() {
+    let _w = Watchdog::start("half_a_frame_then_silence_is_cut_off");
+    let name = unique("srv-stall");
+    // One instance only: without the deadline the staller would block everyone.
+    let server = Server::builder(&name)
+        .max_instances(Some(1))
+        .pending_instances(1)
+        .request_timeout(Some(Duration::from_millis(300)))
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    let mut staller = raw_client(&name);
+    staller.write_all(&100u32.to_le_bytes()).unwrap();
+    staller.write_all(b"only ten b").unwrap();
+    // The next client waits for the instance (up to 10 s), then is served.
+    let mut patient = ConnectOptions::new();
+    patient.timeout(Duration::from_secs(10));
+    let mut s = patient.connect(&name).unwrap();
+    s.send(b"next").unwrap();
+    let mut reply = Vec::new();
+    s.recv(&mut reply).unwrap().unwrap();
+    assert_eq!(reply, b"Response to: next");
+    // The staller's connection was closed by the server.
+    let mut rest = Vec::new();
+    staller.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let stats = server.stats();
+    assert_eq!(stats.timed_out, 1);
+    assert!(stats.rejected_busy >= 1, "{stats:?}");
+}
+
+#[test]
+fn idle_connections_are_closed_and_counted() {
+    let _w = Watchdog::start("idle_connections_are_closed_and_counted");
+    let name = unique("srv-idle");
+    let server = Server::builder(&name)
+        .idle_timeout(Some(Duration::from_millis(200)))
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    let mut idle = npipe::Stream::connect(&name).unwrap();
+    let mut reply = Vec::new();
+    idle.send(b"one").unwrap();
+    idle.recv(&mut reply).unwrap().unwrap();
+    // Then silence: the server closes the connection.
+    assert_eq!(idle.recv(&mut reply).unwrap(), None);
+    let stats = wait_stats(&server, "the idle connection closed", |s| s.active == 0);
+    assert_eq!((stats.timed_out, stats.completed), (1, 1));
+}
+
+#[test]
+fn clients_killed_mid_request_do_not_disturb_the_server() {
+    let _w = Watchdog::start("clients_killed_mid_request");
+    let name = unique("srv-killed");
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&release);
+    let server = Server::builder(&name)
+        .handler(move |r| {
+            if r.body() == b"slow" {
+                while !gate.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }
+            echo(r)
+        })
+        .spawn()
+        .unwrap();
+    // One killed in the middle of sending a frame, one while its handler runs.
+    let mut half = child("server-half-frame", &[&name]);
+    half.expect_line("sent");
+    let mut waiting = child("server-call", &[&name, "slow"]);
+    wait_stats(&server, "the slow request in the handler", |s| {
+        s.instances
+            .iter()
+            .any(|i| i.state == InstanceState::Handling)
+    });
+    half.kill();
+    waiting.kill();
+    release.store(true, Ordering::Relaxed);
+    let stats = wait_stats(&server, "both connections gone", |s| s.active == 0);
+    assert_eq!(
+        stats.completed, 0,
+        "nobody was there to take the slow reply"
+    );
+    assert_eq!(
+        npipe::call(&name, b"alive?", Duration::from_secs(5)).unwrap(),
+        b"Response to: alive?"
+    );
+}
+
+#[test]
+fn oversized_announcement_allocates_nothing_and_others_are_served() {
+    let _w = Watchdog::start("oversized_announcement_allocates_nothing");
+    let mut c = child("server-oversize-memory", &[]);
+    let line = c.expect_line("grew ");
+    eprintln!("server memory: {line}");
+    assert!(c.wait_for(Duration::from_secs(60)).success(), "{line}");
+}
+
+#[test]
+fn no_descriptor_leaks_after_10000_connections() {
+    let _w = Watchdog::new("no_descriptor_leaks", Duration::from_secs(120));
+    let mut c = child("server-fd-leak", &["10000"]);
+    let line = c.expect_line("fds ");
+    eprintln!("descriptors: {line}");
+    assert!(c.wait_for(Duration::from_secs(100)).success(), "{line}");
+}
+
+#[test]
+fn shutdown_lets_requests_in_flight_finish_and_removes_the_pipe() {
+    let _w = Watchdog::start("shutdown_lets_requests_in_flight_finish");
+    let name = unique("srv-shutdown");
+    const IN_FLIGHT: usize = 12;
+    let server = Server::builder(&name)
+        .async_handler(|r: Request| async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            echo(r)
+        })
+        .shutdown_grace(Duration::from_secs(30))
+        .spawn()
+        .unwrap();
+    let path = socket_path(&server);
+    assert!(path.exists());
+    let idle = npipe::Stream::connect(&name).unwrap();
+    let clients: Vec<_> = (0..IN_FLIGHT)
+        .map(|i| {
+            let name = name.clone();
+            thread::spawn(move || {
+                let request = format!("in flight {i}");
+                npipe::call(&name, request.as_bytes(), Duration::from_secs(30))
+                    .map(|reply| assert_eq!(reply, format!("Response to: {request}").as_bytes()))
+            })
+        })
+        .collect();
+    wait_stats(&server, "every request in the handler", |s| {
+        s.instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Handling)
+            .count()
+            == IN_FLIGHT
+    });
+    server.shutdown();
+    for c in clients {
+        c.join().unwrap().expect("no request in flight is lost");
+    }
+    let handle = server.handle();
+    server.join().unwrap();
+    let stats = handle.stats();
+    assert_eq!(stats.completed, IN_FLIGHT as u64);
+    assert!(!path.exists(), "the socket file is gone");
+    let e = npipe::Stream::try_connect(&name).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound, "{e}");
+    // The idle connection was closed, not left hanging.
+    let mut idle = idle;
+    assert_eq!(idle.recv(&mut Vec::new()).unwrap(), None);
+}
+
+#[test]
+fn grace_period_bounds_shutdown() {
+    let _w = Watchdog::start("grace_period_bounds_shutdown");
+    let name = unique("srv-grace");
+    let server = Server::builder(&name)
+        .async_handler(|_r: Request| async move {
+            // Longer than the watchdog: only the grace period can end it.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Response::empty()
+        })
+        .shutdown_grace(Duration::from_millis(100))
+        .spawn()
+        .unwrap();
+    let mut stuck = npipe::Stream::connect(&name).unwrap();
+    stuck.send(b"forever").unwrap();
+    wait_stats(&server, "the request in the handler", |s| {
+        s.instances
+            .iter()
+            .any(|i| i.state == InstanceState::Handling)
+    });
+    server.shutdown();
+    server.join().unwrap();
+    assert_eq!(stuck.recv(&mut Vec::new()).unwrap(), None);
+}
+
+#[test]
+fn max_instances_makes_clients_wait_then_pipe_busy() {
+    let _w = Watchdog::start("max_instances_makes_clients_wait_then_pipe_busy");
+    let name = unique("srv-busy");
+    let server = Server::builder(&name)
+        .max_instances(Some(2))
+        .pending_instances(2)
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    let a = npipe::Stream::connect(&name).unwrap();
+    let b = npipe::Stream::connect(&name).unwrap();
+    wait_stats(&server, "two connections", |s| s.active == 2);
+    let mut quick = ConnectOptions::new();
+    quick.timeout(Duration::from_millis(300));
+    let e = quick.connect(&name).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::PipeBusy, "{e}");
+    assert_eq!(server.stats().listening(), 0);
+    drop(a);
+    let mut c = npipe::Stream::connect(&name).unwrap();
+    c.send(b"in").unwrap();
+    let mut reply = Vec::new();
+    c.recv(&mut reply).unwrap().unwrap();
+    assert_eq!(reply, b"Response to: in");
+    drop(b);
+}
+
+#[test]
+fn byte_mode_request_ends_at_half_close() {
+    let _w = Watchdog::start("byte_mode_request_ends_at_half_close");
+    let name = unique("srv-bytes");
+    let mut opts = ListenerOptions::new();
+    opts.mode(Mode::Byte);
+    let _server = Server::builder(&name)
+        .options(opts)
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    let mut s = raw_client(&name);
+    s.write_all(b"all of ").unwrap();
+    s.write_all(b"this").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"Response to: all of this");
+}
+
+#[test]
+fn many_clients_in_one_process_with_a_barrier() {
+    let _w = Watchdog::start("many_clients_in_one_process_with_a_barrier");
+    let name = unique("srv-burst");
+    let server = Server::builder(&name).handler(echo).spawn().unwrap();
+    const CLIENTS: usize = 200;
+    let start = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (name, start) = (name.clone(), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                let request = format!("burst {i}");
+                let reply =
+                    npipe::call(&name, request.as_bytes(), Duration::from_secs(30)).unwrap();
+                assert_eq!(reply, format!("Response to: {request}").as_bytes());
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let stats = wait_stats(&server, "all closed", |s| s.active == 0);
+    assert_eq!(stats.completed, CLIENTS as u64);
+}
+
+/// Roles run in child processes (dispatched from `tests.rs`).
+pub(crate) mod roles {
+    use super::*;
+
+    fn fail(what: impl std::fmt::Display) -> i32 {
+        eprintln!("role failed: {what}");
+        1
+    }
+
+    /// `NAME THREADS REQUESTS`: every thread makes one persistent connection with
+    /// REQUESTS requests and one `call`, checking every reply.
+    pub(crate) fn clients(args: &[&str]) -> i32 {
+        let [name, threads, requests] = args else {
+            return fail("usage: NAME THREADS REQUESTS");
+        };
+        let (Ok(threads), Ok(requests)) = (threads.parse::<usize>(), requests.parse::<usize>())
+        else {
+            return fail("bad numbers");
+        };
+        let pid = std::process::id();
+        let start = Arc::new(Barrier::new(threads));
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (name, start) = (name.to_string(), Arc::clone(&start));
+                thread::spawn(move || -> Result<usize, String> {
+                    start.wait();
+                    let mut opts = ConnectOptions::new();
+                    opts.timeout(Duration::from_secs(30));
+                    let mut s = opts.connect(&name).map_err(|e| e.to_string())?;
+                    let mut reply = Vec::new();
+                    for r in 0..requests {
+                        let request = format!("{pid}/{t}/{r}");
+                        s.send(request.as_bytes()).map_err(|e| e.to_string())?;
+                        s.recv(&mut reply).map_err(|e| e.to_string())?;
+                        if reply != format!("Response to: {request}").as_bytes() {
+                            return Err(format!("wrong reply to {request}"));
+                        }
+                    }
+                    drop(s);
+                    let request = format!("{pid}/{t}/call");
+                    let reply = npipe::call(&name, request.as_bytes(), Duration::from_secs(30))
+                        .map_err(|e| e.to_string())?;
+                    if reply != format!("Response to: {request}").as_bytes() {
+                        return Err(format!("wrong reply to {request}"));
+                    }
+                    Ok(requests + 1)
+                })
+            })
+            .collect();
+        let mut checked = 0;
+        for w in workers {
+            match w.join() {
+                Ok(Ok(n)) => checked += n,
+                Ok(Err(e)) => return fail(e),
+                Err(_) => return fail("a client thread panicked"),
+            }
+        }
+        println!("\nchecked {checked}");
+        0
+    }
+
+    /// `NAME`: sends half a frame, says so, and waits to be killed.
+    pub(crate) fn half_frame(args: &[&str]) -> i32 {
+        let [name] = args else {
+            return fail("usage: NAME");
+        };
+        let mut s = raw_client(name);
+        if s.write_all(&1000u32.to_le_bytes()).is_err() || s.write_all(&[7; 500]).is_err() {
+            return fail("write");
+        }
+        println!("\nsent");
+        thread::sleep(Duration::from_secs(60));
+        0
+    }
+
+    /// `NAME REQUEST`: one call (to be killed while it waits).
+    pub(crate) fn call(args: &[&str]) -> i32 {
+        let [name, request] = args else {
+            return fail("usage: NAME REQUEST");
+        };
+        match npipe::call(name, request.as_bytes(), Duration::from_secs(60)) {
+            Ok(_) => 0,
+            Err(e) => fail(e),
+        }
+    }
+
+    fn status_kib(field: &str) -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Announces 4 GiB - 1 fifty times to a server with the default 16 MiB cap while
+    /// other clients are served; the server's own memory must not grow.
+    pub(crate) fn oversize_memory(_args: &[&str]) -> i32 {
+        let name = unique("srv-oversize");
+        let server = match Server::builder(&name).handler(echo).spawn() {
+            Ok(server) => server,
+            Err(e) => return fail(e),
+        };
+        // Warm up the runtime's threads and buffers before measuring.
+        for _ in 0..50 {
+            if npipe::call(&name, b"warm", Duration::from_secs(5)).is_err() {
+                return fail("warm-up call");
+            }
+        }
+        let (rss_before, peak_before) = (status_kib("VmRSS:"), status_kib("VmPeak:"));
+        let mut hostile = Vec::new();
+        for _ in 0..50 {
+            let mut s = raw_client(&name);
+            if s.write_all(&u32::MAX.to_le_bytes()).is_err() {
+                return fail("write");
+            }
+            hostile.push(s);
+            match npipe::call(&name, b"meanwhile", Duration::from_secs(5)) {
+                Ok(reply) if reply == b"Response to: meanwhile" => {}
+                other => return fail(format!("an honest client was not served: {other:?}")),
+            }
+        }
+        for mut s in hostile {
+            let mut rest = Vec::new();
+            if s.read_to_end(&mut rest).is_err() || !rest.is_empty() {
+                return fail("the hostile connection was not closed without a reply");
+            }
+        }
+        let stats = server.stats();
+        let (rss_after, peak_after) = (status_kib("VmRSS:"), status_kib("VmPeak:"));
+        let rss_grew = rss_after.saturating_sub(rss_before);
+        let peak_grew = peak_after.saturating_sub(peak_before);
+        println!("\ngrew rss {rss_grew} KiB, peak virtual {peak_grew} KiB, {stats:?}");
+        if rss_before == 0 || peak_before == 0 {
+            return fail("no /proc/self/status");
+        }
+        if stats.rejected_oversize != 50 {
+            return fail(format!("rejected_oversize = {}", stats.rejected_oversize));
+        }
+        // One 4 GiB allocation, even untouched, would show in the peak virtual size.
+        if rss_grew > 64 * 1024 || peak_grew > 2 * 1024 * 1024 {
+            return fail("the server's memory grew");
+        }
+        0
+    }
+
+    /// `COUNT`: COUNT connections to a server spawned and shut down in this process;
+    /// the open descriptors must be the same before and after.
+    pub(crate) fn fd_leak(args: &[&str]) -> i32 {
+        let Some(Ok(count)) = args.first().map(|c| c.parse::<usize>()) else {
+            return fail("usage: COUNT");
+        };
+        let fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+        let list = || {
+            std::fs::read_dir("/proc/self/fd")
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| format!("{:?}", std::fs::read_link(e.path())))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        // A first server brings up what tokio keeps for the whole process (the signal
+        // driver's socket pair); only what comes after is counted.
+        let warm_up = unique("srv-fds-warm");
+        match Server::builder(&warm_up).handler(echo).spawn() {
+            Ok(server) => {
+                let _ = npipe::call(&warm_up, b"warm", Duration::from_secs(5));
+                server.shutdown();
+                let _ = server.join();
+            }
+            Err(e) => return fail(e),
+        }
+        let listed = list();
+        let before = fds();
+        let name = unique("srv-fds");
+        let server = match Server::builder(&name)
+            .worker_threads(2)
+            .handler(echo)
+            .spawn()
+        {
+            Ok(server) => server,
+            Err(e) => return fail(e),
+        };
+        let threads = 4;
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let name = name.clone();
+                thread::spawn(move || {
+                    for i in 0..count / threads {
+                        let request = format!("{t}/{i}");
+                        match npipe::call(&name, request.as_bytes(), Duration::from_secs(10)) {
+                            Ok(reply) if reply == format!("Response to: {request}").as_bytes() => {}
+                            _ => return false,
+                        }
+                    }
+                    true
+                })
+            })
+            .collect();
+        if !workers.into_iter().all(|w| w.join().unwrap_or(false)) {
+            return fail("a call failed");
+        }
+        let stats = wait_stats(&server, "all closed", |s| s.active == 0);
+        server.shutdown();
+        if let Err(e) = server.join() {
+            return fail(e);
+        }
+        let after = fds();
+        println!(
+            "\nfds before {before} after {after}, {} connections ({listed:?} -> {:?})",
+            stats.accepted,
+            list()
+        );
+        if stats.accepted != (count / threads * threads) as u64 || before != after || before == 0 {
+            return fail("descriptor count changed or connections missing");
+        }
+        0
+    }
+}

@@ -1,0 +1,43 @@
+//! npipe's integration tests: one binary, behaviour through the public API across
+//! real threads and processes.
+
+mod util;
+
+mod blocking;
+#[cfg(windows)]
+mod windows;
+#[cfg(feature = "tokio")]
+mod server;
+#[cfg(feature = "tokio")]
+mod tokio_api;
+
+/// Entry point of child processes (see `util::drive`): does nothing in a normal run.
+#[test]
+fn child_role() {
+    let Some((role, args)) = util::drive::role() else {
+        return;
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let code = match role.as_str() {
+        "echo-server" => blocking::roles::echo_server(&args),
+        "hold-name" => blocking::roles::hold_name(&args),
+        "call" => blocking::roles::call(&args),
+        "connect-kind" => blocking::roles::connect_kind(&args),
+        "address" => blocking::roles::address(&args),
+        #[cfg(feature = "tokio")]
+        "server-clients" => server::roles::clients(&args),
+        #[cfg(feature = "tokio")]
+        "server-half-frame" => server::roles::half_frame(&args),
+        #[cfg(feature = "tokio")]
+        "server-call" => server::roles::call(&args),
+        #[cfg(feature = "tokio")]
+        "server-oversize-memory" => server::roles::oversize_memory(&args),
+        #[cfg(feature = "tokio")]
+        "server-fd-leak" => server::roles::fd_leak(&args),
+        other => {
+            eprintln!("unknown test role {other:?}");
+            100
+        }
+    };
+    std::process::exit(code);
+}
