@@ -4,12 +4,12 @@
 mod util;
 
 mod blocking;
-#[cfg(windows)]
-mod windows;
 #[cfg(feature = "tokio")]
 mod server;
 #[cfg(feature = "tokio")]
 mod tokio_api;
+#[cfg(windows)]
+mod windows;
 
 /// Entry point of child processes (see `util::drive`): does nothing in a normal run.
 #[test]
