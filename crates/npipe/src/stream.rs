@@ -361,7 +361,7 @@ mod unix_impls {
 
 #[cfg(windows)]
 mod windows_impls {
-    use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
+    use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, RawHandle};
 
     use super::Stream;
 
@@ -374,13 +374,6 @@ mod windows_impls {
     impl AsRawHandle for Stream {
         fn as_raw_handle(&self) -> RawHandle {
             self.inner.as_handle().as_raw_handle()
-        }
-    }
-
-    /// Gives up the pipe handle (overlapped, in the stream's read mode).
-    impl From<Stream> for OwnedHandle {
-        fn from(stream: Stream) -> OwnedHandle {
-            stream.inner.into()
         }
     }
 }

@@ -45,9 +45,12 @@ const BYTE_RECV: usize = 64 * 1024;
 /// a `u32`).
 const WRITE_CHUNK: usize = 1 << 30;
 
+/// Stack size of the threads that disconnect dropped server ends.
+const CLOSER_STACK: usize = 64 * 1024;
+
 #[derive(Debug)]
 pub(crate) struct Stream {
-    /// Declared before `_slot`: the instance handle is closed before the slot tells
+    /// Declared before `slot`: the instance handle is closed before the slot tells
     /// the listener that the instance is free.
     pipe: OwnedHandle,
     event: Event,
@@ -64,7 +67,7 @@ pub(crate) struct Stream {
     write_timeout: Timeout,
     read_shut: AtomicBool,
     write_shut: AtomicBool,
-    _slot: Option<Slot>,
+    slot: Option<Slot>,
 }
 
 /// What one `ReadFile` produced.
@@ -95,7 +98,7 @@ impl Stream {
             write_timeout: Timeout::none(),
             read_shut: AtomicBool::new(false),
             write_shut: AtomicBool::new(false),
-            _slot: Some(slot),
+            slot: Some(slot),
         })
     }
 
@@ -112,12 +115,10 @@ impl Stream {
             ));
         }
         // Client directions are named as the server sees them.
-        let (pipe, can_read, can_write) = open_waiting(
-            &path,
-            opts.direction.server_writes(),
-            opts.direction.server_reads(),
-            opts.timeout,
-        )?;
+        let can_read = opts.direction.server_writes();
+        let can_write = opts.direction.server_reads();
+        let (pipe, granted_read, granted_write) =
+            open_waiting(&path, can_read, can_write, opts.timeout)?;
         if opts.mode == Mode::Message {
             let mode = PIPE_READMODE_MESSAGE;
             // SAFETY: `pipe` is a live pipe handle; `mode` outlives the call; the
@@ -151,9 +152,11 @@ impl Stream {
             poisoned: None,
             read_timeout: Timeout::none(),
             write_timeout: Timeout::none(),
-            read_shut: AtomicBool::new(false),
-            write_shut: AtomicBool::new(false),
-            _slot: None,
+            // A duplex client of a one-way pipe: as on Unix, reads find the end of
+            // the stream (the server never writes) or writes find nobody reading.
+            read_shut: AtomicBool::new(can_read && !granted_read),
+            write_shut: AtomicBool::new(can_write && !granted_write),
+            slot: None,
         })
     }
 
@@ -656,7 +659,7 @@ impl Stream {
         if self.write_shut.load(Ordering::Relaxed) {
             return Err(err(
                 ErrorKind::Disconnected,
-                "this end of the pipe was shut down for writing",
+                "this end of the pipe cannot write: it was shut down, or the server does not read (an outbound pipe)",
             ));
         }
         Ok(())
@@ -688,9 +691,35 @@ impl AsHandle for Stream {
     }
 }
 
-impl From<Stream> for OwnedHandle {
-    fn from(stream: Stream) -> OwnedHandle {
-        stream.pipe
+impl Drop for Stream {
+    /// The server end of a connection that was not disconnected explicitly is
+    /// disconnected in the background: `FlushFileBuffers` waits until the client has
+    /// read everything (closing a pipe end discards nothing, but a closed instance
+    /// still counts against `max_instances` until its client closes too), then
+    /// `DisconnectNamedPipe` detaches the client, so the instance is freed at once.
+    fn drop(&mut self) {
+        if !self.is_server || self.write_shut.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(pipe) = self.pipe.try_clone() else {
+            return;
+        };
+        let slot = self.slot.take();
+        let closer = thread::Builder::new()
+            .name("npipe-disconnect".into())
+            .stack_size(CLOSER_STACK)
+            .spawn(move || {
+                // SAFETY: `pipe` is a duplicate of the server end, owned here.
+                unsafe {
+                    FlushFileBuffers(pipe.as_raw_handle());
+                    DisconnectNamedPipe(pipe.as_raw_handle());
+                }
+                drop(pipe);
+                drop(slot);
+            });
+        if let Err(e) = closer {
+            tracing::debug!(error = %e, "closing a pipe instance without waiting for its client");
+        }
     }
 }
 

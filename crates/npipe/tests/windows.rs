@@ -1,0 +1,493 @@
+//! Windows-only behaviour: interoperability with plain Win32 pipe programs (native
+//! messages, no length prefix), flushing on disconnect, the pipe's DACL, and — in
+//! `real_windows` — what Wine does not enforce.
+
+use std::io::{Read, Write};
+use std::os::windows::io::AsRawHandle;
+use std::ptr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use npipe::{Access, ConnectOptions, ErrorKind, Listener, ListenerOptions, Mode, Stream};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, LocalFree, GENERIC_READ, GENERIC_WRITE, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
+    SE_KERNEL_OBJECT,
+};
+use windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, ReadFile, WriteFile, OPEN_EXISTING, PIPE_ACCESS_DUPLEX,
+};
+use windows_sys::Win32::System::Pipes::{
+    ConnectNamedPipe, CreateNamedPipeW, SetNamedPipeHandleState, PIPE_READMODE_MESSAGE,
+    PIPE_TYPE_MESSAGE, PIPE_WAIT,
+};
+
+use crate::util::{unique, Watchdog};
+
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+fn path(name: &str) -> String {
+    format!(r"\\.\pipe\{name}")
+}
+
+/// Whether this process runs under Wine (ntdll exports `wine_get_version`).
+pub(crate) fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll = wide("ntdll.dll");
+    // SAFETY: NUL-terminated strings; ntdll is always loaded; nothing is called.
+    unsafe {
+        let module = GetModuleHandleW(ntdll.as_ptr());
+        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
+    }
+}
+
+/// A raw Win32 message-mode client handle (what any Windows program would open).
+struct RawClient(windows_sys::Win32::Foundation::HANDLE);
+
+impl RawClient {
+    fn open(name: &str) -> RawClient {
+        let p = wide(&path(name));
+        // SAFETY: NUL-terminated path; the handle is closed in Drop.
+        unsafe {
+            let h = CreateFileW(
+                p.as_ptr(),
+                GENERIC_READ | GENERIC_WRITE,
+                0,
+                ptr::null(),
+                OPEN_EXISTING,
+                0,
+                ptr::null_mut(),
+            );
+            assert_ne!(
+                h,
+                INVALID_HANDLE_VALUE,
+                "{}",
+                std::io::Error::last_os_error()
+            );
+            let mode = PIPE_READMODE_MESSAGE;
+            assert_ne!(
+                SetNamedPipeHandleState(h, &mode, ptr::null(), ptr::null()),
+                0,
+                "{}",
+                std::io::Error::last_os_error()
+            );
+            RawClient(h)
+        }
+    }
+
+    fn write(&self, data: &[u8]) {
+        let mut n = 0;
+        // SAFETY: synchronous handle; `data` outlives the call.
+        let ok = unsafe {
+            WriteFile(
+                self.0,
+                data.as_ptr(),
+                data.len() as u32,
+                &mut n,
+                ptr::null_mut(),
+            )
+        };
+        assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+        assert_eq!(n as usize, data.len());
+    }
+
+    fn read(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0;
+        // SAFETY: synchronous handle; `buf` outlives the call.
+        let ok = unsafe {
+            ReadFile(
+                self.0,
+                buf.as_mut_ptr(),
+                buf.len() as u32,
+                &mut n,
+                ptr::null_mut(),
+            )
+        };
+        assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+        buf.truncate(n as usize);
+        buf
+    }
+}
+
+impl Drop for RawClient {
+    fn drop(&mut self) {
+        // SAFETY: the handle is owned by this value.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+#[test]
+fn messages_are_native_with_no_length_prefix() {
+    let _w = Watchdog::start("native messages");
+    let name = unique("native");
+    let listener = Listener::bind(&name).unwrap();
+    let raw = RawClient::open(&name);
+    let mut server = listener.accept().unwrap();
+    // What a plain Win32 client writes arrives as exactly that message...
+    raw.write(b"hello");
+    raw.write(b"");
+    raw.write(b"world!");
+    let mut buf = Vec::new();
+    assert_eq!(server.recv(&mut buf).unwrap(), Some(5));
+    assert_eq!(buf, b"hello");
+    assert_eq!(server.recv(&mut buf).unwrap(), Some(0));
+    assert_eq!(server.recv(&mut buf).unwrap(), Some(6));
+    assert_eq!(buf, b"world!");
+    // ...and what npipe sends arrives as exactly the payload: nothing added.
+    server.send(b"reply").unwrap();
+    assert_eq!(raw.read(), b"reply");
+    server.send(b"").unwrap();
+    assert_eq!(raw.read(), b"");
+}
+
+#[test]
+fn npipe_clients_talk_to_a_plain_win32_server() {
+    let _w = Watchdog::start("plain server");
+    let name = unique("plainsrv");
+    let p = wide(&path(&name));
+    // SAFETY: NUL-terminated path, default security; closed below.
+    let h = unsafe {
+        CreateNamedPipeW(
+            p.as_ptr(),
+            PIPE_ACCESS_DUPLEX,
+            PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT,
+            1,
+            4096,
+            4096,
+            0,
+            ptr::null(),
+        )
+    };
+    assert_ne!(h, INVALID_HANDLE_VALUE);
+    let raw = h as usize;
+    let server = thread::spawn(move || {
+        let h = raw as windows_sys::Win32::Foundation::HANDLE;
+        // SAFETY: synchronous server handle owned by this test; buffers outlive calls.
+        unsafe {
+            ConnectNamedPipe(h, ptr::null_mut());
+            let mut buf = [0u8; 256];
+            let mut n = 0;
+            assert_ne!(
+                ReadFile(h, buf.as_mut_ptr(), 256, &mut n, ptr::null_mut()),
+                0
+            );
+            let mut reply = b"Response to: ".to_vec();
+            reply.extend_from_slice(&buf[..n as usize]);
+            WriteFile(
+                h,
+                reply.as_ptr(),
+                reply.len() as u32,
+                &mut n,
+                ptr::null_mut(),
+            );
+            // Give the client time to read before the handle goes.
+            thread::sleep(Duration::from_millis(300));
+            CloseHandle(h);
+        }
+    });
+    let reply = npipe::call(&name, b"ping", Duration::from_secs(5)).unwrap();
+    assert_eq!(reply, b"Response to: ping");
+    server.join().unwrap();
+}
+
+#[test]
+fn a_reply_written_before_the_server_end_drops_is_delivered() {
+    let _w = Watchdog::start("reply then drop");
+    let name = unique("lastwords");
+    let listener = Listener::bind(&name).unwrap();
+    let mut client = Stream::connect(&name).unwrap();
+    let mut server = listener.accept().unwrap();
+    server.send(b"one").unwrap();
+    server.send(b"two").unwrap();
+    drop(server);
+    let mut buf = Vec::new();
+    assert_eq!(client.recv(&mut buf).unwrap(), Some(3));
+    assert_eq!(client.recv(&mut buf).unwrap(), Some(3));
+    assert_eq!(buf, b"two");
+    assert_eq!(client.recv(&mut buf).unwrap(), None);
+}
+
+#[test]
+fn disconnect_flushes_before_disconnecting() {
+    let _w = Watchdog::start("flush on disconnect");
+    let name = unique("flush");
+    let listener = Listener::bind(&name).unwrap();
+    let mut client = Stream::connect(&name).unwrap();
+    let mut server = listener.accept().unwrap();
+    let writer = thread::spawn(move || {
+        server.send(&vec![9u8; 100_000]).unwrap();
+        // Blocks in FlushFileBuffers until the client has read the message.
+        let start = Instant::now();
+        server.disconnect().unwrap();
+        start.elapsed()
+    });
+    thread::sleep(Duration::from_millis(300));
+    let mut buf = Vec::new();
+    assert_eq!(client.recv(&mut buf).unwrap(), Some(100_000));
+    let waited = writer.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(200),
+        "disconnect did not wait: {waited:?}"
+    );
+    assert_eq!(client.recv(&mut buf).unwrap(), None);
+}
+
+#[test]
+fn a_message_client_of_a_byte_pipe_is_told_to_use_byte_mode() {
+    let _w = Watchdog::start("mode mismatch");
+    let name = unique("bytepipe");
+    let listener = ListenerOptions::new()
+        .mode(Mode::Byte)
+        .create(&name)
+        .unwrap();
+    let e = Stream::connect(&name).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::InvalidData, "{e}");
+    assert!(e.to_string().contains("Mode::Byte"), "{e}");
+    let mut client = ConnectOptions::new()
+        .mode(Mode::Byte)
+        .connect(&name)
+        .unwrap();
+    client.write_all(b"bytes").unwrap();
+    // The first accepted connection is the refused message-mode client.
+    let _refused = listener.accept().unwrap();
+    let mut server = listener.accept().unwrap();
+    let mut got = [0u8; 5];
+    server.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"bytes");
+}
+
+#[test]
+fn a_transaction_reply_larger_than_the_first_read_is_whole() {
+    let _w = Watchdog::start("big transaction");
+    let name = unique("bigcall");
+    let listener = Listener::bind(&name).unwrap();
+    let server = thread::spawn(move || {
+        let mut stream = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        stream.recv(&mut buf).unwrap();
+        stream.send(&vec![b'x'; 200_000]).unwrap();
+    });
+    let reply = npipe::call(&name, b"big please", Duration::from_secs(5)).unwrap();
+    assert_eq!(reply.len(), 200_000);
+    server.join().unwrap();
+}
+
+/// The pipe's DACL as SDDL, read through a client handle.
+fn dacl_of(name: &str) -> String {
+    let client = Stream::connect(name).unwrap();
+    let mut sd = ptr::null_mut();
+    // SAFETY: the client handle is live (GENERIC_READ includes READ_CONTROL); the
+    // descriptor and the string are freed with LocalFree.
+    unsafe {
+        let rc = GetSecurityInfo(
+            client.as_raw_handle(),
+            SE_KERNEL_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut sd,
+        );
+        assert_eq!(
+            rc,
+            0,
+            "GetSecurityInfo: {}",
+            std::io::Error::from_raw_os_error(rc as i32)
+        );
+        let mut text = ptr::null_mut();
+        let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            sd,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            ptr::null_mut(),
+        );
+        assert_ne!(ok, 0);
+        let mut len = 0;
+        while *text.add(len) != 0 {
+            len += 1;
+        }
+        let s = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
+        LocalFree(text.cast());
+        LocalFree(sd);
+        s
+    }
+}
+
+#[test]
+fn the_dacl_admits_only_the_owner_and_system_by_default() {
+    let _w = Watchdog::start("dacl owner");
+    let name = unique("daclown");
+    let _listener = Listener::bind(&name).unwrap();
+    let dacl = dacl_of(&name);
+    assert!(dacl.starts_with("D:P"), "not protected: {dacl}");
+    assert!(dacl.contains(";;;SY)"), "no SYSTEM entry: {dacl}");
+    let aces = dacl.matches("(A;").count();
+    assert_eq!(aces, 2, "expected exactly owner and SYSTEM: {dacl}");
+    assert!(
+        !dacl.contains(";;;AU)") && !dacl.contains(";;;WD)"),
+        "{dacl}"
+    );
+}
+
+#[test]
+fn access_everyone_admits_authenticated_users_without_instance_creation() {
+    let _w = Watchdog::start("dacl everyone");
+    let name = unique("daclall");
+    let _listener = ListenerOptions::new()
+        .access(Access::Everyone)
+        .create(&name)
+        .unwrap();
+    let dacl = dacl_of(&name);
+    let au = dacl
+        .split(')')
+        .find(|ace| ace.ends_with(";;;AU"))
+        .unwrap_or_else(|| panic!("no authenticated-users entry: {dacl}"));
+    // FILE_GENERIC_READ | FILE_WRITE_DATA | FILE_WRITE_ATTRIBUTES, and not
+    // FILE_CREATE_PIPE_INSTANCE (0x4).
+    assert!(au.to_ascii_lowercase().contains("0x12018b"), "{au}");
+}
+
+/// What Wine does not enforce. Each test refuses to run under Wine (it would prove
+/// nothing there); `.ci/windows/test.sh` skips them by name and lists them.
+mod real_windows {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+    use windows_sys::Win32::Foundation::HANDLE;
+    use windows_sys::Win32::Security::{
+        CreateRestrictedToken, GetTokenInformation, ImpersonateLoggedOnUser, RevertToSelf,
+        TokenUser, SID_AND_ATTRIBUTES, TOKEN_ASSIGN_PRIMARY, TOKEN_DUPLICATE, TOKEN_IMPERSONATE,
+        TOKEN_QUERY, TOKEN_USER,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+    fn require_real_windows() {
+        assert!(
+            !under_wine(),
+            "this test needs real Windows: Wine does not enforce pipe DACLs or FILE_FLAG_FIRST_PIPE_INSTANCE, and impersonation is a stub"
+        );
+    }
+
+    /// Runs `f` on a thread impersonating our own token with our user SID disabled
+    /// (deny-only): the same user's groups, but not the user.
+    fn as_restricted_self<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        thread::spawn(move || {
+            // SAFETY: standard token calls on handles we own; buffers are sized by
+            // the first GetTokenInformation call and aligned for TOKEN_USER.
+            unsafe {
+                let mut token: HANDLE = ptr::null_mut();
+                assert_ne!(
+                    OpenProcessToken(
+                        GetCurrentProcess(),
+                        TOKEN_QUERY | TOKEN_DUPLICATE | TOKEN_IMPERSONATE | TOKEN_ASSIGN_PRIMARY,
+                        &mut token,
+                    ),
+                    0
+                );
+                let mut needed = 0;
+                GetTokenInformation(token, TokenUser, ptr::null_mut(), 0, &mut needed);
+                let mut buf = vec![0u64; (needed as usize).div_ceil(8)];
+                assert_ne!(
+                    GetTokenInformation(
+                        token,
+                        TokenUser,
+                        buf.as_mut_ptr().cast(),
+                        needed,
+                        &mut needed
+                    ),
+                    0
+                );
+                let user = (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid;
+                let disable = SID_AND_ATTRIBUTES {
+                    Sid: user,
+                    Attributes: 0,
+                };
+                let mut restricted: HANDLE = ptr::null_mut();
+                assert_ne!(
+                    CreateRestrictedToken(
+                        token,
+                        0,
+                        1,
+                        &disable,
+                        0,
+                        ptr::null(),
+                        0,
+                        ptr::null(),
+                        &mut restricted
+                    ),
+                    0,
+                    "{}",
+                    std::io::Error::last_os_error()
+                );
+                assert_ne!(ImpersonateLoggedOnUser(restricted), 0);
+                let out = f();
+                RevertToSelf();
+                CloseHandle(restricted);
+                CloseHandle(token);
+                out
+            }
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn owner_only_pipes_refuse_a_token_without_the_owner() {
+        require_real_windows();
+        let _w = Watchdog::start("dacl enforced");
+        let name = unique("daclenf");
+        let _listener = Listener::bind(&name).unwrap();
+        let n = name.clone();
+        let e = as_restricted_self(move || Stream::try_connect(&n).map(|_| ()))
+            .expect_err("a token without the owner's SID connected to an owner-only pipe");
+        assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "{e}");
+        // The owner itself still connects.
+        Stream::try_connect(&name).unwrap();
+    }
+
+    #[test]
+    fn everyone_pipes_admit_a_token_without_the_owner() {
+        require_real_windows();
+        let _w = Watchdog::start("dacl everyone enforced");
+        let name = unique("daclau");
+        let _listener = ListenerOptions::new()
+            .access(Access::Everyone)
+            .create(&name)
+            .unwrap();
+        let n = name.clone();
+        as_restricted_self(move || Stream::try_connect(&n).map(|_| ())).unwrap();
+    }
+
+    #[test]
+    fn servers_created_at_the_same_moment_elect_exactly_one_owner() {
+        require_real_windows();
+        let _w = Watchdog::start("first instance race");
+        for round in 0..20 {
+            let name = unique(&format!("race{round}"));
+            let barrier = Arc::new(Barrier::new(8));
+            let contenders: Vec<_> = (0..8)
+                .map(|_| {
+                    let barrier = Arc::clone(&barrier);
+                    let name = name.clone();
+                    thread::spawn(move || {
+                        barrier.wait();
+                        Listener::bind(&name)
+                    })
+                })
+                .collect();
+            let results: Vec<_> = contenders.into_iter().map(|t| t.join().unwrap()).collect();
+            let owners = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(owners, 1, "round {round}: {owners} servers own the name");
+            for e in results.iter().filter_map(|r| r.as_ref().err()) {
+                assert_eq!(ErrorKind::of(e), ErrorKind::AddrInUse, "{e}");
+            }
+        }
+    }
+}
