@@ -14,7 +14,7 @@
 # integration tests' `windows::real_windows` module. Under Wine they are skipped
 # here by name and listed as NOT RUN; each also detects Wine itself and fails
 # if run there, so none can pass silently. On real Windows, run them with
-# `cargo test -p npipe --all-features -- real_windows`.
+# `cargo test -p npipe --test tests -- real_windows`.
 set -euo pipefail
 
 TARGET=x86_64-pc-windows-gnu
@@ -36,26 +36,26 @@ if [ "${1:-}" = "--" ]; then
 fi
 
 log "clippy --target $TARGET"
-cargo clippy -p npipe --target "$TARGET" --all-features --all-targets -- -D warnings
+cargo clippy -p npipe --target "$TARGET" --lib --test tests --examples -- -D warnings
 
 log "building tests"
-cargo test -p npipe --target "$TARGET" --all-features --lib --tests --no-run
+cargo test -p npipe --target "$TARGET" --lib --test tests --no-run
 
 log "running tests under $(wine --version 2>/dev/null)"
 # Under CI a test may not skip itself; the real-Windows ones are left out by
 # name below and reported, never counted as passed.
-cargo test -p npipe --target "$TARGET" --all-features --lib --tests -- \
+cargo test -p npipe --target "$TARGET" --lib --test tests -- \
     --skip real_windows "${extra[@]}"
 
 log "listing tests that need real Windows"
 list_out="$CARGO_TARGET_DIR/windows-real-tests.txt"
 mkdir -p "$CARGO_TARGET_DIR"
-cargo test -q -p npipe --target "$TARGET" --all-features --test tests -- \
+cargo test -q -p npipe --target "$TARGET" --test tests -- \
     --list real_windows </dev/null >"$list_out" 2>/dev/null || true
 real=$(tr -d '\r' <"$list_out" | sed -n 's/: test$//p')
 if [ -n "$real" ]; then
     echo
-    echo "NOT RUN under Wine (need real Windows; run there with: cargo test -p npipe --all-features -- real_windows):"
+    echo "NOT RUN under Wine (need real Windows; run there with: cargo test -p npipe --test tests -- real_windows):"
     printf '  %s\n' $real
 fi
 log "done"

@@ -1,13 +1,14 @@
 //! The blocking API across threads and processes.
 
 use std::io::{Read, Write};
+#[cfg(unix)]
 use std::net::Shutdown;
 use std::thread;
 use std::time::Duration;
 
-use npipe::{
-    Access, ConnectOptions, Direction, ErrorKind, Listener, ListenerOptions, Mode, PipeName, Stream,
-};
+use npipe::{ConnectOptions, Direction, ErrorKind, Listener, ListenerOptions, PipeName, Stream};
+#[cfg(unix)]
+use npipe::{Access, Mode};
 
 use crate::util::{self, unique, Watchdog};
 

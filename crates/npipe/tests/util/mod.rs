@@ -6,6 +6,7 @@ pub(crate) mod drive;
 pub(crate) mod names;
 pub(crate) mod watchdog;
 
+#[cfg_attr(windows, allow(unused_imports))]
 pub(crate) use drive::{child, Child};
 pub(crate) use names::unique;
 pub(crate) use watchdog::Watchdog;
