@@ -122,9 +122,7 @@ impl Stream {
     ///
     /// As [`connect`](Self::connect).
     pub fn try_connect(name: impl ToPipeName) -> io::Result<Stream> {
-        ConnectOptions::new()
-            .timeout(Duration::ZERO)
-            .connect(name)
+        ConnectOptions::new().timeout(Duration::ZERO).connect(name)
     }
 
     pub(crate) fn connect_with(name: &PipeName, opts: &ConnectOptions) -> io::Result<Stream> {
@@ -346,6 +344,8 @@ mod unix_impls {
         /// ## Platform-specific behavior
         ///
         /// Unix only.
+        // The stream is handed back whole, as std's `IntoInnerError` does.
+        #[allow(clippy::result_large_err)]
         pub fn into_std(self) -> Result<UnixStream, Stream> {
             self.inner.into_std().map_err(Stream::from_sys)
         }

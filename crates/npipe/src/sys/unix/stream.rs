@@ -93,6 +93,7 @@ impl Stream {
         }
     }
 
+    #[allow(clippy::result_large_err)]
     pub(crate) fn into_std(self) -> Result<UnixStream, Stream> {
         if self.reader.buffered() > 0 || self.reader.in_message() {
             return Err(self);
