@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
+use nix::sys::socket;
 
 use super::cred::in_supplementary_group;
 use super::gate::{self, Gate};
@@ -214,17 +214,9 @@ fn socket_mode(opts: &ListenerOptions) -> u32 {
     }
 }
 
-fn new_socket() -> io::Result<std::os::fd::OwnedFd> {
-    Ok(socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?)
-}
 
 fn bind_abstract(name: &PipeName, address: &Address, backlog: i32) -> io::Result<UnixListener> {
-    let fd = new_socket()?;
+    let fd = super::new_socket(false)?;
     match socket::bind(fd.as_raw_fd(), &unix_addr(address)?) {
         Ok(()) => {}
         Err(Errno::EADDRINUSE) => {
@@ -257,7 +249,7 @@ fn bind_path(
         lock: Some(lock),
     };
     reclaim_stale(name, path)?;
-    let fd = new_socket()?;
+    let fd = super::new_socket(false)?;
     match socket::bind(fd.as_raw_fd(), &unix_addr(&Address::Path(path.to_owned()))?) {
         Ok(()) => {}
         Err(Errno::EADDRINUSE) => {

@@ -15,7 +15,6 @@ mod stream;
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -141,6 +140,49 @@ fn check_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A new Unix stream socket, close-on-exec, never raising `SIGPIPE` where the OS
+/// offers a socket option for that (Linux uses `MSG_NOSIGNAL` per send instead).
+pub(crate) fn new_socket(nonblocking: bool) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        let mut flags = SockFlag::SOCK_CLOEXEC;
+        if nonblocking {
+            flags |= SockFlag::SOCK_NONBLOCK;
+        }
+        Ok(socket(AddressFamily::Unix, SockType::Stream, flags, None)?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None)?;
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        if nonblocking {
+            fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        }
+        #[cfg(any(target_os = "macos", target_os = "ios"))]
+        {
+            use std::os::fd::AsRawFd;
+            let on: nix::libc::c_int = 1;
+            // SAFETY: `fd` is an open socket; the option value is a valid c_int whose
+            // size is passed alongside.
+            let rc = unsafe {
+                nix::libc::setsockopt(
+                    fd.as_raw_fd(),
+                    nix::libc::SOL_SOCKET,
+                    nix::libc::SO_NOSIGPIPE,
+                    (&on as *const nix::libc::c_int).cast(),
+                    std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(fd)
+    }
+}
+
 /// Whether a server is listening on the pipe's address right now.
 ///
 /// Linux reads `/proc/net/unix` (no connection is made); other systems probe with a
@@ -150,7 +192,10 @@ pub(crate) fn is_listening(name: &PipeName) -> io::Result<bool> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let wanted = match &address {
-            Address::Path(path) => path.as_os_str().as_bytes().to_vec(),
+            Address::Path(path) => {
+                use std::os::unix::ffi::OsStrExt;
+                path.as_os_str().as_bytes().to_vec()
+            }
             Address::Abstract(name) => format!("@{name}").into_bytes(),
             Address::Windows(_) => return Ok(false),
         };

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{self, setsockopt, sockopt, UnixAddr};
 
 use super::gate::Slot;
 use crate::error::{err, err_src, ErrorKind};
@@ -410,18 +410,7 @@ pub(crate) fn unix_addr(address: &Address) -> io::Result<UnixAddr> {
 pub(crate) fn raw_connect(address: &Address, wait: Option<Duration>) -> io::Result<UnixStream> {
     let addr = unix_addr(address)?;
     let nonblocking = wait.is_none_or(|w| w < Duration::from_micros(1));
-    let mut flags = SockFlag::SOCK_CLOEXEC;
-    if nonblocking {
-        flags |= SockFlag::SOCK_NONBLOCK;
-    }
-    let sock = UnixStream::from(socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        flags,
-        None,
-    )?);
-    #[cfg(any(target_os = "macos", target_os = "ios"))]
-    let _ = setsockopt(&sock, sockopt::NoSigPipe, &true);
+    let sock = UnixStream::from(super::new_socket(nonblocking)?);
     // A blocking connect to a full accept queue waits up to SO_SNDTIMEO for room.
     if !nonblocking {
         sock.set_write_timeout(wait)?;
