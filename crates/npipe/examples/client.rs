@@ -18,7 +18,11 @@ fn main() -> std::io::Result<()> {
     let requests: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10);
 
     for i in 0..requests / 2 {
-        match npipe::call(&name, format!("call #{i}").as_bytes(), Duration::from_secs(5)) {
+        match npipe::call(
+            &name,
+            format!("call #{i}").as_bytes(),
+            Duration::from_secs(5),
+        ) {
             Ok(reply) => println!("{}", String::from_utf8_lossy(&reply)),
             Err(e) if ErrorKind::of(&e) == ErrorKind::NotFound => {
                 eprintln!("no server: start one with `cargo run -p npipe --example server`");

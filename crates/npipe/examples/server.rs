@@ -23,7 +23,10 @@ fn main() -> std::io::Result<()> {
             .pending_instances(threads as u32)
             .create(&name)?,
     );
-    println!("serving {name} at {} with {threads} threads", listener.address());
+    println!(
+        "serving {name} at {} with {threads} threads",
+        listener.address()
+    );
 
     let workers: Vec<_> = (0..threads)
         .map(|_| {

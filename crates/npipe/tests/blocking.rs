@@ -6,9 +6,9 @@ use std::net::Shutdown;
 use std::thread;
 use std::time::Duration;
 
-use npipe::{ConnectOptions, Direction, ErrorKind, Listener, ListenerOptions, PipeName, Stream};
 #[cfg(unix)]
 use npipe::{Access, Mode};
+use npipe::{ConnectOptions, Direction, ErrorKind, Listener, ListenerOptions, PipeName, Stream};
 
 use crate::util::{self, unique, Watchdog};
 
