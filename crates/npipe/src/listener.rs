@@ -19,6 +19,11 @@ use crate::sys;
 /// `accept` may be called from several threads at once (the original's pool of
 /// server threads): each call takes one instance.
 ///
+/// Unlike [`Stream`], a `Listener` does not convert to or from std's `UnixListener`:
+/// it owns its name (the lock that makes it the first instance, and the files it
+/// removes when dropped) and the instance accounting, none of which a bare socket can
+/// carry. Borrow the socket with `AsFd` where an event loop needs it.
+///
 /// # Examples
 ///
 /// The original demo server: answer each request with `Response to: <request>`.
