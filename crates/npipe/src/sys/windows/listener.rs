@@ -302,6 +302,10 @@ impl Shared {
                     let mut state = self.lock();
                     state.listening -= 1;
                     state.error = Some(e);
+                    drop(state);
+                    self.queued.notify_all();
+                    // Not in a tight loop if the system keeps refusing.
+                    let _ = self.room.wait_timeout(self.lock(), RETRY_CREATE);
                 }
             }
         }
