@@ -48,6 +48,34 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## A managed server (feature `tokio`)
+//!
+//! `npipe::Server` keeps instances listening, runs a handler per request (sync on
+//! tokio's blocking pool, or async), enforces idle and request deadlines, shuts down
+//! gracefully and keeps stats. Programs that are not async use `ServerBuilder::spawn`:
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "tokio", unix))]
+//! # fn main() -> std::io::Result<()> {
+//! use npipe::{Response, Server};
+//!
+//! let server = Server::builder("demo")
+//!     .max_instances(Some(32))
+//!     .handler(|request| {
+//!         let mut reply = b"Response to: ".to_vec();
+//!         reply.extend_from_slice(request.body());
+//!         Response::from(reply)
+//!     })
+//!     .spawn()?;
+//! # server.shutdown();
+//! server.join()
+//! # }
+//! # #[cfg(not(all(feature = "tokio", unix)))]
+//! # fn main() {}
+//! ```
+//!
+//! The async API with the same names is in `npipe::tokio`.
+//!
 //! ## Names
 //!
 //! `NAME`, `\\.\pipe\NAME`, `@NAME` (Linux abstract namespace); see [`PipeName`].
@@ -70,6 +98,11 @@ mod error;
 // On Windows only `Received` and the size check are used: messages are native there.
 #[cfg_attr(windows, allow(dead_code))]
 mod frame;
+// Not public API: internals for the fuzz targets in `fuzz/`, only under `--cfg fuzzing`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+#[path = "fuzz_support.rs"]
+pub mod __fuzz;
 mod inspect;
 mod listener;
 mod name;

@@ -14,6 +14,7 @@ use npipe::{
     Stats,
 };
 
+use crate::util::drive::say;
 use crate::util::{child, unique, Watchdog};
 
 fn echo(request: Request) -> Response {
@@ -163,9 +164,9 @@ fn handler_panic_fails_only_its_request() {
         npipe::call(&name, b"fine", Duration::from_secs(5)).unwrap(),
         b"Response to: fine"
     );
-    let stats = server.stats();
+    // Counters move just after the reply is written: wait for them, then check both.
+    let stats = wait_stats(&server, "three answered", |s| s.completed == 3);
     assert_eq!(stats.failed, 2);
-    assert_eq!(stats.completed, 3);
 }
 
 #[test]
@@ -481,7 +482,7 @@ pub(crate) mod roles {
                 Err(_) => return fail("a client thread panicked"),
             }
         }
-        println!("\nchecked {checked}");
+        say(format!("checked {checked}"));
         0
     }
 
@@ -494,7 +495,7 @@ pub(crate) mod roles {
         if s.write_all(&1000u32.to_le_bytes()).is_err() || s.write_all(&[7; 500]).is_err() {
             return fail("write");
         }
-        println!("\nsent");
+        say("sent");
         thread::sleep(Duration::from_secs(60));
         0
     }
@@ -556,7 +557,9 @@ pub(crate) mod roles {
         let (rss_after, peak_after) = (status_kib("VmRSS:"), status_kib("VmPeak:"));
         let rss_grew = rss_after.saturating_sub(rss_before);
         let peak_grew = peak_after.saturating_sub(peak_before);
-        println!("\ngrew rss {rss_grew} KiB, peak virtual {peak_grew} KiB, {stats:?}");
+        say(format!(
+            "grew rss {rss_grew} KiB, peak virtual {peak_grew} KiB, {stats:?}"
+        ));
         if rss_before == 0 || peak_before == 0 {
             return fail("no /proc/self/status");
         }
@@ -633,11 +636,11 @@ pub(crate) mod roles {
             return fail(e);
         }
         let after = fds();
-        println!(
-            "\nfds before {before} after {after}, {} connections ({listed:?} -> {:?})",
+        say(format!(
+            "fds before {before} after {after}, {} connections ({listed:?} -> {:?})",
             stats.accepted,
             list()
-        );
+        ));
         if stats.accepted != (count / threads * threads) as u64 || before != after || before == 0 {
             return fail("descriptor count changed or connections missing");
         }

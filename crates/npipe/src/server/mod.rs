@@ -65,7 +65,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// deadline expired, the client announced a message over the maximum size — it
 /// **closes the connection without replying**. The client's `recv` then returns
 /// `None` (end of stream) or fails with
-/// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected), and [`crate::call`]
+/// [`ErrorKind::Disconnected`], and [`crate::call`]
 /// fails with `Disconnected`. Nothing else is affected: other connections, and the
 /// server, carry on. A protocol that needs application errors encodes them in its
 /// replies.

@@ -308,6 +308,8 @@ impl Stream {
     /// # Ok(())
     /// # }
     /// ```
+    // Giving the stream back unchanged is the point, as `crate::Stream::into_std` does.
+    #[allow(clippy::result_large_err)]
     pub fn into_framed(mut self) -> Result<Framed<Stream, MessageCodec>, Stream> {
         if self.reader.mode != Mode::Message || self.reader.in_message() {
             return Err(self);
