@@ -46,6 +46,12 @@ use crate::sys;
 /// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// ## Platform-specific behavior
+///
+/// Windows: every connection is a pipe instance, so the name stays in the namespace
+/// (and a new server cannot take it) until the accepted streams are dropped too.
+/// Clients that connect at once are accepted in no particular order.
 pub struct Listener {
     inner: sys::Listener,
 }

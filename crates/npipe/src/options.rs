@@ -191,7 +191,9 @@ impl ListenerOptions {
     /// How many instances stay listening, ready for clients that arrive while the
     /// server is busy with others. Default: 4.
     ///
-    /// Windows: the number of instances created ahead with `CreateNamedPipe`.
+    /// Windows: the number of instances created ahead with `CreateNamedPipe`, each
+    /// waiting in `ConnectNamedPipe` on a thread of its own (the original
+    /// `PipeManager`); clients connected but not yet accepted count against it.
     /// Unix: the `listen` backlog (kept at or below the free instances when
     /// `max_instances` is set).
     ///
@@ -217,7 +219,10 @@ impl ListenerOptions {
     ///
     /// Unix: the socket file's mode, set before `listen` so there is no window in which
     /// others can connect, and a check of the peer's credentials on accept (the only
-    /// protection for abstract `@NAME` sockets). Windows: the pipe's DACL.
+    /// protection for abstract `@NAME` sockets). Windows: the pipe's DACL (a protected
+    /// DACL granting the owner and `SYSTEM` everything; `Group` and `Everyone` add
+    /// read/write, but never `FILE_CREATE_PIPE_INSTANCE`, for the user's primary group
+    /// or for authenticated users).
     pub fn access(&mut self, access: Access) -> &mut Self {
         self.access = access;
         self
@@ -226,6 +231,11 @@ impl ListenerOptions {
     /// Also admits user `uid` (checked against the peer's credentials on accept).
     /// May be called repeatedly. The socket file becomes connectable by all users so
     /// that the listed ones can reach it; everyone else is refused on accept.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix only: on Windows, `create` fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) rather than ignore it.
     pub fn allow_uid(&mut self, uid: u32) -> &mut Self {
         self.allow_uids.push(uid);
         self
@@ -233,6 +243,10 @@ impl ListenerOptions {
 
     /// Also admits peers whose primary group is `gid` (checked on accept). May be
     /// called repeatedly.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix only, as [`allow_uid`](Self::allow_uid).
     pub fn allow_gid(&mut self, gid: u32) -> &mut Self {
         self.allow_gids.push(gid);
         self
@@ -353,6 +367,12 @@ impl ConnectOptions {
     /// by anybody else is closed and fails with
     /// [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied). This defends
     /// against a squatter that created the name first.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix only: on Windows, connecting fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) (Windows has no uids;
+    /// there the pipe's DACL and `FILE_FLAG_FIRST_PIPE_INSTANCE` guard the name).
     pub fn expect_server_uid(&mut self, uid: u32) -> &mut Self {
         self.expect_server_uid = Some(uid);
         self

@@ -258,7 +258,11 @@ impl Stream {
     ///
     /// ## Platform-specific behavior
     ///
-    /// Windows pipes cannot half-close; there `Write` and `Both` disconnect.
+    /// Windows pipes cannot half-close. On the server end `Write` and `Both` wait
+    /// until the client has read everything sent (`FlushFileBuffers`) and disconnect
+    /// it (`DisconnectNamedPipe`); on the client end they stop this end's reads and
+    /// writes at once, and the server sees the end of the stream when the stream is
+    /// dropped (or [`disconnect`](Self::disconnect)ed).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.inner.shutdown(how)
     }
