@@ -549,3 +549,25 @@ fn accept_hands_out_clients_that_connected_before_it_was_called() {
     // The pool is refilled: another client connects at once.
     Stream::try_connect(&name).unwrap();
 }
+
+#[test]
+fn an_inbound_server_end_disconnects_cleanly() {
+    let _w = Watchdog::start("inbound disconnect");
+    let name = unique("inbound-disc");
+    let listener = ListenerOptions::new()
+        .direction(npipe::Direction::Inbound)
+        .create(&name)
+        .unwrap();
+    let mut client = Stream::connect(&name).unwrap();
+    let mut server = listener.accept().unwrap();
+    client.send(b"up").unwrap();
+    let mut buf = Vec::new();
+    server.recv(&mut buf).unwrap();
+    server.disconnect().unwrap();
+    assert_eq!(listener.instances(), 0);
+    assert_eq!(kind_of(client.send(b"more")), ErrorKind::Disconnected);
+}
+
+fn kind_of(result: std::io::Result<()>) -> ErrorKind {
+    ErrorKind::of(&result.expect_err("expected an error"))
+}

@@ -324,7 +324,11 @@ impl Shared {
             state.listening += 1;
             drop(state);
             match self.create_instance(false) {
-                Ok(pipe) => return Some(pipe),
+                Ok(pipe) => {
+                    // Only a failure that still stands is reported by `accept`.
+                    self.lock().error = None;
+                    return Some(pipe);
+                }
                 Err(e) => {
                     let busy = e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32);
                     let mut state = self.lock();

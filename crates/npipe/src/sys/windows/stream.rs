@@ -372,8 +372,10 @@ impl Stream {
         }
         // SAFETY: `pipe` is a live pipe handle. FlushFileBuffers blocks until the
         // client has read what was written, so DisconnectNamedPipe discards nothing.
-        let flushed = unsafe { FlushFileBuffers(self.pipe.as_raw_handle()) };
-        if flushed == 0 {
+        // An end that cannot write has nothing to flush (and no right to).
+        let flushed =
+            !self.can_write || unsafe { FlushFileBuffers(self.pipe.as_raw_handle()) } != 0;
+        if !flushed {
             // SAFETY: reads this thread's last-error value.
             let code = unsafe { GetLastError() };
             if !is_disconnect(code) {
