@@ -146,11 +146,17 @@ impl FrameReader {
         src: &mut R,
         out: &mut Vec<u8>,
     ) -> io::Result<Option<usize>> {
+        // Whatever happens, `out` ends up holding exactly what this call delivered:
+        // after a timeout, the part of the message that arrived (the next call returns
+        // the rest), never the previous message or unfilled bytes.
         let len = match self.remaining.take() {
             Some(len) => len,
-            None => match self.next_header(src)? {
-                Some(len) => len,
-                None => return Ok(None),
+            None => match self.next_header(src) {
+                Ok(Some(len)) => len,
+                other => {
+                    out.clear();
+                    return other;
+                }
             },
         };
         // Reuse the caller's allocation without zeroing what it already holds: every
@@ -160,8 +166,10 @@ impl FrameReader {
         } else {
             out.truncate(len);
         }
-        let got = self.fill_exact(src, out)?;
-        debug_assert_eq!(got, len);
+        if let Err(e) = self.fill_exact(src, out) {
+            out.truncate(len - self.remaining.unwrap_or(len));
+            return Err(e);
+        }
         Ok(Some(len))
     }
 
@@ -180,7 +188,15 @@ impl FrameReader {
         };
         let take = len.min(out.len());
         self.remaining = Some(len);
-        self.fill_exact(src, &mut out[..take])?;
+        if let Err(e) = self.fill_exact(src, &mut out[..take]) {
+            // A timeout after some bytes were stored is a short read: report them
+            // (with `more_data`) rather than lose them; the next read goes on.
+            let done = len - self.remaining.unwrap_or(len);
+            if done > 0 && ErrorKind::of(&e) == ErrorKind::Timeout {
+                return Ok(Some(Received::new(done, true)));
+            }
+            return Err(e);
+        }
         let left = len - take;
         self.remaining = (left > 0).then_some(left);
         Ok(Some(Received::new(take, left > 0)))
@@ -507,5 +523,211 @@ mod tests {
         reader.recv(&mut src, &mut out).unwrap();
         reader.recv(&mut src, &mut out).unwrap();
         assert_eq!(out, b"short");
+    }
+}
+
+/// Properties of the framing over generated messages, chunkings and read timeouts
+/// (the fuzz target `fuzz/fuzz_targets/frame_decoder.rs` explores the same rules on
+/// arbitrary bytes).
+#[cfg(test)]
+mod props {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Hands out `chunks[i % len]` bytes per read (0: everything) and fails every
+    /// `stall`-th read with `WouldBlock`, as a socket with a read timeout does.
+    struct Socket<'a> {
+        data: &'a [u8],
+        chunks: &'a [usize],
+        stall: usize,
+        reads: usize,
+    }
+
+    impl Read for Socket<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            if self.stall > 1 && self.reads % self.stall == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let chunk = match self.chunks[self.reads % self.chunks.len()] {
+                0 => usize::MAX,
+                n => n,
+            };
+            let n = chunk.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn wire(messages: &[Vec<u8>]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for m in messages {
+            wire.extend_from_slice(&encode_header(m.len(), u32::MAX).unwrap());
+            wire.extend_from_slice(m);
+        }
+        wire
+    }
+
+    fn messages() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        vec(
+            prop_oneof![vec(any::<u8>(), 0..16), vec(any::<u8>(), 0..20_000)],
+            0..12,
+        )
+    }
+
+    fn is_timeout(e: &io::Error) -> bool {
+        ErrorKind::of(e) == ErrorKind::Timeout
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// recv returns every message whole, in order, whatever the chunking, and
+        /// read timeouts lose nothing: what a timed-out call left in `out` plus what
+        /// the next call returns is the message.
+        #[test]
+        fn recv_round_trips(
+            messages in messages(),
+            chunks in vec(0usize..9000, 1..8),
+            stall in 0usize..6,
+        ) {
+            let wire = wire(&messages);
+            let mut src = Socket { data: &wire, chunks: &chunks, stall, reads: 0 };
+            let mut reader = FrameReader::new(20_000);
+            let (mut got, mut pending, mut out) = (Vec::new(), Vec::new(), Vec::new());
+            loop {
+                match reader.recv(&mut src, &mut out) {
+                    Ok(Some(n)) => {
+                        prop_assert_eq!(n, out.len());
+                        pending.extend_from_slice(&out);
+                        got.push(std::mem::take(&mut pending));
+                    }
+                    Ok(None) => break,
+                    Err(e) if is_timeout(&e) => pending.extend_from_slice(&out),
+                    Err(e) => return Err(TestCaseError::fail(e.to_string())),
+                }
+            }
+            prop_assert!(pending.is_empty());
+            prop_assert_eq!(got, messages);
+        }
+
+        /// recv_into with a small buffer reassembles every message through
+        /// `more_data`, timeouts included; a part with `more_data` fills the buffer
+        /// unless a timeout cut it short.
+        #[test]
+        fn more_data_reassembles(
+            messages in messages(),
+            chunks in vec(0usize..300, 1..8),
+            size in 1usize..64,
+            stall in 0usize..6,
+        ) {
+            let wire = wire(&messages);
+            let mut src = Socket { data: &wire, chunks: &chunks, stall, reads: 0 };
+            let mut reader = FrameReader::new(20_000);
+            let mut buf = vec![0u8; size];
+            let (mut got, mut current) = (Vec::new(), Vec::new());
+            loop {
+                match reader.recv_into(&mut src, &mut buf) {
+                    Ok(Some(part)) => {
+                        prop_assert!(part.len() <= size);
+                        prop_assert_eq!(part.more_data(), !part.is_complete());
+                        if stall == 0 && part.more_data() {
+                            prop_assert_eq!(part.len(), size);
+                        }
+                        current.extend_from_slice(&buf[..part.len()]);
+                        if part.is_complete() {
+                            got.push(std::mem::take(&mut current));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) if is_timeout(&e) => {}
+                    Err(e) => return Err(TestCaseError::fail(e.to_string())),
+                }
+            }
+            prop_assert!(current.is_empty());
+            prop_assert_eq!(got, messages);
+        }
+
+        /// Any announced length over the cap is refused before anything is
+        /// allocated, and the connection stays refused.
+        #[test]
+        fn over_the_cap_is_refused_without_allocating(max in 0u32..100_000, over in 1u32..) {
+            let announced = max.saturating_add(over);
+            prop_assume!(announced > max);
+            let wire = announced.to_le_bytes();
+            let mut reader = FrameReader::new(max);
+            let mut out = Vec::new();
+            let e = reader.recv(&mut &wire[..], &mut out).unwrap_err();
+            prop_assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+            prop_assert_eq!(out.capacity(), 0);
+            let e = reader.recv(&mut &wire[..], &mut out).unwrap_err();
+            prop_assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+            prop_assert!(encode_header(announced as usize, max).is_err());
+        }
+    }
+
+    /// A socket playing a script: each step is the bytes one read returns, or
+    /// `None` for a read that times out.
+    struct Script(Vec<Option<&'static [u8]>>);
+
+    impl Read for Script {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            match self.0.remove(0) {
+                None => Err(io::ErrorKind::WouldBlock.into()),
+                Some(bytes) => {
+                    out[..bytes.len()].copy_from_slice(bytes);
+                    Ok(bytes.len())
+                }
+            }
+        }
+    }
+
+    /// Found by the fuzz target (`crash-d24a65da`): a read timeout before the next
+    /// header left the previous message in `out`, and one in the middle of a payload
+    /// left `out` at the full length with unfilled bytes, so a caller could not tell
+    /// what had arrived; recv_into lost the bytes it had stored.
+    #[test]
+    fn a_timeout_leaves_exactly_what_arrived() {
+        let mut src = Script(vec![
+            Some(b"\x01\0\0\0a"),
+            None,
+            Some(b"\x05\0\0\0"),
+            Some(b"he"),
+            None,
+            Some(b"llo"),
+            None,
+        ]);
+        let mut reader = FrameReader::new(1024);
+        let mut out = Vec::new();
+        assert_eq!(reader.recv(&mut src, &mut out).unwrap(), Some(1));
+        assert_eq!(out, b"a");
+        let e = reader.recv(&mut src, &mut out).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout);
+        assert!(out.is_empty(), "not the previous message again");
+        let e = reader.recv(&mut src, &mut out).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout);
+        assert_eq!(out, b"he", "exactly the part that arrived");
+        assert_eq!(reader.recv(&mut src, &mut out).unwrap(), Some(3));
+        assert_eq!(out, b"llo", "the rest of the same message");
+        assert!(reader.recv(&mut src, &mut out).is_err());
+        assert!(out.is_empty());
+        assert_eq!(reader.recv(&mut src, &mut out).unwrap(), None);
+
+        let mut src = Script(vec![Some(b"\x05\0\0\0"), Some(b"he"), None, Some(b"llo")]);
+        let mut reader = FrameReader::new(1024);
+        let mut buf = [0u8; 8];
+        let part = reader.recv_into(&mut src, &mut buf).unwrap().unwrap();
+        assert_eq!((&buf[..part.len()], part.more_data()), (&b"he"[..], true));
+        let part = reader.recv_into(&mut src, &mut buf).unwrap().unwrap();
+        assert_eq!(
+            (&buf[..part.len()], part.is_complete()),
+            (&b"llo"[..], true)
+        );
     }
 }

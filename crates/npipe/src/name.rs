@@ -161,6 +161,9 @@ impl PipeName {
 impl fmt::Display for PipeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
+            // `\\.\pipe\@x` is a local pipe whose name starts with `@`: written as
+            // `@x` it would read back as the abstract socket `x`.
+            NameKind::Local(name) if name.starts_with('@') => write!(f, r"\\.\pipe\{name}"),
             NameKind::Local(name) => f.write_str(name),
             NameKind::Abstract(name) => write!(f, "@{name}"),
             NameKind::Remote { host, name } => write!(f, r"\\{host}\pipe\{name}"),
@@ -311,6 +314,16 @@ mod tests {
         let e = remote.address().unwrap_err();
         assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
         assert!(e.to_string().contains("remote pipes are not supported yet"));
+    }
+
+    /// Found by `fuzz/fuzz_targets/name_parser.rs`: `\\.\pipe\@` printed as `@`.
+    #[test]
+    fn local_names_starting_with_at_print_back_to_themselves() {
+        for text in [r"\\./pIPe/@", r"\\.\pipe\@bus"] {
+            let name = PipeName::new(text).unwrap();
+            assert!(!name.is_abstract());
+            assert_eq!(PipeName::new(&name.to_string()).unwrap(), name, "{text}");
+        }
     }
 
     #[test]
