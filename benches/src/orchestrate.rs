@@ -191,13 +191,30 @@ impl Drop for Proc {
     }
 }
 
-/// Removes the socket path on drop.
+/// Removes the socket path on drop, and the lock file an npipe listener keeps
+/// next to it (`.<file name>.lock`): the server is killed, so npipe cannot
+/// remove its files itself.
 struct PathGuard(PathBuf);
+
+impl PathGuard {
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(lock_sibling(&self.0));
+    }
+}
 
 impl Drop for PathGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.remove();
     }
+}
+
+/// npipe's lock file for the socket at `path`: `.<file name>.lock` beside it.
+fn lock_sibling(path: &std::path::Path) -> PathBuf {
+    let mut file = std::ffi::OsString::from(".");
+    file.push(path.file_name().unwrap_or_default());
+    file.push(".lock");
+    path.with_file_name(file)
 }
 
 const SOCK_PREFIX: &str = "npipe-bench-";
@@ -210,7 +227,9 @@ pub fn remove_stale_sockets() {
     };
     for e in dir.flatten() {
         let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SOCK_PREFIX)) else {
+        // npipe lock files: `.npipe-bench-<pid>-<n>.sock.lock`.
+        let name = name.to_str().map(|n| n.strip_prefix('.').unwrap_or(n));
+        let Some(rest) = name.and_then(|n| n.strip_prefix(SOCK_PREFIX)) else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
@@ -299,8 +318,8 @@ fn run_once(row: &Row) -> RowResult {
 fn run_row_inner(row: &Row) -> Result<Vec<ClientReport>> {
     let exe = std::env::current_exe().context("current_exe")?;
     let path = unique_addr();
-    let _ = std::fs::remove_file(&path);
-    let _guard = PathGuard(path.clone());
+    let guard = PathGuard(path.clone());
+    guard.remove();
     let addr = path.to_str().expect("utf-8 path");
     let deadline = Instant::now() + row.workload.expected() + TIMEOUT_SLACK;
 
@@ -334,6 +353,7 @@ fn run_row_inner(row: &Row) -> Result<Vec<ClientReport>> {
     // Server and clients are killed and reaped by Drop, then the path removed.
     drop(clients);
     drop(server);
+    drop(guard);
     Ok(reports)
 }
 

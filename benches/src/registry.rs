@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use crate::roles::{self, ClientReport, Flavor, ServerModel};
 use crate::transport::{AsyncTransport, BlockingTransport};
+use crate::transports::npipe_impl::{self, ManagedHandler, NpipeBlocking, NpipeTokio};
 use crate::transports::{interprocess_ls, raw, tokio_uds};
 use crate::workload::Workload;
 
@@ -17,6 +18,9 @@ type ClientFn = fn(&str, &Workload, Kind) -> Result<ClientReport>;
 pub enum Kind {
     Blocking(ServerModel),
     Tokio(Flavor),
+    /// `npipe::Server` in the server process; the blocking client of the
+    /// entry's transport.
+    Managed(ManagedHandler),
 }
 
 pub struct Entry {
@@ -60,10 +64,33 @@ impl Entry {
         }
     }
 
+    /// The managed `npipe::Server` in the server process, driven by the
+    /// blocking clients of `T`.
+    pub fn managed<T: BlockingTransport>(name: &'static str, handler: ManagedHandler) -> Self {
+        fn server(a: &str, w: &Workload, k: Kind) -> Result<()> {
+            let Kind::Managed(h) = k else { unreachable!() };
+            npipe_impl::server_managed(a, w, h)
+        }
+        fn client<T: BlockingTransport>(a: &str, w: &Workload, _: Kind) -> Result<ClientReport> {
+            roles::client_blocking::<T>(a, w)
+        }
+        Entry {
+            name,
+            kind: Kind::Managed(handler),
+            server,
+            client: client::<T>,
+        }
+    }
+
     /// A fixed pool of blocking workers cannot serve more persistent
-    /// connections than it has threads, so it sits out `reqresp`.
+    /// connections than it has threads, so it sits out `reqresp`. The managed
+    /// server answers requests, so it runs the request/reply rows only.
     pub fn supports(&self, w: &Workload) -> bool {
-        !(w.needs_concurrency() && matches!(self.kind, Kind::Blocking(ServerModel::Pool(_))))
+        match self.kind {
+            Kind::Blocking(ServerModel::Pool(_)) => !w.needs_concurrency(),
+            Kind::Managed(_) => matches!(w, Workload::ConnRate { .. } | Workload::ReqResp { .. }),
+            _ => true,
+        }
     }
 
     /// Server model actually used for `w` (for the report notes).
@@ -81,6 +108,10 @@ impl Entry {
                 "tokio current_thread, task per connection".into()
             }
             Kind::Tokio(Flavor::MultiThread) => "tokio multi_thread, task per connection".into(),
+            Kind::Managed(ManagedHandler::Sync) => {
+                "npipe::Server (spawn), sync handler on the blocking pool".into()
+            }
+            Kind::Managed(ManagedHandler::Async) => "npipe::Server (spawn), async handler".into(),
         }
     }
 
@@ -106,9 +137,12 @@ pub fn entries() -> Vec<Entry> {
         ),
         Entry::tokio::<tokio_uds::TokioUds>("tokio-ct", Flavor::CurrentThread),
         Entry::tokio::<tokio_uds::TokioUds>("tokio-mt", Flavor::MultiThread),
-        // npipe rows go here, e.g.:
-        // Entry::blocking::<npipe_impl::NpipeBlocking>("npipe", ServerModel::Iterative),
-        // Entry::tokio::<npipe_impl::NpipeTokio>("npipe-tokio-ct", Flavor::CurrentThread),
+        Entry::blocking::<NpipeBlocking>("npipe", ServerModel::Iterative),
+        Entry::blocking::<NpipeBlocking>("npipe-pool4", ServerModel::Pool(4)),
+        Entry::tokio::<NpipeTokio>("npipe-tokio-ct", Flavor::CurrentThread),
+        Entry::tokio::<NpipeTokio>("npipe-tokio-mt", Flavor::MultiThread),
+        Entry::managed::<NpipeBlocking>("npipe-server", ManagedHandler::Sync),
+        Entry::managed::<NpipeBlocking>("npipe-server-async", ManagedHandler::Async),
     ]
 }
 

@@ -161,7 +161,7 @@ pub fn svg(rows: &[RowResult]) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{pl}" y="24" font-size="15" font-weight="bold">Round-trip latency CDF (64 B)</text>"#
+        r#"<text x="{pl}" y="24" font-size="15" font-weight="bold">Round-trip latency CDF (64 B; solid same-cpu, dashed cross-cpu, dotted unpinned)</text>"#
     );
 
     // CDF panel: x = log10(ns) between bounds.
@@ -180,7 +180,11 @@ pub fn svg(rows: &[RowResult]) -> String {
         hi.log10().ceil().max(lo.log10().floor() + 1.0),
     );
     let x_of = |v: f64| pl + (v.max(1.0).log10() - llo) / (lhi - llo) * pw;
-    let y_of = |f: f64| cdf_top + cdf_h - f * cdf_h;
+    // y: "nines" scale, so the tail is visible: 0, 0.9, 0.99, 0.999 equally spaced.
+    let y_of = |f: f64| {
+        let nines = (-(1.0 - f.min(0.999)).log10()).clamp(0.0, 3.0);
+        cdf_top + cdf_h - nines / 3.0 * cdf_h
+    };
     let _ = writeln!(
         s,
         r##"<rect x="{pl}" y="{cdf_top}" width="{pw}" height="{cdf_h}" fill="none" stroke="#888"/>"##
@@ -197,7 +201,7 @@ pub fn svg(rows: &[RowResult]) -> String {
         );
         d += 1.0;
     }
-    for f in [0.0, 0.5, 0.9, 0.99, 1.0] {
+    for f in [0.0, 0.5, 0.9, 0.99, 0.999] {
         let y = y_of(f);
         let _ = writeln!(
             s,
@@ -207,8 +211,19 @@ pub fn svg(rows: &[RowResult]) -> String {
             y + 4.0
         );
     }
+    // Colour by transport, dash pattern by placement.
+    let mut transports: Vec<&str> = Vec::new();
+    for r in &lat {
+        if !transports.contains(&r.transport.as_str()) {
+            transports.push(&r.transport);
+        }
+    }
     for (i, r) in lat.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+        let ti = transports
+            .iter()
+            .position(|t| *t == r.transport)
+            .unwrap_or(0);
+        let color = PALETTE[ti % PALETTE.len()];
         let dash = match r.placement.as_str() {
             "same-cpu" => "",
             "cross-cpu" => r#" stroke-dasharray="6,3""#,

@@ -51,7 +51,8 @@ pub struct ClientReport {
     pub exact_p50_p99: Option<(u64, u64)>,
 }
 
-fn ready() -> Result<()> {
+/// Tell the orchestrator this process is listening / connected.
+pub fn ready() -> Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "ready")?;
     out.flush()?;

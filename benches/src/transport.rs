@@ -157,22 +157,41 @@ impl<S: io::Read + Write + Send + 'static> BlockingConn for Framed<S> {
     }
 }
 
+/// Messages up to this size are copied next to their header and written
+/// with one call when the stream does not support vectored writes.
+pub const COALESCE_MAX: usize = 4 * 1024;
+
 /// Generic async framed connection over any Tokio byte stream `S`.
+///
+/// If `S` reports `!is_write_vectored()` (e.g. `interprocess`'s Tokio
+/// local-socket enum, whose `write_vectored` falls back to writing the first
+/// slice only), small messages are coalesced into one buffer so that header
+/// and payload still go out in one syscall.
 pub struct AsyncFramed<S> {
     inner: tokio::io::BufReader<S>,
+    scratch: Vec<u8>,
 }
 
 impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin> AsyncFramed<S> {
     pub fn new(stream: S) -> Self {
         Self {
             inner: tokio::io::BufReader::with_capacity(READ_BUF, stream),
+            scratch: Vec::new(),
         }
     }
 }
 
 impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncConn for AsyncFramed<S> {
     async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        write_frame_async(self.inner.get_mut(), msg).await
+        let w = self.inner.get_mut();
+        if msg.len() <= COALESCE_MAX && !w.is_write_vectored() {
+            self.scratch.clear();
+            self.scratch
+                .extend_from_slice(&(msg.len() as u32).to_le_bytes());
+            self.scratch.extend_from_slice(msg);
+            return w.write_all(&self.scratch).await;
+        }
+        write_frame_async(w, msg).await
     }
     async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
         read_frame_async(&mut self.inner, buf).await

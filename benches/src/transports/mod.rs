@@ -1,5 +1,6 @@
-//! Baseline transports. npipe's own implementations go next to these.
+//! The baseline transports and npipe's own (`npipe_impl`).
 
 pub mod interprocess_ls;
+pub mod npipe_impl;
 pub mod raw;
 pub mod tokio_uds;

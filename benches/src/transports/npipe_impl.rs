@@ -1,0 +1,132 @@
+//! `npipe*`: npipe's own message mode (blocking, Tokio, and the managed
+//! `npipe::Server`). npipe frames messages itself, so `send`/`recv` just call
+//! the library.
+//!
+//! Names: npipe maps pipe `NAME` to the socket file `/tmp/npipe-NAME`, so the
+//! harness address `/tmp/npipe-bench-<pid>-<n>.sock` is pipe
+//! `bench-<pid>-<n>.sock`: the socket is exactly the file the harness removes,
+//! and the listener's lock file (`/tmp/.npipe-bench-<pid>-<n>.sock.lock`) is
+//! removed by the harness too (see `orchestrate::PathGuard`), since the server
+//! process is killed and cannot remove it itself.
+
+use std::io;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::roles;
+use crate::transport::{AsyncConn, AsyncTransport, BlockingConn, BlockingTransport};
+use crate::workload::Workload;
+
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, why)
+}
+
+/// The npipe pipe name whose socket file is `addr` (`/tmp/npipe-NAME`).
+/// Cheap: clients call it for every connection of the `connrate` rows.
+fn pipe_name(addr: &str) -> io::Result<&str> {
+    Path::new(addr)
+        .file_name()
+        .and_then(|f| f.to_str()?.strip_prefix("npipe-"))
+        .ok_or_else(|| invalid(format!("{addr}: not of the form /tmp/npipe-NAME")))
+}
+
+/// [`pipe_name`], checked (once, by the server) to resolve back to `addr`:
+/// refuses e.g. a run with `$NPIPE_DIR` set, so the harness never leaves
+/// files it does not know about.
+pub fn server_pipe_name(addr: &str) -> io::Result<&str> {
+    let name = pipe_name(addr)?;
+    match npipe::PipeName::new(name)?.address()? {
+        npipe::Address::Path(p) if p == Path::new(addr) => Ok(name),
+        other => Err(invalid(format!(
+            "pipe {name} resolves to {other}, not {addr} (is NPIPE_DIR set?)"
+        ))),
+    }
+}
+
+/// Blocking API: `npipe::Listener` / `npipe::Stream`, message mode.
+pub struct NpipeBlocking;
+
+impl BlockingConn for npipe::Stream {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        npipe::Stream::send(self, msg)
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        npipe::Stream::recv(self, buf).map(|r| r.is_some())
+    }
+}
+
+impl BlockingTransport for NpipeBlocking {
+    // `accept` takes `&self` and may be called from several threads at once.
+    type Listener = npipe::Listener;
+    type Conn = npipe::Stream;
+
+    fn bind(addr: &str) -> io::Result<Self::Listener> {
+        npipe::Listener::bind(server_pipe_name(addr)?)
+    }
+    fn accept(listener: &Self::Listener) -> io::Result<Self::Conn> {
+        listener.accept()
+    }
+    fn connect(addr: &str) -> io::Result<Self::Conn> {
+        npipe::Stream::connect(pipe_name(addr)?)
+    }
+}
+
+/// Tokio API: `npipe::tokio::{Listener, Stream}`, message mode.
+pub struct NpipeTokio;
+
+impl AsyncConn for npipe::tokio::Stream {
+    async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        npipe::tokio::Stream::send(self, msg).await
+    }
+    async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        npipe::tokio::Stream::recv(self, buf)
+            .await
+            .map(|r| r.is_some())
+    }
+}
+
+impl AsyncTransport for NpipeTokio {
+    type Listener = npipe::tokio::Listener;
+    type Conn = npipe::tokio::Stream;
+
+    fn bind(addr: &str) -> io::Result<Self::Listener> {
+        npipe::tokio::Listener::bind(server_pipe_name(addr)?)
+    }
+    async fn accept(listener: &mut Self::Listener) -> io::Result<Self::Conn> {
+        listener.accept().await
+    }
+    async fn connect(addr: &str) -> io::Result<Self::Conn> {
+        npipe::tokio::Stream::connect(pipe_name(addr)?).await
+    }
+}
+
+/// Which handler a managed-server row gives `npipe::Server`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManagedHandler {
+    /// `ServerBuilder::handler` (a sync fn, run on Tokio's blocking pool).
+    Sync,
+    /// `ServerBuilder::async_handler`.
+    Async,
+}
+
+/// Server process body for the managed rows: `npipe::Server` started with
+/// `ServerBuilder::spawn` (its own multi-thread runtime, default options), the
+/// echo handler every other row uses for `rtt`, `connrate` and `reqresp`.
+pub fn server_managed(addr: &str, w: &Workload, handler: ManagedHandler) -> Result<()> {
+    anyhow::ensure!(
+        w.handler() == crate::workload::Handler::Echo,
+        "the managed server rows only run request/reply workloads"
+    );
+    let builder = npipe::Server::builder(server_pipe_name(addr)?);
+    let builder = match handler {
+        ManagedHandler::Sync => builder.handler(|req| npipe::Response::from(req.into_body())),
+        ManagedHandler::Async => {
+            builder.async_handler(|req| async move { npipe::Response::from(req.into_body()) })
+        }
+    };
+    let server = builder.spawn().with_context(|| format!("serve {addr}"))?;
+    roles::ready()?;
+    server.join().context("server stopped")?;
+    Ok(())
+}
