@@ -10,8 +10,6 @@ use std::task::{Context, Poll};
 
 use bytes::Buf;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, FramedParts};
 
 use super::codec::MessageCodec;
@@ -22,6 +20,8 @@ use crate::name::ToPipeName;
 use crate::options::{ConnectOptions, Mode};
 use crate::stream::PeerCredentials;
 use crate::sys;
+// Not `tokio::net::UnixStream`: see `sys::unix::tokio_io` for why.
+use crate::sys::{AsyncUnixStream as UnixStream, OwnedReadHalf, OwnedWriteHalf};
 
 /// A connected pipe end on tokio, client or server: returned by
 /// [`Stream::connect`] and by [`Listener::accept`](super::Listener::accept). The async

@@ -155,9 +155,7 @@ impl Gate {
         let mut state = self.lock();
         state.accepting -= 1;
         drop(state);
-        self.cond.notify_one();
-        #[cfg(feature = "tokio")]
-        self.notify.notify_waiters();
+        self.wake_acceptors();
     }
 
     /// Turns a reservation into a connected instance.
@@ -191,6 +189,17 @@ impl Gate {
             state.plug = None;
         }
         drop(state);
+        self.wake_acceptors();
+    }
+
+    /// Wakes acceptors waiting for a free instance. Only a gate with
+    /// `max_instances` ever makes them wait, and waking costs a system call
+    /// (`futex`) on every connection even when nobody waits, so an unlimited
+    /// gate skips it.
+    fn wake_acceptors(&self) {
+        if self.max.is_none() {
+            return;
+        }
         self.cond.notify_one();
         #[cfg(feature = "tokio")]
         self.notify.notify_waiters();

@@ -12,6 +12,8 @@ mod cred;
 mod gate;
 mod listener;
 mod stream;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 
 use std::ffi::OsString;
 use std::io;
@@ -21,6 +23,8 @@ use std::path::{Path, PathBuf};
 pub(crate) use cred::peer_credentials;
 pub(crate) use listener::Listener;
 pub(crate) use stream::Stream;
+#[cfg(feature = "tokio")]
+pub(crate) use tokio_io::{OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream};
 #[cfg(feature = "tokio")]
 pub(crate) use {gate::Slot, listener::is_transient_accept_error};
 

@@ -390,6 +390,11 @@ fn remaining_slices<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<IoSlice<'a>>
 pub(crate) fn set_buffer_sizes(sock: &UnixStream, bytes: usize) {
     // The kernel caps these at its maximum; a refusal only costs throughput.
     let _ = setsockopt(sock, sockopt::SndBuf, &bytes);
+    // Linux bounds the data in flight on a Unix stream socket by the *sender's*
+    // SO_SNDBUF alone and never reads SO_RCVBUF, so setting it would only cost a
+    // system call on every connection. Elsewhere (BSD, macOS) the receive buffer
+    // is the limit.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = setsockopt(sock, sockopt::RcvBuf, &bytes);
 }
 
@@ -406,15 +411,28 @@ pub(crate) fn unix_addr(address: &Address) -> io::Result<UnixAddr> {
 }
 
 /// One connection attempt. `wait`: how long a blocking `connect` may wait for room in
-/// the server's accept queue (`None`: do not wait).
+/// the server's accept queue (`None`: do not wait). The socket may be returned in
+/// non-blocking mode either way.
 pub(crate) fn raw_connect(address: &Address, wait: Option<Duration>) -> io::Result<UnixStream> {
     let addr = unix_addr(address)?;
     let nonblocking = wait.is_none_or(|w| w < Duration::from_micros(1));
-    let sock = UnixStream::from(super::new_socket(nonblocking)?);
-    // A blocking connect to a full accept queue waits up to SO_SNDTIMEO for room.
-    if !nonblocking {
-        sock.set_write_timeout(wait)?;
+    // First a connect that does not wait: a Unix socket connect completes at once
+    // when the accept queue has room (the common case), and this spares the two
+    // SO_SNDTIMEO calls the waiting connect needs. Only a full queue (EAGAIN)
+    // takes the waiting path below, on a fresh socket.
+    let sock = UnixStream::from(super::new_socket(true)?);
+    loop {
+        match socket::connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => return Ok(sock),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) if !nonblocking => break,
+            Err(e) => return Err(e.into()),
+        }
     }
+    drop(sock);
+    let sock = UnixStream::from(super::new_socket(false)?);
+    // A blocking connect to a full accept queue waits up to SO_SNDTIMEO for room.
+    sock.set_write_timeout(wait)?;
     loop {
         match socket::connect(sock.as_raw_fd(), &addr) {
             Ok(()) => break,
@@ -422,9 +440,7 @@ pub(crate) fn raw_connect(address: &Address, wait: Option<Duration>) -> io::Resu
             Err(e) => return Err(e.into()),
         }
     }
-    if !nonblocking {
-        sock.set_write_timeout(None)?;
-    }
+    sock.set_write_timeout(None)?;
     Ok(sock)
 }
 

@@ -1,0 +1,271 @@
+//! A connected Unix stream socket on tokio that is registered for **readability
+//! only**: the I/O under [`crate::tokio::Stream`].
+//!
+//! Why not `tokio::net::UnixStream`: it registers every socket for readable *and*
+//! writable events, edge-triggered. Linux signals "writable" on a Unix socket every
+//! time the peer reads data we sent (the freed send-buffer memory wakes the
+//! writer's wait queue), so in a request/reply exchange each reply read by the
+//! client wakes the server's runtime once more for nothing, and vice versa: an
+//! extra `epoll_wait` return and, on a shared CPU, an extra context switch per
+//! message. That wake-up was a third of tokio's round-trip overhead over blocking
+//! sockets (npipe's benches, `rtt-64B`).
+//!
+//! Here writes go straight to the non-blocking socket. Only when one would block
+//! (the send buffer is full) is writability needed; then a duplicate of the
+//! socket is registered for writable events, once, and used from then on.
+//!
+//! The API is the subset of `tokio::net::UnixStream` that `crate::tokio` uses.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+
+use bytes::BytesMut;
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: MsgFlags = MsgFlags::empty();
+
+/// A connected, non-blocking Unix stream socket driven by tokio.
+#[derive(Debug)]
+pub(crate) struct UnixStream {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The socket, registered for readable events only.
+    read: AsyncFd<std::os::unix::net::UnixStream>,
+    /// A duplicate registered for writable events, made the first time a write
+    /// would block.
+    write: OnceLock<AsyncFd<OwnedFd>>,
+}
+
+impl UnixStream {
+    /// Registers `sock` (already non-blocking) with the current runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled.
+    pub(crate) fn from_std(sock: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+        Ok(UnixStream {
+            inner: Arc::new(Inner {
+                read: register(sock, Interest::READABLE)?,
+                write: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// One read that does not wait, appended to `buf`'s spare capacity;
+    /// `WouldBlock` when nothing has arrived.
+    pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        if buf.capacity() == buf.len() {
+            buf.reserve(64);
+        }
+        let spare = buf.spare_capacity_mut();
+        let n = recv_uninit(self.as_raw_fd(), spare)?;
+        // SAFETY: `recv_uninit` initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
+    }
+
+    /// Splits into halves usable from different tasks. Dropping the write half
+    /// shuts the write direction down, as tokio's `OwnedWriteHalf` does.
+    pub(crate) fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let read = UnixStream {
+            inner: Arc::clone(&self.inner),
+        };
+        (OwnedReadHalf(read), OwnedWriteHalf(self))
+    }
+
+    fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.inner.read.poll_read_ready(cx))?;
+            // SAFETY: `recv_uninit` only writes to the slice, never de-initialises it.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            let len = unfilled.len();
+            match recv_uninit(self.as_raw_fd(), unfilled) {
+                Ok(n) => {
+                    // SAFETY: `recv_uninit` initialised the first `n` bytes.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    // A short read emptied the receive queue: wait for the next
+                    // event rather than spend a system call to learn it (tokio's
+                    // own sockets do the same).
+                    if n > 0 && n < len {
+                        guard.clear_ready();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn try_send(&self, data: &[u8]) -> io::Result<usize> {
+        loop {
+            match socket::send(self.as_raw_fd(), data, SEND_FLAGS) {
+                Err(Errno::EINTR) => continue,
+                other => return other.map_err(io::Error::from),
+            }
+        }
+    }
+
+    /// The registration for writable events, made on first use.
+    fn writable(&self) -> io::Result<&AsyncFd<OwnedFd>> {
+        if let Some(w) = self.inner.write.get() {
+            return Ok(w);
+        }
+        let dup = self.as_fd().try_clone_to_owned()?;
+        let registered = register(dup, Interest::WRITABLE)?;
+        // Two halves racing here: the loser's registration is dropped.
+        let _ = self.inner.write.set(registered);
+        Ok(self.inner.write.get().expect("set above"))
+    }
+
+    fn poll_write_priv(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            match self.try_send(data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+            let mut guard = ready!(self.writable()?.poll_write_ready(cx))?;
+            match guard.try_io(|_| self.try_send(data)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self.inner.read.get_ref().shutdown(Shutdown::Write) {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// `AsyncFd::with_interest`, deprecated in tokio 1.54 for types whose `as_raw_fd`
+/// could change or close under it; the types used here (a std socket, an `OwnedFd`)
+/// own their descriptor for life, which is what its unsafe successor
+/// `register_with_interest` asks, and that successor does not exist in the tokio
+/// versions npipe supports (>= 1.38).
+#[allow(deprecated)]
+fn register<T: AsRawFd>(io: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    AsyncFd::with_interest(io, interest)
+}
+
+/// `recv` into possibly uninitialised memory; returns how many bytes it wrote.
+fn recv_uninit(fd: RawFd, out: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `out` is valid for writes of `out.len()` bytes for the duration of
+        // the call, and `recv` writes only bytes, never reads them.
+        let n = unsafe { nix::libc::recv(fd, out.as_mut_ptr().cast(), out.len(), 0) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+impl AsFd for UnixStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.read.get_ref().as_fd()
+    }
+}
+
+impl AsRawFd for UnixStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.read.as_raw_fd()
+    }
+}
+
+impl AsyncRead for UnixStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.poll_read_priv(cx, buf)
+    }
+}
+
+impl AsyncWrite for UnixStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_priv(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_write())
+    }
+}
+
+/// The reading half from [`UnixStream::into_split`].
+#[derive(Debug)]
+pub(crate) struct OwnedReadHalf(UnixStream);
+
+impl AsRef<UnixStream> for OwnedReadHalf {
+    fn as_ref(&self) -> &UnixStream {
+        &self.0
+    }
+}
+
+impl AsyncRead for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.0.poll_read_priv(cx, buf)
+    }
+}
+
+/// The writing half from [`UnixStream::into_split`]; shuts the write direction
+/// down when dropped.
+#[derive(Debug)]
+pub(crate) struct OwnedWriteHalf(UnixStream);
+
+impl AsyncWrite for OwnedWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_priv(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.shutdown_write())
+    }
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown_write();
+    }
+}
