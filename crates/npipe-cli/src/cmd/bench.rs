@@ -38,6 +38,7 @@ Examples:
   npipe bench throughput --block 1MiB
   npipe bench connect-rate --clients 8
   npipe bench --json > bench.json
+  npipe bench --baselines -- --quick  # the full harness: raw sockets, interprocess, tokio
 
 Workloads (message mode; server and clients are separate processes):
   latency       one connection, ping-pong of --size bytes; round-trip percentiles
@@ -46,7 +47,8 @@ Workloads (message mode; server and clients are separate processes):
                 connections/s and the latency of a whole connection
 
 Rates use wall-clock time of the measured phase; percentiles are nearest-rank over up
-to 100,000 samples per client. The full harness with baselines is in benches/.";
+to 100,000 samples per client. `--baselines` runs the full harness of benches/
+(npipe against raw Unix sockets, interprocess and tokio) instead.";
 
 /// Which measurement to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
@@ -96,6 +98,16 @@ pub(crate) struct Args {
     /// Print a JSON array of results instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+
+    /// Run the full harness instead: npipe against raw Unix sockets, `interprocess`
+    /// and tokio (the `npipe-bench` program next to this one; arguments after `--`
+    /// go to it, e.g. `npipe bench --baselines -- --quick`).
+    #[arg(long, conflicts_with_all = ["workloads", "json"])]
+    pub(crate) baselines: bool,
+
+    /// Arguments for `npipe-bench` (with --baselines).
+    #[arg(last = true, requires = "baselines", value_name = "HARNESS ARGS")]
+    pub(crate) harness_args: Vec<String>,
 }
 
 /// One workload's result, as printed by `--json`.
@@ -122,6 +134,9 @@ struct ClientReport {
 
 /// Runs `npipe bench`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.baselines {
+        return run_harness(&args.harness_args);
+    }
     let mut workloads = args.workloads.clone();
     if workloads.is_empty() {
         workloads = vec![
@@ -141,6 +156,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_stdout(render(&rows).as_bytes())?;
     }
     Ok(exit::code(exit::SUCCESS))
+}
+
+/// `npipe bench --baselines`: runs the harness of `benches/`, built as the
+/// `npipe-bench` binary into the same directory as `npipe`, with the terminal
+/// handed over, and exits with its status.
+fn run_harness(harness_args: &[String]) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot locate the npipe executable")?;
+    let harness = exe.with_file_name(format!("npipe-bench{}", std::env::consts::EXE_SUFFIX));
+    if !harness.is_file() {
+        bail!(
+            "the benchmark harness {} is not built; build it next to npipe with \
+             `cargo build --release -p npipe-bench` (same target directory), or run \
+             `cargo run --release -p npipe-bench -- ARGS` from the npipe repository",
+            harness.display()
+        );
+    }
+    let status = std::process::Command::new(&harness)
+        .args(harness_args)
+        .status()
+        .with_context(|| format!("cannot run {}", harness.display()))?;
+    Ok(match status.code() {
+        Some(code) => exit::code(u8::try_from(code).unwrap_or(exit::FAILURE)),
+        None => exit::code(exit::FAILURE),
+    })
 }
 
 fn run_workload(workload: Workload, args: &Args) -> anyhow::Result<Row> {
