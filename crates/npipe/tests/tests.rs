@@ -4,6 +4,8 @@
 mod util;
 
 mod blocking;
+#[cfg(all(unix, feature = "tokio"))]
+mod hardening;
 #[cfg(feature = "tokio")]
 mod server;
 #[cfg(feature = "tokio")]
@@ -34,6 +36,18 @@ fn child_role() {
         "server-oversize-memory" => server::roles::oversize_memory(&args),
         #[cfg(feature = "tokio")]
         "server-fd-leak" => server::roles::fd_leak(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-server" => hardening::roles::server(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-no-read" => hardening::roles::no_read(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-bind" => hardening::roles::bind(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-squat" => hardening::roles::squat(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-expect-root" => hardening::roles::expect_root(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-logs" => hardening::roles::logs(&args),
         other => {
             eprintln!("unknown test role {other:?}");
             100

@@ -203,7 +203,17 @@ pub(crate) fn is_listening(name: &PipeName) -> io::Result<bool> {
             Address::Abstract(name) => format!("@{name}").into_bytes(),
             Address::Windows(_) => return Ok(false),
         };
-        Ok(listening_sockets()?.iter().any(|s| s == &wanted))
+        let listed = listening_sockets()?.iter().any(|s| s == &wanted);
+        // A listening socket whose file was deleted is still listed by the kernel,
+        // but nobody can connect to it any more.
+        Ok(listed
+            && match &address {
+                Address::Path(path) => {
+                    use std::os::unix::fs::FileTypeExt;
+                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+                }
+                _ => true,
+            })
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {

@@ -1,0 +1,1368 @@
+//! Hardening: npipe between processes that do not trust each other (issue 7).
+//!
+//! Bad input, faults (killed peers, deleted files, exhausted descriptors), other
+//! users and squatters, planted symlinks, what the logs say, and load. Every test
+//! uses real processes, sockets and users; none asserts a timing. SECURITY.md maps
+//! each guarantee to the tests here.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use npipe::{
+    Access, Address, ConnectOptions, ErrorKind, Listener, ListenerOptions, Mode, PipeName, Request,
+    Response, Server, SpawnedServer, Stats, Stream,
+};
+
+use crate::util::{self, unique, Watchdog};
+
+// ---------------------------------------------------------------------------------
+// Helpers
+
+fn echo(request: Request) -> Response {
+    Response::new(request.into_body())
+}
+
+fn kind<T: std::fmt::Debug>(result: std::io::Result<T>) -> ErrorKind {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => ErrorKind::of(&e),
+    }
+}
+
+/// Polls the stats until `ready` holds (the watchdog bounds the wait).
+fn wait_stats(server: &SpawnedServer, what: &str, ready: impl Fn(&Stats) -> bool) -> Stats {
+    let mut last = Instant::now();
+    loop {
+        let stats = server.stats();
+        if ready(&stats) {
+            return stats;
+        }
+        if last.elapsed() > Duration::from_secs(2) {
+            eprintln!("waiting for {what}: {stats:?}");
+            last = Instant::now();
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A byte-mode client: writes go on the wire as they are, frame headers included.
+fn raw(name: &str) -> Stream {
+    ConnectOptions::new()
+        .mode(Mode::Byte)
+        .timeout(Duration::from_secs(30))
+        .connect(name)
+        .unwrap()
+}
+
+/// Everything the peer sends until it closes; a reset (the server closed with our
+/// bytes unread) ends it too.
+fn read_until_closed(stream: &mut Stream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                assert_ne!(ErrorKind::of(&e), ErrorKind::Timeout, "never closed: {e}");
+                return all;
+            }
+        }
+    }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut wire = (payload.len() as u32).to_le_bytes().to_vec();
+    wire.extend_from_slice(payload);
+    wire
+}
+
+fn call(name: &str, request: &[u8]) -> Vec<u8> {
+    npipe::call(name, request, Duration::from_secs(30)).unwrap()
+}
+
+fn socket_path(name: &str) -> PathBuf {
+    match PipeName::new(name).unwrap().address().unwrap() {
+        Address::Path(path) => path,
+        other => panic!("expected a socket path, got {other}"),
+    }
+}
+
+fn lock_path(name: &str) -> PathBuf {
+    let path = socket_path(name);
+    let file = format!(".{}.lock", path.file_name().unwrap().to_str().unwrap());
+    path.with_file_name(file)
+}
+
+fn running_as_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Runs a role as another user: `setpriv --reuid UID --regid GID` with the given
+/// supplementary groups (none: `--clear-groups`).
+fn as_user(uid: u32, gid: u32, groups: Option<&str>, role: &str, args: &[&str]) -> util::Child {
+    let inner = util::drive::command(role, args);
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    match groups {
+        Some(groups) => cmd.arg(format!("--groups={groups}")),
+        None => cmd.arg("--clear-groups"),
+    };
+    cmd.arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    util::drive::spawn(cmd)
+}
+
+fn nobody(role: &str, args: &[&str]) -> util::Child {
+    as_user(65534, 65534, None, role, args)
+}
+
+/// Open descriptors of process `pid`.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) process `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which ends with the last ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Raises this process's soft descriptor limit to the hard limit.
+fn raise_nofile() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    hard
+}
+
+// ---------------------------------------------------------------------------------
+// Bad input
+
+#[test]
+fn length_prefixes_at_and_around_the_cap() {
+    let _w = Watchdog::start("length_prefixes_at_and_around_the_cap");
+    const CAP: u32 = 64 * 1024;
+    let cases = [
+        (CAP - 1, true),
+        (CAP, true),
+        (CAP + 1, false),
+        (u32::MAX, false),
+    ];
+
+    // The blocking listener says why, and allocates nothing for a refused length.
+    let name = unique("cap-blocking");
+    let listener = ListenerOptions::new()
+        .max_message_size(CAP)
+        .create(&name)
+        .unwrap();
+    for (announced, fits) in cases {
+        let mut client = raw(&name);
+        let mut server = listener.accept().unwrap();
+        client.write_all(&announced.to_le_bytes()).unwrap();
+        if fits {
+            client.write_all(&vec![b'x'; announced as usize]).unwrap();
+        }
+        let mut buf = Vec::new();
+        match server.recv(&mut buf) {
+            Ok(Some(n)) if fits => assert_eq!(n, announced as usize),
+            Err(e) if !fits => {
+                assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge, "{e}");
+                let text = e.to_string();
+                assert!(text.contains(&announced.to_string()), "{text}");
+                assert!(text.contains(&CAP.to_string()), "{text}");
+                assert_eq!(buf.capacity(), 0, "allocated for a refused message");
+            }
+            other => panic!("{announced}: {other:?}"),
+        }
+    }
+
+    // The managed server closes the connection without a reply and serves the rest.
+    let name = unique("cap-server");
+    let mut options = ListenerOptions::new();
+    options.max_message_size(CAP);
+    let server = Server::builder(&name)
+        .options(options)
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    for (announced, fits) in cases {
+        let mut client = raw(&name);
+        client.write_all(&announced.to_le_bytes()).unwrap();
+        if fits {
+            client.write_all(&vec![b'y'; announced as usize]).unwrap();
+        }
+        client.shutdown(Shutdown::Write).unwrap();
+        let reply = read_until_closed(&mut client);
+        if fits {
+            assert_eq!(reply, frame(&vec![b'y'; announced as usize]), "{announced}");
+        } else {
+            assert!(
+                reply.is_empty(),
+                "{announced}: a reply to a refused message"
+            );
+        }
+        assert_eq!(call(&name, b"next"), b"next");
+    }
+    let stats = wait_stats(&server, "every connection closed", |s| s.active == 0);
+    assert_eq!(stats.rejected_oversize, 2, "{stats:?}");
+    assert_eq!(stats.completed, 6, "{stats:?}");
+}
+
+#[test]
+fn frames_cut_off_mid_length_and_mid_payload() {
+    let _w = Watchdog::start("frames_cut_off_mid_length_and_mid_payload");
+    let cut_offs: [(&[u8], &str); 3] = [
+        (&[5, 0], "header (2 of 4 bytes)"),
+        (&[5, 0, 0], "header (3 of 4 bytes)"),
+        (&[10, 0, 0, 0, b'a', b'b', b'c'], "(3 of 10 bytes)"),
+    ];
+
+    let name = unique("cut-blocking");
+    let listener = Listener::bind(&name).unwrap();
+    for (wire, why) in cut_offs {
+        let mut client = raw(&name);
+        let mut server = listener.accept().unwrap();
+        client.write_all(wire).unwrap();
+        drop(client);
+        let e = server.recv(&mut Vec::new()).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected, "{e}");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+
+    // The async listener reports the same.
+    let name = unique("cut-tokio");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = npipe::tokio::Listener::bind(&name).unwrap();
+        for (wire, why) in cut_offs {
+            let mut client = raw(&name);
+            let mut server = listener.accept().await.unwrap();
+            client.write_all(wire).unwrap();
+            drop(client);
+            let e = server.recv(&mut Vec::new()).await.unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected, "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
+    });
+
+    // The managed server drops such connections and keeps serving.
+    let name = unique("cut-server");
+    let server = Server::builder(&name).handler(echo).spawn().unwrap();
+    for (wire, _) in cut_offs {
+        let mut client = raw(&name);
+        client.write_all(wire).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        assert!(read_until_closed(&mut client).is_empty());
+        assert_eq!(call(&name, b"whole"), b"whole");
+    }
+    let stats = wait_stats(&server, "every connection closed", |s| s.active == 0);
+    assert_eq!((stats.completed, stats.failed), (3, 0), "{stats:?}");
+}
+
+/// One instance only: until the server gives up on the silent client, nobody else
+/// could be served.
+#[test]
+fn a_client_that_sends_nothing_is_closed_by_the_idle_deadline() {
+    let _w = Watchdog::start("a_client_that_sends_nothing");
+    let name = unique("silent");
+    let server = Server::builder(&name)
+        .max_instances(Some(1))
+        .pending_instances(1)
+        .idle_timeout(Some(Duration::from_millis(300)))
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    let mut silent = raw(&name);
+    wait_stats(&server, "the silent client accepted", |s| s.active == 1);
+    // Served once the silent client's instance is freed.
+    assert_eq!(call(&name, b"next"), b"next");
+    assert!(read_until_closed(&mut silent).is_empty());
+    let stats = wait_stats(&server, "both closed", |s| s.active == 0);
+    assert_eq!((stats.timed_out, stats.completed), (1, 1), "{stats:?}");
+}
+
+/// A slow loris keeps sending, one byte a second, so it is never idle: only the
+/// request deadline (first byte to end of reply) frees its instance.
+#[test]
+fn a_slow_loris_is_cut_off_by_the_request_deadline() {
+    let _w = Watchdog::start("a_slow_loris");
+    let name = unique("loris");
+    let server = Server::builder(&name)
+        .max_instances(Some(1))
+        .pending_instances(1)
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .request_timeout(Some(Duration::from_millis(1500)))
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    let mut loris = raw(&name);
+    wait_stats(&server, "the loris accepted", |s| s.active == 1);
+    let dripping = thread::spawn(move || {
+        loris.write_all(&1000u32.to_le_bytes()).unwrap();
+        for sent in 0..60 {
+            if loris.write_all(b"z").is_err() {
+                return sent;
+            }
+            thread::sleep(Duration::from_secs(1));
+        }
+        panic!("the server let a slow loris hold its instance for a minute");
+    });
+    assert_eq!(call(&name, b"next"), b"next");
+    let sent = dripping.join().unwrap();
+    assert!(sent < 60);
+    let stats = wait_stats(&server, "both closed", |s| s.active == 0);
+    assert_eq!((stats.timed_out, stats.completed), (1, 1), "{stats:?}");
+}
+
+/// The reply does not fit in the socket buffers, and the client never reads: the
+/// server's write blocks until the request deadline frees the instance.
+#[test]
+fn a_client_that_never_reads_its_large_reply_is_cut_off() {
+    let _w = Watchdog::start("a_client_that_never_reads");
+    let name = unique("noread");
+    let mut options = ListenerOptions::new();
+    options.max_message_size(64 << 20);
+    let server = Server::builder(&name)
+        .options(options)
+        .max_instances(Some(1))
+        .pending_instances(1)
+        .request_timeout(Some(Duration::from_secs(1)))
+        .handler(|r: Request| match r.body() {
+            b"big" => Response::new(vec![b'b'; 32 << 20]),
+            other => Response::new(other.to_vec()),
+        })
+        .spawn()
+        .unwrap();
+    let mut lazy = ConnectOptions::new()
+        .max_message_size(64 << 20)
+        .connect(&name)
+        .unwrap();
+    lazy.send(b"big").unwrap();
+    // Served once the server gave up writing to the lazy client.
+    assert_eq!(call(&name, b"next"), b"next");
+    let stats = wait_stats(&server, "the lazy client closed", |s| s.active == 0);
+    assert_eq!((stats.timed_out, stats.completed), (1, 1), "{stats:?}");
+    // What the lazy client finally reads is a message cut off, never a whole one.
+    lazy.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let e = lazy.recv(&mut Vec::new()).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected, "{e}");
+}
+
+#[test]
+fn garbage_on_byte_and_message_pipes() {
+    let _w = Watchdog::start("garbage_on_byte_and_message_pipes");
+    let garbage: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+
+    // A byte pipe carries anything, unchanged.
+    let name = unique("garbage-byte");
+    let mut options = ListenerOptions::new();
+    options.mode(Mode::Byte);
+    let _byte_server = Server::builder(&name)
+        .options(options)
+        .handler(echo)
+        .spawn()
+        .unwrap();
+    let mut client = raw(&name);
+    client.write_all(&garbage).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_closed(&mut client), garbage);
+
+    // On a message pipe, text that is not framing announces an absurd length.
+    let name = unique("garbage-msg");
+    let server = Server::builder(&name).handler(echo).spawn().unwrap();
+    let mut http = raw(&name);
+    http.write_all(b"GET / HTTP/1.1\r\nHost: npipe\r\n\r\n")
+        .unwrap();
+    assert!(read_until_closed(&mut http).is_empty());
+    // Valid frames and then garbage: the valid ones are answered, then it is closed.
+    let mut mixed = raw(&name);
+    let mut wire = frame(b"first");
+    wire.extend_from_slice(&[0xff, 0xfe, 0x00]);
+    mixed.write_all(&wire).unwrap();
+    mixed.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_closed(&mut mixed), frame(b"first"));
+    assert_eq!(call(&name, &garbage[..1000]), &garbage[..1000]);
+    let stats = wait_stats(&server, "all closed", |s| s.active == 0);
+    assert_eq!(stats.rejected_oversize, 1, "{stats:?}");
+}
+
+#[test]
+fn hostile_names_are_refused_everywhere() {
+    let _w = Watchdog::start("hostile_names_are_refused_everywhere");
+    let long = "n".repeat(300);
+    let hostile = [
+        ("..", "not names"),
+        (".", "not names"),
+        ("../etc/passwd", "start with `.`"),
+        ("a/../../etc/passwd", "`/`"),
+        ("/etc/passwd", "`/`"),
+        ("a\0b", "printable"),
+        ("\0", "printable"),
+        (long.as_str(), "the limit is 247"),
+        (r"\\.\pipe\..", "not names"),
+        (r"\\.\pipe\a\..\..\x", r"`\`"),
+        ("@../x", "start with `.`"),
+        ("", "empty"),
+    ];
+    let before: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (name, rule) in hostile {
+        let results = [
+            ("PipeName::new", PipeName::new(name).map(drop)),
+            ("Listener::bind", Listener::bind(name).map(drop)),
+            ("Stream::connect", Stream::connect(name).map(drop)),
+            (
+                "call",
+                npipe::call(name, b"x", Duration::from_millis(10)).map(drop),
+            ),
+            ("wait", npipe::wait(name, Duration::from_millis(10))),
+            ("inspect", npipe::inspect(name).map(drop)),
+            (
+                "Server",
+                runtime.block_on(async { Server::builder(name).handler(echo).bind().map(drop) }),
+            ),
+        ];
+        for (api, result) in results {
+            let e = result.expect_err(api);
+            assert_eq!(ErrorKind::of(&e), ErrorKind::InvalidName, "{api} {name:?}");
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{api}");
+            assert!(e.to_string().contains(rule), "{api} {name:?}: {e}");
+        }
+    }
+    // A valid name whose socket path would not fit is refused, never truncated.
+    let e = Listener::bind("x".repeat(200)).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::InvalidName);
+    assert!(e.to_string().contains("limit"), "{e}");
+    let after: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|f| {
+            let new_to_us = !before.iter().any(|b| b.to_string_lossy() == *f);
+            new_to_us
+                && (f.contains("passwd") || ["npipe-", "npipe-.", "npipe-.."].contains(&f.as_str()))
+        })
+        .collect();
+    assert!(
+        after.is_empty(),
+        "files created for refused names: {after:?}"
+    );
+    assert!(Path::new("/etc/passwd").exists());
+}
+
+// ---------------------------------------------------------------------------------
+// Faults
+
+/// The client waiting for its reply gets `Disconnected` at once, not a hang; the
+/// dead server's files are reclaimed by the next server.
+#[test]
+fn a_server_killed_mid_request_disconnects_its_clients_and_frees_the_name() {
+    let _w = Watchdog::start("a_server_killed_mid_request");
+    let name = unique("killed-server");
+    let mut server = util::child("hard-server", &[&name]);
+    server.expect_line("ready");
+    let client_name = name.clone();
+    let waiting =
+        thread::spawn(move || npipe::call(&client_name, b"slow", Duration::from_secs(120)));
+    server.expect_line("handling slow");
+    server.kill();
+    let e = waiting.join().unwrap().unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected, "{e}");
+    assert!(
+        socket_path(&name).exists(),
+        "SIGKILL leaves the socket file"
+    );
+    // The next server reclaims the name.
+    let next = Server::builder(&name).handler(echo).spawn().unwrap();
+    assert_eq!(call(&name, b"again"), b"again");
+    drop(next);
+    assert!(!socket_path(&name).exists() && !lock_path(&name).exists());
+}
+
+/// A client killed while the server writes it a large reply: the instance is free
+/// again at once (the request deadline is far away, so it is the kill that counts).
+#[test]
+fn a_client_killed_mid_reply_frees_its_instance() {
+    let _w = Watchdog::start("a_client_killed_mid_reply");
+    let name = unique("killed-client");
+    let server = Server::builder(&name)
+        .max_instances(Some(1))
+        .pending_instances(1)
+        .request_timeout(Some(Duration::from_secs(600)))
+        .handler(|r: Request| match r.body() {
+            b"big" => Response::new(vec![b'b'; 8 << 20]),
+            other => Response::new(other.to_vec()),
+        })
+        .spawn()
+        .unwrap();
+    let mut client = util::child("hard-no-read", &[&name, "big"]);
+    client.expect_line("sent");
+    wait_stats(&server, "the server writing the reply", |s| {
+        s.instances
+            .iter()
+            .any(|i| i.state == npipe::server::InstanceState::Writing)
+    });
+    client.kill();
+    assert_eq!(call(&name, b"next"), b"next");
+    let stats = wait_stats(&server, "all closed", |s| s.active == 0);
+    assert_eq!((stats.completed, stats.timed_out), (1, 0), "{stats:?}");
+}
+
+/// Someone deletes the socket file of a live server. Nobody can reach that socket
+/// any more, but the server still owns the name through its lock:
+/// - new clients get `NotFound`, and `wait` does not report the pipe as live;
+/// - a second server gets `AddrInUse`, naming the live server's pid;
+/// - the live server keeps serving the connections it has;
+/// - when it stops, it removes its lock (not someone else's socket), and the name
+///   can be served again.
+#[test]
+fn deleting_the_socket_file_under_a_live_server() {
+    let _w = Watchdog::start("deleting_the_socket_file");
+    let name = unique("deleted");
+    let server = Server::builder(&name).handler(echo).spawn().unwrap();
+    let mut connected = Stream::connect(&name).unwrap();
+    std::fs::remove_file(socket_path(&name)).unwrap();
+
+    assert_eq!(kind(Stream::try_connect(&name)), ErrorKind::NotFound);
+    assert_eq!(
+        kind(npipe::call(&name, b"x", Duration::from_millis(200))),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(npipe::wait(&name, Duration::from_millis(200))),
+        ErrorKind::Timeout
+    );
+    let e = Listener::bind(&name).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::AddrInUse, "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{e}"
+    );
+    assert!(
+        !socket_path(&name).exists(),
+        "the refused server created nothing"
+    );
+
+    connected.send(b"still").unwrap();
+    let mut reply = Vec::new();
+    connected.recv(&mut reply).unwrap().unwrap();
+    assert_eq!(reply, b"still");
+    drop(connected);
+
+    // Someone else's file now at the socket path survives the server's exit.
+    std::fs::write(socket_path(&name), b"not yours").unwrap();
+    server.shutdown();
+    server.join().unwrap();
+    assert_eq!(std::fs::read(socket_path(&name)).unwrap(), b"not yours");
+    assert!(!lock_path(&name).exists());
+    std::fs::remove_file(socket_path(&name)).unwrap();
+    let _again = Server::builder(&name).handler(echo).spawn().unwrap();
+    assert_eq!(call(&name, b"back"), b"back");
+}
+
+#[test]
+fn unsafe_pipe_directories_are_refused_with_the_reason() {
+    let _w = Watchdog::start("unsafe_pipe_directories");
+    let base = std::env::temp_dir().join(unique("pipedir"));
+    std::fs::create_dir(&base).unwrap();
+    let set_mode = |mode| std::fs::set_permissions(&base, std::fs::Permissions::from_mode(mode));
+    let bind_in = |dir: &Path| {
+        let mut cmd = util::drive::command("hard-bind", &["svc"]);
+        cmd.env("NPIPE_DIR", dir);
+        util::drive::spawn(cmd).expect_line("")
+    };
+    set_mode(0o700).unwrap();
+    assert_eq!(bind_in(&base), "created");
+    for (mode, why) in [(0o777, "sticky"), (0o770, "sticky"), (0o722, "sticky")] {
+        set_mode(mode).unwrap();
+        let refused = bind_in(&base);
+        assert!(
+            refused.starts_with("error AccessDenied"),
+            "{mode:o}: {refused}"
+        );
+        assert!(refused.contains(why), "{refused}");
+        assert!(!base.join("svc").exists());
+    }
+    set_mode(0o1777).unwrap();
+    assert_eq!(bind_in(&base), "created");
+    let missing = base.join("missing");
+    assert!(bind_in(&missing).starts_with("error NotFound"));
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to give the directory to another user");
+    }
+    set_mode(0o755).unwrap();
+    nix::unistd::chown(&base, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let refused = bind_in(&base);
+    assert!(refused.starts_with("error AccessDenied"), "{refused}");
+    assert!(refused.contains("belongs to uid 65534"), "{refused}");
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// With its descriptors exhausted, the server cannot accept: new clients wait (as
+/// for a busy pipe) and are served when descriptors free up. It neither dies nor
+/// spins on `EMFILE`, and it keeps serving the clients it has.
+#[test]
+fn descriptor_exhaustion_refuses_cleanly_and_recovers() {
+    let _w = Watchdog::new("descriptor_exhaustion", Duration::from_secs(120));
+    let name = unique("emfile");
+    let mut server = util::child("hard-server", &[&name, "nofile+6"]);
+    server.expect_line("ready");
+    let pid = server.id();
+    let mut held: Vec<Stream> = Vec::new();
+    let mut stalled = None;
+    for i in 0..64 {
+        let mut client = match ConnectOptions::new()
+            .timeout(Duration::from_secs(2))
+            .connect(&name)
+        {
+            Ok(client) => client,
+            Err(e) => {
+                assert_eq!(ErrorKind::of(&e), ErrorKind::PipeBusy, "{e}");
+                break;
+            }
+        };
+        client.send(format!("held {i}").as_bytes()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut reply = Vec::new();
+        match client.recv(&mut reply) {
+            Ok(Some(_)) => {
+                assert_eq!(reply, format!("held {i}").as_bytes());
+                held.push(client);
+            }
+            Err(e) if ErrorKind::of(&e) == ErrorKind::Timeout => {
+                stalled = Some(client);
+                break;
+            }
+            other => panic!("client {i}: {other:?}"),
+        }
+    }
+    assert!(!held.is_empty(), "no client was served at all");
+    assert!(held.len() < 64, "the descriptor limit never bit");
+    eprintln!("{} clients served before the limit", held.len());
+    // Exhausted: the accept loop retries with a pause instead of spinning.
+    let (ticks, start) = (cpu_ticks(pid), Instant::now());
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - ticks;
+    let wall_ticks = start.elapsed().as_millis() as u64 / 10;
+    eprintln!("server used {used} CPU ticks in {wall_ticks} while out of descriptors");
+    assert!(used * 4 < wall_ticks, "the server spins on EMFILE");
+    // Clients it has are still served.
+    let mut reply = Vec::new();
+    held[0].send(b"still here").unwrap();
+    held[0].recv(&mut reply).unwrap().unwrap();
+    assert_eq!(reply, b"still here");
+    // Free descriptors: the waiting client is served, and so are new ones.
+    held.clear();
+    if let Some(mut client) = stalled {
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        client.recv(&mut reply).unwrap().unwrap();
+        assert!(reply.starts_with(b"held "), "{reply:?}");
+    }
+    assert_eq!(call(&name, b"recovered"), b"recovered");
+}
+
+// ---------------------------------------------------------------------------------
+// Security
+
+#[test]
+fn another_user_is_refused_by_a_default_server() {
+    let _w = Watchdog::start("another_user_is_refused_by_a_default_server");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to run a client as user nobody (setpriv)");
+    }
+    // A socket file: the kernel refuses the connection (mode 0600).
+    let name = unique("owner-only");
+    let server = Server::builder(&name).handler(echo).spawn().unwrap();
+    let mut peer = nobody("connect-kind", &[&name]);
+    assert_eq!(peer.expect_line(""), "error AccessDenied");
+    assert!(peer.wait_for(Duration::from_secs(20)).success());
+    // An abstract socket has no file mode: npipe's peer check refuses on accept.
+    let name = format!("@{}", unique("owner-only-abs"));
+    let abstract_server = Server::builder(&name).handler(echo).spawn().unwrap();
+    let mut peer = nobody("connect-kind", &[&name]);
+    assert_eq!(peer.expect_line(""), "error Disconnected");
+    assert!(peer.wait_for(Duration::from_secs(20)).success());
+    let stats = abstract_server.stats();
+    assert_eq!((stats.rejected_access, stats.accepted), (1, 0), "{stats:?}");
+    // The owner is served by both.
+    assert_eq!(call(&name, b"me"), b"me");
+    assert_eq!(call(server.name().as_str(), b"me"), b"me");
+}
+
+#[test]
+fn group_and_allow_list_policies() {
+    let _w = Watchdog::new("group_and_allow_list_policies", Duration::from_secs(120));
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to run clients as other users (setpriv)");
+    }
+    let my_gid = nix::unistd::getegid().as_raw();
+    let group = my_gid.to_string();
+    // (policy, client uid, gid, supplementary groups, admitted)
+    type Policy = fn(&mut ListenerOptions);
+    type Case<'a> = (&'a str, Policy, u32, u32, Option<&'a str>, bool);
+    let cases: [Case<'_>; 6] = [
+        (
+            "group-other",
+            |o| {
+                o.access(Access::Group);
+            },
+            65534,
+            65534,
+            None,
+            false,
+        ),
+        (
+            "group-primary",
+            |o| {
+                o.access(Access::Group);
+            },
+            65534,
+            my_gid,
+            None,
+            true,
+        ),
+        (
+            "group-supplementary",
+            |o| {
+                o.access(Access::Group);
+            },
+            65534,
+            65534,
+            Some(group.as_str()),
+            true,
+        ),
+        (
+            "allow-uid-other",
+            |o| {
+                o.allow_uid(12345);
+            },
+            65534,
+            65534,
+            None,
+            false,
+        ),
+        (
+            "allow-uid",
+            |o| {
+                o.allow_uid(65534);
+            },
+            65534,
+            65534,
+            None,
+            true,
+        ),
+        (
+            "allow-gid",
+            |o| {
+                o.allow_gid(65534);
+            },
+            65534,
+            65534,
+            None,
+            true,
+        ),
+    ];
+    for (label, policy, uid, gid, groups, admitted) in cases {
+        let name = unique(label);
+        let mut options = ListenerOptions::new();
+        policy(&mut options);
+        let server = Server::builder(&name)
+            .options(options)
+            .handler(|r: Request| {
+                let uid = r.peer().and_then(|p| p.uid()).unwrap_or(u32::MAX);
+                Response::new(format!("uid {uid}"))
+            })
+            .spawn()
+            .unwrap();
+        let mut peer = as_user(uid, gid, groups, "connect-kind", &[&name]);
+        let outcome = peer.expect_line("");
+        assert!(peer.wait_for(Duration::from_secs(20)).success());
+        let stats = server.stats();
+        if admitted {
+            assert_eq!(outcome, format!("ok uid {uid}"), "{label}");
+            assert_eq!(stats.rejected_access, 0, "{label}");
+        } else {
+            assert!(outcome.starts_with("error "), "{label}: {outcome}");
+            assert_eq!(stats.accepted, 0, "{label}: reached the handler");
+        }
+    }
+}
+
+/// A user who grabbed the name first (a squatter) is exposed by a client that
+/// states which user its server must run as; the real server cannot take the name
+/// and says who holds it.
+#[test]
+fn a_squatter_is_detected_by_expect_server_uid() {
+    let _w = Watchdog::start("a_squatter_is_detected");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to run the squatter as user nobody (setpriv)");
+    }
+    let shared_dir = std::env::temp_dir().join(unique("shared"));
+    std::fs::create_dir(&shared_dir).unwrap();
+    std::fs::set_permissions(&shared_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    for dir in [None, Some(shared_dir.as_path())] {
+        let name = unique("squat");
+        let mut squatter = {
+            let inner = util::drive::command("hard-squat", &[&name]);
+            let mut cmd = std::process::Command::new("setpriv");
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(inner.get_program())
+                .args(inner.get_args())
+                .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped());
+            if let Some(dir) = dir {
+                cmd.env("NPIPE_DIR", dir);
+            }
+            util::drive::spawn(cmd)
+        };
+        let said = squatter.expect_line("");
+        assert!(said.starts_with("ready"), "{said}");
+        let squatter_pid = squatter.id();
+        let (check, expect) = {
+            let mut cmd = util::drive::command("hard-expect-root", &[&name]);
+            let mut bind = util::drive::command("hard-bind", &[&name]);
+            if let Some(dir) = dir {
+                cmd.env("NPIPE_DIR", dir);
+                bind.env("NPIPE_DIR", dir);
+            }
+            (
+                util::drive::spawn(cmd).expect_line(""),
+                util::drive::spawn(bind).expect_line(""),
+            )
+        };
+        assert!(check.starts_with("error AccessDenied"), "{check}");
+        assert!(
+            check.contains("runs as uid 65534, not the expected uid 0"),
+            "{check}"
+        );
+        assert!(expect.starts_with("error AddrInUse"), "{expect}");
+        // The lock's record names the holder; where the kernel does not let root
+        // open another user's file in a sticky directory (fs.protected_regular),
+        // the owner is named instead.
+        assert!(
+            expect.contains(&format!("pid {squatter_pid}"))
+                || expect.contains("belongs to another user (uid 65534)"),
+            "{expect}"
+        );
+        squatter.kill();
+    }
+    std::fs::remove_dir_all(&shared_dir).unwrap();
+}
+
+/// Files planted where npipe will put its socket or lock: npipe refuses them and
+/// neither follows a symlink nor removes or changes anything that is not its own.
+#[test]
+fn planted_symlinks_and_files_are_refused_and_victims_untouched() {
+    use std::os::unix::fs::symlink;
+    let _w = Watchdog::start("planted_symlinks_and_files");
+    let victim = std::env::temp_dir().join(unique("victim"));
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let victim_before = std::fs::metadata(&victim).unwrap();
+    let check_victim = |what: &str| {
+        let now = std::fs::metadata(&victim).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{what}");
+        assert_eq!(now.mode(), victim_before.mode(), "{what}");
+        assert_eq!(now.ino(), victim_before.ino(), "{what}");
+        assert_eq!(now.uid(), victim_before.uid(), "{what}");
+    };
+    type Plant = fn(&Path, &Path, &Path);
+    let plants: [(&str, Plant, ErrorKind, &str); 4] = [
+        (
+            "socket-symlink",
+            |sock, _, v| symlink(v, sock).unwrap(),
+            ErrorKind::AddrInUse,
+            "not a socket",
+        ),
+        (
+            "lock-symlink",
+            |_, lock, v| symlink(v, lock).unwrap(),
+            ErrorKind::AccessDenied,
+            "symbolic link",
+        ),
+        (
+            "socket-file",
+            |sock, _, _| std::fs::write(sock, b"mine").unwrap(),
+            ErrorKind::AddrInUse,
+            "not a socket",
+        ),
+        (
+            "socket-dir-symlink",
+            |sock, _, _| symlink("/etc", sock).unwrap(),
+            ErrorKind::AddrInUse,
+            "not a socket",
+        ),
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (label, plant, expected, why) in plants {
+        let name = unique(label);
+        let (sock, lock) = (socket_path(&name), lock_path(&name));
+        plant(&sock, &lock, &victim);
+        let planted: Vec<_> = [&sock, &lock]
+            .iter()
+            .map(|p| {
+                std::fs::symlink_metadata(p)
+                    .ok()
+                    .map(|m| (m.ino(), m.file_type()))
+            })
+            .collect();
+        let e = Listener::bind(&name).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), expected, "{label}: {e}");
+        assert!(e.to_string().contains(why), "{label}: {e}");
+        let e = runtime
+            .block_on(async { Server::builder(&name).handler(echo).bind().map(drop) })
+            .unwrap_err();
+        assert_eq!(ErrorKind::of(&e), expected, "{label} (Server): {e}");
+        check_victim(label);
+        let still: Vec<_> = [&sock, &lock]
+            .iter()
+            .map(|p| {
+                std::fs::symlink_metadata(p)
+                    .ok()
+                    .map(|m| (m.ino(), m.file_type()))
+            })
+            .collect();
+        for (before, after) in planted.iter().zip(&still) {
+            if before.is_some() {
+                assert_eq!(before, after, "{label}: a planted file was replaced");
+            }
+        }
+        // Clients do not take a planted file for a server.
+        assert_eq!(
+            kind(Stream::try_connect(&name)),
+            ErrorKind::NotFound,
+            "{label}"
+        );
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(&lock);
+    }
+    assert!(Path::new("/etc/passwd").exists());
+
+    // Swapped in after the bind: a server leaving never removes what is not its own.
+    let name = unique("swapped");
+    let listener = Listener::bind(&name).unwrap();
+    let (sock, lock) = (socket_path(&name), lock_path(&name));
+    std::fs::remove_file(&sock).unwrap();
+    symlink(&victim, &sock).unwrap();
+    drop(listener);
+    assert!(std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    check_victim("swapped socket");
+    assert!(!lock.exists());
+    std::fs::remove_file(&sock).unwrap();
+    std::fs::remove_file(&victim).unwrap();
+}
+
+/// At the default level (INFO), and even at TRACE, npipe's logs carry no request
+/// or reply bytes: not on success, oversize, cut-off frames, panics or deadlines.
+#[test]
+fn logs_carry_no_payload_at_info_or_even_trace() {
+    let _w = Watchdog::start("logs_carry_no_payload");
+    for level in ["info", "trace"] {
+        let mut c = util::child("hard-logs", &[level]);
+        let line = c.expect_line("logged ");
+        eprintln!("{line}");
+        assert!(c.wait_for(Duration::from_secs(60)).success(), "{line}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Load and soak
+
+/// `clients` clients connected at once to one server in another process, then
+/// `requests` requests in all, every reply checked; the server's descriptors and
+/// resident memory are sampled after a warm-up round and at the end.
+fn soak(clients: usize, requests: usize) {
+    let limit = raise_nofile();
+    assert!(
+        limit as usize > 2 * clients + 64,
+        "RLIMIT_NOFILE hard limit {limit} is too low for {clients} clients"
+    );
+    let name = unique("soak");
+    let mut server = util::child("hard-server", &[&name, "pending=64"]);
+    server.expect_line("ready");
+    let pid = server.id();
+    let round = |clients: usize, requests: usize| -> u64 {
+        let base = fd_count(pid);
+        let connected = Arc::new(Barrier::new(clients + 1));
+        let verified = Arc::new(AtomicU64::new(0));
+        let per_client = requests / clients;
+        let extra = requests % clients;
+        let workers: Vec<_> = (0..clients)
+            .map(|c| {
+                let (name, connected, verified) =
+                    (name.clone(), Arc::clone(&connected), Arc::clone(&verified));
+                thread::Builder::new()
+                    .stack_size(128 * 1024)
+                    .spawn(move || {
+                        let mut stream = ConnectOptions::new()
+                            .timeout(Duration::from_secs(120))
+                            .connect(&name)
+                            .unwrap();
+                        connected.wait();
+                        let mut reply = Vec::new();
+                        let mine = per_client + usize::from(c < extra);
+                        for r in 0..mine {
+                            let request = format!("{c}/{r}/{}", "p".repeat(r % 97));
+                            stream.send(request.as_bytes()).unwrap();
+                            stream.recv(&mut reply).unwrap().unwrap();
+                            assert_eq!(reply, request.as_bytes(), "client {c} request {r}");
+                            verified.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
+        // Every client connects; none sends until the server holds them all.
+        let mut held = 0;
+        for _ in 0..600 {
+            held = fd_count(pid).saturating_sub(base);
+            if held >= clients {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        connected.wait();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert!(
+            held >= clients,
+            "the server held {held} of {clients} clients at once"
+        );
+        verified.load(Ordering::Relaxed)
+    };
+    // Warm-up: the same concurrency, so pools and tables reach their working size.
+    let warm = round(clients, clients * 5);
+    assert_eq!(warm, (clients * 5) as u64);
+    let settle = |baseline: Option<usize>| {
+        // Closed connections are released asynchronously: wait (a while) until the
+        // count is steady, and back to the baseline if one is given.
+        let mut last = fd_count(pid);
+        for _ in 0..150 {
+            thread::sleep(Duration::from_millis(200));
+            let now = fd_count(pid);
+            if now == last && baseline.is_none_or(|b| now <= b) {
+                break;
+            }
+            last = now;
+        }
+        fd_count(pid)
+    };
+    let (fds_start, rss_start) = (settle(None), rss_kib(pid));
+    let started = Instant::now();
+    let verified = round(clients, requests);
+    let elapsed = started.elapsed();
+    let (fds_end, rss_end) = (settle(Some(fds_start)), rss_kib(pid));
+    let summary = format!(
+        "soak: {clients} concurrent clients, {verified} of {requests} replies verified in {:.1} s ({:.0} req/s); server fds start {fds_start} end {fds_end}; server RSS start {rss_start} KiB end {rss_end} KiB ({:+} KiB)",
+        elapsed.as_secs_f64(),
+        verified as f64 / elapsed.as_secs_f64(),
+        rss_end as i64 - rss_start as i64
+    );
+    println!("\n{summary}");
+    eprintln!("{summary}");
+    assert_eq!(verified, requests as u64);
+    assert_eq!(fds_end, fds_start, "descriptors leaked");
+    // Noise: allocator caches and the blocking pool's threads; a leak of even
+    // 100 bytes a request would show far above this over 50,000 requests or more.
+    assert!(
+        rss_end <= rss_start + 16 * 1024,
+        "the server's memory grew: {summary}"
+    );
+    assert!(rss_start > 0, "no /proc/PID/status");
+    server.kill();
+}
+
+/// The shortened soak that runs in CI: 100 concurrent clients, 50,000 requests.
+#[test]
+fn soak_100_concurrent_clients_50000_requests() {
+    let _w = Watchdog::new("soak_100_clients", Duration::from_secs(300));
+    soak(100, 50_000);
+}
+
+/// The full soak, run by `scripts/soak.sh`: 1,000 concurrent clients and 1,000,000
+/// requests (NPIPE_SOAK_CLIENTS and NPIPE_SOAK_REQUESTS change them).
+#[test]
+#[ignore = "long: run by scripts/soak.sh"]
+fn soak_1000_concurrent_clients_1000000_requests() {
+    let env = |key: &str, default: usize| {
+        std::env::var(key)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let _w = Watchdog::new("soak_1000_clients", Duration::from_secs(3600));
+    soak(
+        env("NPIPE_SOAK_CLIENTS", 1000),
+        env("NPIPE_SOAK_REQUESTS", 1_000_000),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Roles run in child processes (dispatched from `tests.rs`)
+
+pub(crate) mod roles {
+    use super::*;
+    use crate::util::drive::say;
+
+    fn fail(what: impl std::fmt::Display) -> i32 {
+        eprintln!("role failed: {what}");
+        1
+    }
+
+    fn open_fds() -> u64 {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+    }
+
+    /// `NAME [nofile+N] [pending=N]`: a server (message mode, sync handler) that
+    /// echoes, answers `slow` only after saying `handling slow` and sleeping, and
+    /// runs until killed. `nofile+N` leaves it N descriptors beyond those it has
+    /// once serving; otherwise its limit is raised to the hard limit.
+    pub(crate) fn server(args: &[&str]) -> i32 {
+        let Some(name) = args.first() else {
+            return fail("usage: NAME [nofile+N] [pending=N]");
+        };
+        let mut builder = Server::builder(*name).handler(|r: Request| {
+            if r.body() == b"slow" {
+                say("handling slow");
+                thread::sleep(Duration::from_secs(600));
+            }
+            Response::new(r.into_body())
+        });
+        let mut headroom = None;
+        for arg in &args[1..] {
+            if let Some(n) = arg.strip_prefix("nofile+") {
+                headroom = n.parse::<u64>().ok();
+            } else if let Some(n) = arg.strip_prefix("pending=") {
+                builder = builder.pending_instances(n.parse().unwrap_or(4));
+            }
+        }
+        raise_nofile();
+        let server = match builder.spawn() {
+            Ok(server) => server,
+            Err(e) => return fail(e),
+        };
+        // Bring up the runtime's threads before the limit bites.
+        for _ in 0..8 {
+            if npipe::call(*name, b"warm", Duration::from_secs(5)).is_err() {
+                return fail("warm-up call");
+            }
+        }
+        if let Some(headroom) = headroom {
+            use nix::sys::resource::{getrlimit, setrlimit, Resource};
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, open_fds() + headroom, hard) {
+                return fail(e);
+            }
+        }
+        say(format!("ready {}", std::process::id()));
+        loop {
+            thread::sleep(Duration::from_secs(1));
+            let _ = server.stats();
+        }
+    }
+
+    /// `NAME REQUEST`: sends REQUEST, never reads the reply, says `sent`, sleeps.
+    pub(crate) fn no_read(args: &[&str]) -> i32 {
+        let [name, request] = args else {
+            return fail("usage: NAME REQUEST");
+        };
+        let mut stream = match Stream::connect(*name) {
+            Ok(stream) => stream,
+            Err(e) => return fail(e),
+        };
+        if let Err(e) = stream.send(request.as_bytes()) {
+            return fail(e);
+        }
+        say("sent");
+        thread::sleep(Duration::from_secs(600));
+        0
+    }
+
+    /// `NAME`: creates the pipe (in `$NPIPE_DIR` if set); says `created` or
+    /// `error <Kind> <message>`, and exits.
+    pub(crate) fn bind(args: &[&str]) -> i32 {
+        match Listener::bind(args[0]) {
+            Ok(_) => say("created"),
+            Err(e) => say(format!("error {:?} {e}", ErrorKind::of(&e))),
+        }
+        0
+    }
+
+    /// `NAME`: takes the name first, open to everyone, and echoes until killed.
+    pub(crate) fn squat(args: &[&str]) -> i32 {
+        let listener = match ListenerOptions::new()
+            .access(Access::Everyone)
+            .create(args[0])
+        {
+            Ok(listener) => listener,
+            Err(e) => {
+                say(format!("error {:?} {e}", ErrorKind::of(&e)));
+                return 0;
+            }
+        };
+        say(format!("ready {}", std::process::id()));
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                while let Ok(Some(_)) = stream.recv(&mut buf) {
+                    if stream.send(b"squatter says hi").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        0
+    }
+
+    /// `NAME`: connects requiring the server to run as root; says `ok` or
+    /// `error <Kind> <message>`.
+    pub(crate) fn expect_root(args: &[&str]) -> i32 {
+        match ConnectOptions::new()
+            .expect_server_uid(0)
+            .timeout(Duration::from_secs(5))
+            .connect(args[0])
+        {
+            Ok(_) => say("ok"),
+            Err(e) => say(format!("error {:?} {e}", ErrorKind::of(&e))),
+        }
+        0
+    }
+
+    /// A writer shared with the log subscriber.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `LEVEL`: captures npipe's logs at LEVEL while a server and clients go through
+    /// every path that logs, with a secret in every payload; fails if the secret
+    /// (or its hex) appears in the logs.
+    pub(crate) fn logs(args: &[&str]) -> i32 {
+        let level: tracing::Level = args
+            .first()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(tracing::Level::INFO);
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        std::panic::set_hook(Box::new(|_| {})); // the handler's panic below is expected
+
+        const SECRET: &str = "hunter2-SECRET-7f3a";
+        let name = unique("logs");
+        let mut options = ListenerOptions::new();
+        options.max_message_size(1024);
+        let server = match Server::builder(&name)
+            .options(options)
+            .idle_timeout(Some(Duration::from_millis(200)))
+            .request_timeout(Some(Duration::from_millis(500)))
+            .handler(|r: Request| {
+                if r.body().starts_with(b"panic") {
+                    panic!("handler saw {}", String::from_utf8_lossy(r.body()));
+                }
+                Response::new(r.into_body())
+            })
+            .spawn()
+        {
+            Ok(server) => server,
+            Err(e) => return fail(e),
+        };
+        let secret_request = format!("request {SECRET}");
+        if npipe::call(&name, secret_request.as_bytes(), Duration::from_secs(5)).is_err() {
+            return fail("call");
+        }
+        let panic_request = format!("panic {SECRET}");
+        let _ = npipe::call(&name, panic_request.as_bytes(), Duration::from_secs(5));
+        // Oversized, cut off, stalled: each with the secret on the wire.
+        let mut wire = 5000u32.to_le_bytes().to_vec();
+        wire.extend_from_slice(SECRET.as_bytes());
+        let mut cut = 100u32.to_le_bytes().to_vec();
+        cut.extend_from_slice(SECRET.as_bytes());
+        for bytes in [wire, cut.clone(), SECRET.as_bytes().to_vec()] {
+            let mut s = raw(&name);
+            let _ = s.write_all(&bytes);
+            let _ = s.shutdown(Shutdown::Write);
+            let _ = read_until_closed(&mut s);
+        }
+        let mut stalled = raw(&name);
+        let _ = stalled.write_all(&cut);
+        let _ = read_until_closed(&mut stalled);
+        let _ = wait_stats(&server, "all closed", |s| s.active == 0);
+        server.shutdown();
+        let _ = server.join();
+
+        let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        let hex: String = SECRET.bytes().map(|b| format!("{b:02x}")).collect();
+        let leaked = logs.contains(SECRET) || logs.contains(&hex) || logs.contains("hunter2");
+        say(format!(
+            "logged {} lines at {level}, secret {}",
+            logs.lines().count(),
+            if leaked { "LEAKED" } else { "absent" }
+        ));
+        if leaked {
+            return fail(format!("the logs carry payload bytes:\n{logs}"));
+        }
+        // The capture works: the panic is logged as a warning at INFO and above.
+        if !logs.contains("panicked") {
+            return fail(format!("nothing was captured:\n{logs}"));
+        }
+        0
+    }
+}
