@@ -1025,8 +1025,22 @@ fn soak(clients: usize, requests: usize) {
     let mut server = util::child("hard-server", &[&name, "pending=64"]);
     server.expect_line("ready");
     let pid = server.id();
+    let settle = |baseline: Option<usize>| {
+        // Closed connections are released asynchronously: wait (a while) until the
+        // count is steady, and back to the baseline if one is given.
+        let mut last = fd_count(pid);
+        for _ in 0..150 {
+            thread::sleep(Duration::from_millis(200));
+            let now = fd_count(pid);
+            if now == last && baseline.is_none_or(|b| now <= b) {
+                break;
+            }
+            last = now;
+        }
+        fd_count(pid)
+    };
     let round = |clients: usize, requests: usize| -> u64 {
-        let base = fd_count(pid);
+        let base = settle(None);
         let connected = Arc::new(Barrier::new(clients + 1));
         let verified = Arc::new(AtomicU64::new(0));
         let per_client = requests / clients;
@@ -1078,20 +1092,6 @@ fn soak(clients: usize, requests: usize) {
     // Warm-up: the same concurrency, so pools and tables reach their working size.
     let warm = round(clients, clients * 5);
     assert_eq!(warm, (clients * 5) as u64);
-    let settle = |baseline: Option<usize>| {
-        // Closed connections are released asynchronously: wait (a while) until the
-        // count is steady, and back to the baseline if one is given.
-        let mut last = fd_count(pid);
-        for _ in 0..150 {
-            thread::sleep(Duration::from_millis(200));
-            let now = fd_count(pid);
-            if now == last && baseline.is_none_or(|b| now <= b) {
-                break;
-            }
-            last = now;
-        }
-        fd_count(pid)
-    };
     let (fds_start, rss_start) = (settle(None), rss_kib(pid));
     let started = Instant::now();
     let verified = round(clients, requests);
