@@ -255,6 +255,12 @@ impl ListenerOptions {
     /// Kernel buffer size for each direction of every connection, in bytes
     /// (`nInBufferSize`/`nOutBufferSize`; Unix `SO_SNDBUF`/`SO_RCVBUF`, capped by the
     /// system's maximum). Default: 1 MiB. Memory is only used when data is queued.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Linux limits a Unix socket by the sender's `SO_SNDBUF` only; npipe sets it once
+    /// the connection has sent 256 KiB (sizes of 256 KiB and more), so connections
+    /// that carry small messages don't pay a system call for it.
     pub fn buffer_size(&mut self, bytes: usize) -> &mut Self {
         self.buffer_size = bytes;
         self
@@ -357,7 +363,8 @@ impl ConnectOptions {
         self
     }
 
-    /// Kernel buffer size for each direction. Default: 1 MiB.
+    /// Kernel buffer size for each direction. Default: 1 MiB. As
+    /// [`ListenerOptions::buffer_size`] (on Linux, applied once 256 KiB have been sent).
     pub fn buffer_size(&mut self, bytes: usize) -> &mut Self {
         self.buffer_size = bytes;
         self

@@ -38,7 +38,7 @@ pub struct Listener {
     /// The blocking listener: name ownership, access policy and instance gate.
     inner: sys::Listener,
     /// The same listening socket (a duplicate descriptor) registered with tokio.
-    socket: tokio::net::UnixListener,
+    socket: sys::AsyncListener,
 }
 
 impl fmt::Debug for Listener {
@@ -101,7 +101,7 @@ impl Listener {
         let socket = inner.socket().try_clone()?;
         socket.set_nonblocking(true)?;
         Ok(Listener {
-            socket: tokio::net::UnixListener::from_std(socket)?,
+            socket: sys::AsyncListener::from_std(socket)?,
             inner,
         })
     }
@@ -130,7 +130,7 @@ impl Listener {
             };
             let conn = loop {
                 match self.socket.accept().await {
-                    Ok((conn, _)) => break conn.into_std()?,
+                    Ok(conn) => break conn,
                     Err(e) if sys::is_transient_accept_error(&e) => continue,
                     Err(e) => return Err(e),
                 }

@@ -75,7 +75,7 @@ impl Stream {
         let parts = stream.into_parts();
         parts.sock.set_nonblocking(true)?;
         Ok(Stream {
-            io: UnixStream::from_std(parts.sock)?,
+            io: UnixStream::from_std(parts.sock, parts.peer, parts.send_buffer)?,
             reader: Reader::new(
                 parts.mode,
                 parts.max_message,
@@ -239,7 +239,7 @@ impl Stream {
     ///
     /// The OS could not tell.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        sys::peer_credentials(&self.io)
+        self.io.peer_credentials()
     }
 
     /// Half-closes the connection (see [`crate::Stream::shutdown`]).
@@ -463,7 +463,7 @@ impl ReadHalf {
     ///
     /// The OS could not tell.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        sys::peer_credentials(&self.io.as_ref())
+        self.io.as_ref().peer_credentials()
     }
 }
 

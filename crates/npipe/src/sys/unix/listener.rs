@@ -15,7 +15,7 @@ use nix::sys::socket;
 
 use super::cred::in_supplementary_group;
 use super::gate::{self, Gate};
-use super::stream::{raw_connect, set_buffer_sizes, unix_addr, Stream};
+use super::stream::{raw_connect, unix_addr, SendBuffer, Stream};
 use crate::error::{err, err_src, ErrorKind};
 use crate::name::{Address, PipeName};
 use crate::options::{Access, Direction, ListenerOptions};
@@ -93,17 +93,17 @@ impl Listener {
     /// `Ok(None)`: the client was refused (and counted in `denied`).
     pub(crate) fn finish_accept(&self, conn: UnixStream) -> io::Result<Option<Stream>> {
         let creds = super::peer_credentials(&conn);
-        match &creds {
-            Ok(c) if self.admits(c) => {}
+        let peer = match &creds {
+            Ok(c) if self.admits(c) => *c,
             _ => {
                 self.gate.unreserve();
                 self.denied.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(pipe = %self.name, peer = ?creds.ok(), "client refused by the access policy");
                 return Ok(None);
             }
-        }
+        };
         let slot = self.gate.admit();
-        set_buffer_sizes(&conn, self.opts.buffer_size);
+        let send_buffer = SendBuffer::new(&conn, self.opts.buffer_size);
         match self.opts.direction {
             Direction::Inbound => conn.shutdown(std::net::Shutdown::Write)?,
             Direction::Outbound => conn.shutdown(std::net::Shutdown::Read)?,
@@ -115,6 +115,8 @@ impl Listener {
             self.opts.direction,
             self.opts.max_message_size,
             slot,
+            peer,
+            send_buffer,
         )))
     }
 

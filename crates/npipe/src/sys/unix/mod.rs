@@ -24,7 +24,9 @@ pub(crate) use cred::peer_credentials;
 pub(crate) use listener::Listener;
 pub(crate) use stream::Stream;
 #[cfg(feature = "tokio")]
-pub(crate) use tokio_io::{OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream};
+pub(crate) use tokio_io::{
+    AsyncListener, OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream,
+};
 #[cfg(feature = "tokio")]
 pub(crate) use {gate::Slot, listener::is_transient_accept_error};
 

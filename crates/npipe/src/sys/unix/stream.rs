@@ -37,8 +37,12 @@ pub(crate) struct Stream {
     max_message: u32,
     reader: FrameReader,
     write_buf: Vec<u8>,
+    send_buffer: SendBuffer,
     /// Held by server-side streams: the instance is free again when it drops.
     _slot: Option<Slot>,
+    /// The peer's credentials as read at accept (fixed at connect time), so that
+    /// asking again costs no system call.
+    peer: Option<PeerCredentials>,
 }
 
 impl Stream {
@@ -48,6 +52,8 @@ impl Stream {
         direction: Direction,
         max_message: u32,
         slot: Slot,
+        peer: PeerCredentials,
+        send_buffer: SendBuffer,
     ) -> Stream {
         Stream {
             sock,
@@ -58,7 +64,9 @@ impl Stream {
             max_message,
             reader: FrameReader::new(max_message),
             write_buf: Vec::new(),
+            send_buffer,
             _slot: Some(slot),
+            peer: Some(peer),
         }
     }
 
@@ -73,7 +81,9 @@ impl Stream {
             max_message: max,
             reader: FrameReader::new(max),
             write_buf: Vec::new(),
+            send_buffer: SendBuffer::unchanged(),
             _slot: None,
+            peer: None,
         }
     }
 
@@ -90,6 +100,8 @@ impl Stream {
             is_server: self.is_server,
             max_message: self.max_message,
             slot: self._slot,
+            peer: self.peer,
+            send_buffer: self.send_buffer,
         }
     }
 
@@ -104,7 +116,7 @@ impl Stream {
     pub(crate) fn connect(name: &PipeName, opts: &ConnectOptions) -> io::Result<Stream> {
         let address = name.address()?;
         let sock = connect_waiting(&address, opts.timeout)?;
-        set_buffer_sizes(&sock, opts.buffer_size);
+        let send_buffer = SendBuffer::new(&sock, opts.buffer_size);
         if let Some(expected) = opts.expect_server_uid {
             let server = super::peer_credentials(&sock)?;
             if server.uid() != Some(expected) {
@@ -132,7 +144,9 @@ impl Stream {
             max_message: opts.max_message_size,
             reader: FrameReader::new(opts.max_message_size),
             write_buf: Vec::new(),
+            send_buffer,
             _slot: None,
+            peer: None,
         })
     }
 
@@ -146,6 +160,7 @@ impl Stream {
 
     pub(crate) fn send(&mut self, message: &[u8]) -> io::Result<()> {
         self.check_write()?;
+        self.send_buffer.before_send(&self.sock, message.len());
         match self.mode {
             Mode::Message => {
                 let header = encode_header(message.len(), self.max_message)?;
@@ -231,7 +246,10 @@ impl Stream {
     }
 
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        super::peer_credentials(&self.sock)
+        match self.peer {
+            Some(peer) => Ok(peer),
+            None => super::peer_credentials(&self.sock),
+        }
     }
 
     fn check_write(&self) -> io::Result<()> {
@@ -285,6 +303,9 @@ pub(crate) struct StreamParts {
     pub(crate) max_message: u32,
     /// Server streams: the instance, freed when dropped.
     pub(crate) slot: Option<Slot>,
+    /// Server streams: the client's credentials, read at accept.
+    pub(crate) peer: Option<PeerCredentials>,
+    pub(crate) send_buffer: SendBuffer,
 }
 
 impl AsFd for Stream {
@@ -385,6 +406,59 @@ fn remaining_slices<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<IoSlice<'a>>
         skip = 0;
     }
     out
+}
+
+/// Connections that carry only small messages never need more than the kernel's
+/// default send buffer (about 208 KiB on Linux), and asking for a larger one is a
+/// system call on every connection. So on Linux a large `buffer_size` is applied
+/// once a connection has sent this much: before the first large message, or after
+/// a few hundred small ones.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_BUFFER_AFTER: usize = 256 * 1024;
+
+/// The `buffer_size` a connection still has to apply (see [`SEND_BUFFER_AFTER`]).
+#[derive(Debug)]
+pub(crate) struct SendBuffer {
+    /// Bytes to ask for; 0 once applied or when there is nothing to apply.
+    want: usize,
+    sent: usize,
+}
+
+impl SendBuffer {
+    /// Sizes `sock`'s buffers for `bytes` now, or (Linux, large sizes) on the way.
+    /// Small sizes are applied at once: whoever asks for one wants back-pressure
+    /// from the first byte.
+    pub(crate) fn new(sock: &UnixStream, bytes: usize) -> SendBuffer {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if bytes >= SEND_BUFFER_AFTER {
+            return SendBuffer {
+                want: bytes,
+                sent: 0,
+            };
+        }
+        set_buffer_sizes(sock, bytes);
+        SendBuffer::unchanged()
+    }
+
+    /// Nothing to apply (the kernel's defaults stay).
+    pub(crate) fn unchanged() -> SendBuffer {
+        SendBuffer { want: 0, sent: 0 }
+    }
+
+    /// Call before sending `len` more bytes on `sock`.
+    #[inline]
+    pub(crate) fn before_send(&mut self, sock: &impl AsFd, len: usize) {
+        if self.want == 0 {
+            return;
+        }
+        self.sent = self.sent.saturating_add(len);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.sent >= SEND_BUFFER_AFTER {
+            // The kernel caps it at its maximum; a refusal only costs throughput.
+            let _ = setsockopt(sock, sockopt::SndBuf, &self.want);
+            self.want = 0;
+        }
+    }
 }
 
 pub(crate) fn set_buffer_sizes(sock: &UnixStream, bytes: usize) {

@@ -29,6 +29,9 @@ use nix::sys::socket::{self, MsgFlags};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
+use super::stream::SendBuffer;
+use crate::stream::PeerCredentials;
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -38,6 +41,8 @@ const SEND_FLAGS: MsgFlags = MsgFlags::empty();
 #[derive(Debug)]
 pub(crate) struct UnixStream {
     inner: Arc<Inner>,
+    /// Used by the writing side only.
+    send_buffer: SendBuffer,
 }
 
 #[derive(Debug)]
@@ -47,21 +52,38 @@ struct Inner {
     /// A duplicate registered for writable events, made the first time a write
     /// would block.
     write: OnceLock<AsyncFd<OwnedFd>>,
+    /// The peer's credentials if already known (server streams, from accept).
+    peer: Option<PeerCredentials>,
 }
 
 impl UnixStream {
-    /// Registers `sock` (already non-blocking) with the current runtime.
+    /// Registers `sock` (already non-blocking) with the current runtime. `peer`:
+    /// the peer's credentials if already read (they cannot change).
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime with I/O enabled.
-    pub(crate) fn from_std(sock: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+    pub(crate) fn from_std(
+        sock: std::os::unix::net::UnixStream,
+        peer: Option<PeerCredentials>,
+        send_buffer: SendBuffer,
+    ) -> io::Result<UnixStream> {
         Ok(UnixStream {
             inner: Arc::new(Inner {
                 read: register(sock, Interest::READABLE)?,
                 write: OnceLock::new(),
+                peer,
             }),
+            send_buffer,
         })
+    }
+
+    /// Who is at the other end (`SO_PEERCRED`, read once).
+    pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        match self.inner.peer {
+            Some(peer) => Ok(peer),
+            None => super::peer_credentials(self),
+        }
     }
 
     /// One read that does not wait, appended to `buf`'s spare capacity;
@@ -82,6 +104,7 @@ impl UnixStream {
     pub(crate) fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         let read = UnixStream {
             inner: Arc::clone(&self.inner),
+            send_buffer: SendBuffer::unchanged(),
         };
         (OwnedReadHalf(read), OwnedWriteHalf(self))
     }
@@ -133,7 +156,9 @@ impl UnixStream {
         Ok(self.inner.write.get().expect("set above"))
     }
 
-    fn poll_write_priv(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write_priv(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.send_buffer
+            .before_send(self.inner.read.get_ref(), data.len());
         loop {
             match self.try_send(data) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -153,6 +178,61 @@ impl UnixStream {
             other => other,
         }
     }
+}
+
+/// A listening socket on tokio whose `accept` hands back plain non-blocking std
+/// sockets. `tokio::net::UnixListener::accept` registers every connection with the
+/// reactor, and `into_std` deregisters it again before npipe registers it its own
+/// way: two `epoll_ctl` calls per connection for nothing.
+#[derive(Debug)]
+pub(crate) struct AsyncListener {
+    io: AsyncFd<std::os::unix::net::UnixListener>,
+}
+
+impl AsyncListener {
+    /// Registers `listener` (already non-blocking) with the current runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled.
+    pub(crate) fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
+        Ok(AsyncListener {
+            io: register(listener, Interest::READABLE)?,
+        })
+    }
+
+    /// Waits for a connection and takes it, as a non-blocking socket.
+    ///
+    /// Cancel safe: a connection is taken from the kernel only by the final,
+    /// synchronous step.
+    pub(crate) async fn accept(&self) -> io::Result<std::os::unix::net::UnixStream> {
+        loop {
+            let mut guard = self.io.readable().await?;
+            if let Ok(result) = guard.try_io(|listener| accept_nonblocking(listener.get_ref())) {
+                return result;
+            }
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn accept_nonblocking(
+    listener: &std::os::unix::net::UnixListener,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::FromRawFd;
+    let flags = socket::SockFlag::SOCK_NONBLOCK | socket::SockFlag::SOCK_CLOEXEC;
+    let fd = socket::accept4(listener.as_raw_fd(), flags)?;
+    // SAFETY: `accept4` just returned this descriptor, open and owned by nobody else.
+    Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn accept_nonblocking(
+    listener: &std::os::unix::net::UnixListener,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    let (conn, _) = listener.accept()?;
+    conn.set_nonblocking(true)?;
+    Ok(conn)
 }
 
 /// `AsyncFd::with_interest`, deprecated in tokio 1.54 for types whose `as_raw_fd`
@@ -209,7 +289,7 @@ impl AsyncWrite for UnixStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_priv(cx, buf)
+        self.get_mut().poll_write_priv(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -252,7 +332,7 @@ impl AsyncWrite for OwnedWriteHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.0.poll_write_priv(cx, buf)
+        self.get_mut().0.poll_write_priv(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
