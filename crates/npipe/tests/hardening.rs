@@ -605,7 +605,11 @@ fn unsafe_pipe_directories_are_refused_with_the_reason() {
     let bind_in = |dir: &Path| {
         let mut cmd = util::drive::command("hard-bind", &["svc"]);
         cmd.env("NPIPE_DIR", dir);
-        util::drive::spawn(cmd).expect_line("")
+        let mut child = util::drive::spawn(cmd);
+        let said = child.expect_line("");
+        // Gone, and its files with it, before the next step looks.
+        assert!(child.wait_for(Duration::from_secs(20)).success());
+        said
     };
     set_mode(0o700).unwrap();
     assert_eq!(bind_in(&base), "created");
