@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs npipe's Windows test suite: the library cross-compiled for
 # x86_64-pc-windows-gnu, its unit and integration tests run under Wine, and
-# clippy for the Windows target. Works from a fresh clone (runs setup.sh first).
+# clippy for the Windows target, with the `tokio` feature (npipe::tokio and
+# npipe::Server). Works from a fresh clone (runs setup.sh first).
 #
 #   bash .ci/windows/test.sh              # everything
 #   bash .ci/windows/test.sh -- NAME      # extra arguments go to the test binaries
@@ -36,21 +37,21 @@ if [ "${1:-}" = "--" ]; then
 fi
 
 log "clippy --target $TARGET"
-cargo clippy -p npipe --target "$TARGET" --lib --test tests --examples -- -D warnings
+cargo clippy -p npipe --target "$TARGET" --features tokio --lib --test tests --examples -- -D warnings
 
 log "building tests"
-cargo test -p npipe --target "$TARGET" --lib --test tests --no-run
+cargo test -p npipe --target "$TARGET" --features tokio --lib --test tests --no-run
 
 log "running tests under $(wine --version 2>/dev/null)"
 # Under CI a test may not skip itself; the real-Windows ones are left out by
 # name below and reported, never counted as passed.
-cargo test -p npipe --target "$TARGET" --lib --test tests -- \
+cargo test -p npipe --target "$TARGET" --features tokio --lib --test tests -- \
     --skip real_windows "${extra[@]}"
 
 log "listing tests that need real Windows"
 list_out="$CARGO_TARGET_DIR/windows-real-tests.txt"
 mkdir -p "$CARGO_TARGET_DIR"
-cargo test -q -p npipe --target "$TARGET" --test tests -- \
+cargo test -q -p npipe --target "$TARGET" --features tokio --test tests -- \
     --list real_windows </dev/null >"$list_out" 2>/dev/null || true
 real=$(tr -d '\r' <"$list_out" | sed -n 's/: test$//p')
 if [ -n "$real" ]; then

@@ -107,11 +107,11 @@ mod inspect;
 mod listener;
 mod name;
 mod options;
-#[cfg(all(feature = "tokio", unix))]
+#[cfg(feature = "tokio")]
 pub mod server;
 mod stream;
 mod sys;
-#[cfg(all(feature = "tokio", unix))]
+#[cfg(feature = "tokio")]
 pub mod tokio;
 
 use std::io;
@@ -127,7 +127,7 @@ pub use options::{
     Access, ConnectOptions, Direction, ListenerOptions, Mode, DEFAULT_BUFFER_SIZE,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE, DEFAULT_PENDING_INSTANCES,
 };
-#[cfg(all(feature = "tokio", unix))]
+#[cfg(feature = "tokio")]
 pub use server::{Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats};
 pub use stream::{PeerCredentials, Stream};
 

@@ -1,6 +1,9 @@
 //! `npipe::Server`: many clients from many processes, hostile clients, deadlines,
 //! back-pressure, shutdown, panics, and no leaks.
 
+// Some helpers and imports serve only the Unix-only tests below.
+#![cfg_attr(windows, allow(unused_imports, dead_code))]
+
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,6 +172,8 @@ fn handler_panic_fails_only_its_request() {
     assert_eq!(stats.failed, 2);
 }
 
+// Half a frame: the Unix wire contract (Windows messages are atomic).
+#[cfg(unix)]
 #[test]
 fn half_a_frame_then_silence_is_cut_off_by_the_request_deadline() {
     let _w = Watchdog::start("half_a_frame_then_silence_is_cut_off");
@@ -220,6 +225,8 @@ fn idle_connections_are_closed_and_counted() {
     assert_eq!((stats.timed_out, stats.completed), (1, 1));
 }
 
+// One client is killed in the middle of a hand-written frame: the Unix wire contract.
+#[cfg(unix)]
 #[test]
 fn clients_killed_mid_request_do_not_disturb_the_server() {
     let _w = Watchdog::start("clients_killed_mid_request");
@@ -260,6 +267,8 @@ fn clients_killed_mid_request_do_not_disturb_the_server() {
     );
 }
 
+// Announces a length by hand and measures memory in /proc: Unix.
+#[cfg(unix)]
 #[test]
 fn oversized_announcement_allocates_nothing_and_others_are_served() {
     let _w = Watchdog::start("oversized_announcement_allocates_nothing");
@@ -269,6 +278,8 @@ fn oversized_announcement_allocates_nothing_and_others_are_served() {
     assert!(c.wait_for(Duration::from_secs(60)).success(), "{line}");
 }
 
+// Counts descriptors in /proc: Unix.
+#[cfg(unix)]
 #[test]
 fn no_descriptor_leaks_after_10000_connections() {
     let _w = Watchdog::new("no_descriptor_leaks", Duration::from_secs(120));
@@ -278,6 +289,8 @@ fn no_descriptor_leaks_after_10000_connections() {
     assert!(c.wait_for(Duration::from_secs(100)).success(), "{line}");
 }
 
+// Checks the socket file: Unix.
+#[cfg(unix)]
 #[test]
 fn shutdown_lets_requests_in_flight_finish_and_removes_the_pipe() {
     let _w = Watchdog::start("shutdown_lets_requests_in_flight_finish");
@@ -379,6 +392,8 @@ fn max_instances_makes_clients_wait_then_pipe_busy() {
     drop(b);
 }
 
+// Half-close, which Windows pipes do not have.
+#[cfg(unix)]
 #[test]
 fn byte_mode_request_ends_at_half_close() {
     let _w = Watchdog::start("byte_mode_request_ends_at_half_close");

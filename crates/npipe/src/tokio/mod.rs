@@ -43,13 +43,24 @@
 //!
 //! ## Platform-specific behavior
 //!
-//! Unix only for now (the Windows backend is being written).
+//! Windows: real named pipes with native messages, through npipe's own overlapped
+//! I/O (tokio's named pipes would split long messages without telling). The server
+//! end's `shutdown`/`disconnect` blocks until the client has read everything.
 
 mod codec;
+#[cfg(unix)]
 mod listener;
+#[cfg(unix)]
 mod read;
+#[cfg(unix)]
 mod stream;
+#[cfg(windows)]
+mod windows;
 
 pub use codec::MessageCodec;
+#[cfg(unix)]
 pub use listener::Listener;
+#[cfg(unix)]
 pub use stream::{ReadHalf, Stream, WriteHalf};
+#[cfg(windows)]
+pub use windows::{Listener, ReadHalf, Stream, WriteHalf};

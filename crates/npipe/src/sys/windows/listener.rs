@@ -79,6 +79,8 @@ struct State {
     /// Accepted streams alive.
     connected: u32,
     stopping: bool,
+    /// Async acceptors to wake when an instance is queued.
+    wakers: Vec<std::task::Waker>,
     /// Why the last instance could not be made, for `accept` to report if nothing listens.
     error: Option<io::Error>,
 }
@@ -126,6 +128,7 @@ impl Listener {
                 listening: 0,
                 connected: 0,
                 stopping: false,
+                wakers: Vec::new(),
                 error: None,
             }),
             queued: Condvar::new(),
@@ -192,6 +195,41 @@ impl Listener {
         )
     }
 
+    /// `accept` for async code: a connected instance and its slot, or `Pending` with
+    /// the task woken when a client connects. Cancel safe: nothing is taken unless
+    /// `Ready` is returned.
+    pub(crate) fn poll_accept(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<(OwnedHandle, Slot)>> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if let Some(pipe) = state.queue.pop_front() {
+            state.connected += 1;
+            drop(state);
+            shared.room.notify_one();
+            let slot = Slot {
+                shared: Arc::clone(shared),
+            };
+            return std::task::Poll::Ready(Ok((pipe, slot)));
+        }
+        if state.listening == 0 {
+            if let Some(e) = state.error.take() {
+                return std::task::Poll::Ready(Err(e));
+            }
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
+    }
+
+    /// Instances waiting for a client now: how many more clients could connect
+    /// without waiting.
+    pub(crate) fn listening(&self) -> u32 {
+        self.shared.lock().listening
+    }
+
     pub(crate) fn name(&self) -> &PipeName {
         &self.name
     }
@@ -216,7 +254,12 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.shared.lock().stopping = true;
+        let wakers = {
+            let mut state = self.shared.lock();
+            state.stopping = true;
+            std::mem::take(&mut state.wakers)
+        };
+        wakers.into_iter().for_each(std::task::Waker::wake);
         self.shared.room.notify_all();
         self.shared.stop.set();
         for worker in self.workers.drain(..) {
@@ -280,8 +323,10 @@ impl Shared {
                     let mut state = self.lock();
                     state.listening -= 1;
                     state.queue.push_back(pipe);
+                    let wakers = std::mem::take(&mut state.wakers);
                     drop(state);
                     self.queued.notify_one();
+                    wakers.into_iter().for_each(std::task::Waker::wake);
                 }
                 Done::Err {
                     code: ERROR_NO_DATA,

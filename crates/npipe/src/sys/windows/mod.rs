@@ -13,6 +13,8 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_io;
 mod listener;
 mod overlapped;
 mod security;
@@ -26,8 +28,15 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
 
-pub(crate) use listener::Listener;
+#[cfg(feature = "tokio")]
+pub(crate) use async_io::{register as register_async, AsyncOp};
+pub(crate) use listener::{Listener, Slot};
 pub(crate) use stream::Stream;
+#[cfg(feature = "tokio")]
+pub(crate) use stream::{
+    disconnect_in_background, disconnect_server, is_disconnect, left_this_message, open_client,
+    peek_pipe, peer_credentials,
+};
 
 use crate::error::{err, ErrorKind};
 use crate::name::{Address, PipeName};

@@ -105,61 +105,86 @@ impl Stream {
     /// Connects (`CreateFile`, with `WaitNamedPipe` while every instance is busy),
     /// then sets the read mode (`SetNamedPipeHandleState`).
     pub(crate) fn connect(name: &PipeName, opts: &ConnectOptions) -> io::Result<Stream> {
-        let path = pipe_path(name)?;
-        if let Some(uid) = opts.expect_server_uid {
-            return Err(err(
-                ErrorKind::Unsupported,
-                format!(
-                    "expect_server_uid({uid}) names a Unix user id; Windows pipes are protected by their DACL instead"
-                ),
-            ));
-        }
-        // Client directions are named as the server sees them.
-        let can_read = opts.direction.server_writes();
-        let can_write = opts.direction.server_reads();
-        let (pipe, granted_read, granted_write) =
-            open_waiting(&path, can_read, can_write, opts.timeout)?;
-        if opts.mode == Mode::Message {
-            let mode = PIPE_READMODE_MESSAGE;
-            // SAFETY: `pipe` is a live pipe handle; `mode` outlives the call; the
-            // collection parameters are unused (null).
-            let ok = unsafe {
-                SetNamedPipeHandleState(pipe.as_raw_handle(), &mode, ptr::null(), ptr::null())
-            };
-            if ok == 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(ERROR_INVALID_PARAMETER as i32) {
-                    return Err(err_src(
-                        ErrorKind::InvalidData,
-                        format!(
-                            "pipe {path} is a byte pipe: it cannot be read in message mode (connect with Mode::Byte)"
-                        ),
-                        e,
-                    ));
-                }
-                return Err(e);
-            }
-        }
+        let client = open_client(name, opts)?;
         Ok(Stream {
-            pipe,
+            pipe: client.pipe,
             event: Event::new()?,
             mode: opts.mode,
-            can_read,
-            can_write,
+            can_read: client.can_read,
+            can_write: client.can_write,
             is_server: false,
             max_message: opts.max_message_size,
             in_message: false,
             poisoned: None,
             read_timeout: Timeout::none(),
             write_timeout: Timeout::none(),
-            // A duplex client of a one-way pipe: as on Unix, reads find the end of
-            // the stream (the server never writes) or writes find nobody reading.
-            read_shut: AtomicBool::new(can_read && !granted_read),
-            write_shut: AtomicBool::new(can_write && !granted_write),
+            read_shut: AtomicBool::new(client.read_shut),
+            write_shut: AtomicBool::new(client.write_shut),
             slot: None,
         })
     }
+}
 
+/// A client end fresh from `CreateFile`, in the requested read mode.
+#[derive(Debug)]
+pub(crate) struct ClientEnd {
+    pub(crate) pipe: OwnedHandle,
+    pub(crate) can_read: bool,
+    pub(crate) can_write: bool,
+    /// A duplex client of a one-way pipe: as on Unix, reads find the end of the
+    /// stream (the server never writes) or writes find nobody reading.
+    pub(crate) read_shut: bool,
+    pub(crate) write_shut: bool,
+}
+
+/// Connects (`CreateFile`, with `WaitNamedPipe` while every instance is busy),
+/// then sets the read mode (`SetNamedPipeHandleState`).
+pub(crate) fn open_client(name: &PipeName, opts: &ConnectOptions) -> io::Result<ClientEnd> {
+    let path = pipe_path(name)?;
+    if let Some(uid) = opts.expect_server_uid {
+        return Err(err(
+                ErrorKind::Unsupported,
+                format!(
+                    "expect_server_uid({uid}) names a Unix user id; Windows pipes are protected by their DACL instead"
+                ),
+            ));
+    }
+    // Client directions are named as the server sees them.
+    let can_read = opts.direction.server_writes();
+    let can_write = opts.direction.server_reads();
+    let (pipe, granted_read, granted_write) =
+        open_waiting(&path, can_read, can_write, opts.timeout)?;
+    if opts.mode == Mode::Message {
+        let mode = PIPE_READMODE_MESSAGE;
+        // SAFETY: `pipe` is a live pipe handle; `mode` outlives the call; the
+        // collection parameters are unused (null).
+        let ok = unsafe {
+            SetNamedPipeHandleState(pipe.as_raw_handle(), &mode, ptr::null(), ptr::null())
+        };
+        if ok == 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(ERROR_INVALID_PARAMETER as i32) {
+                return Err(err_src(
+                        ErrorKind::InvalidData,
+                        format!(
+                            "pipe {path} is a byte pipe: it cannot be read in message mode (connect with Mode::Byte)"
+                        ),
+                        e,
+                    ));
+            }
+            return Err(e);
+        }
+    }
+    Ok(ClientEnd {
+        pipe,
+        can_read,
+        can_write,
+        read_shut: can_read && !granted_read,
+        write_shut: can_write && !granted_write,
+    })
+}
+
+impl Stream {
     pub(crate) fn mode(&self) -> Mode {
         self.mode
     }
@@ -292,28 +317,7 @@ impl Stream {
         if self.mode == Mode::Message {
             self.check_poisoned()?;
         }
-        let mut read = 0u32;
-        let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        // SAFETY: `out` is writable for `len` bytes; PeekNamedPipe never blocks and
-        // copies at most `len` bytes (of one message, on a message pipe).
-        let ok = unsafe {
-            PeekNamedPipe(
-                self.pipe.as_raw_handle(),
-                out.as_mut_ptr().cast(),
-                len,
-                &mut read,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
-        if ok == 0 {
-            // SAFETY: reads this thread's last-error value.
-            return match unsafe { GetLastError() } {
-                code if is_disconnect(code) => Ok(0),
-                code => Err(io::Error::from_raw_os_error(code as i32)),
-            };
-        }
-        Ok(read as usize)
+        peek_pipe(self.pipe.as_handle(), out)
     }
 
     pub(crate) fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
@@ -370,31 +374,7 @@ impl Stream {
         if !self.is_server || already {
             return Ok(());
         }
-        // SAFETY: `pipe` is a live pipe handle. FlushFileBuffers blocks until the
-        // client has read what was written, so DisconnectNamedPipe discards nothing.
-        // An end that cannot write has nothing to flush (and no right to).
-        let flushed =
-            !self.can_write || unsafe { FlushFileBuffers(self.pipe.as_raw_handle()) } != 0;
-        if !flushed {
-            // SAFETY: reads this thread's last-error value.
-            let code = unsafe { GetLastError() };
-            if !is_disconnect(code) {
-                return Err(io::Error::from_raw_os_error(code as i32));
-            }
-        }
-        // SAFETY: `pipe` is the server end of a pipe instance.
-        if unsafe { DisconnectNamedPipe(self.pipe.as_raw_handle()) } == 0 {
-            // SAFETY: reads this thread's last-error value.
-            let code = unsafe { GetLastError() };
-            if is_disconnect(code) {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "the client had already disconnected",
-                ));
-            }
-            return Err(io::Error::from_raw_os_error(code as i32));
-        }
-        Ok(())
+        disconnect_server(self.pipe.as_handle(), self.can_write)
     }
 
     pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -408,23 +388,7 @@ impl Stream {
     /// The peer's process id (`GetNamedPipeClientProcessId` on the server end,
     /// `GetNamedPipeServerProcessId` on the client end). Windows has no uid or gid.
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        let mut pid = 0u32;
-        // SAFETY: `pipe` is a live pipe handle and `pid` a valid place for the result.
-        let ok = unsafe {
-            if self.is_server {
-                GetNamedPipeClientProcessId(self.pipe.as_raw_handle(), &mut pid)
-            } else {
-                GetNamedPipeServerProcessId(self.pipe.as_raw_handle(), &mut pid)
-            }
-        };
-        if ok == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(PeerCredentials::new(
-            Some(pid).filter(|p| *p != 0),
-            None,
-            None,
-        ))
+        peer_credentials(self.pipe.as_handle(), self.is_server)
     }
 
     /// Sends `request` and receives the reply in one `TransactNamedPipe`.
@@ -596,22 +560,7 @@ impl Stream {
     /// Bytes of the current message not read yet (`PeekNamedPipe`'s
     /// `lpBytesLeftThisMessage`), after a read reported `ERROR_MORE_DATA`.
     fn left_this_message(&self) -> io::Result<usize> {
-        let mut left = 0u32;
-        // SAFETY: `pipe` is live; no buffer is passed, only the count is written.
-        let ok = unsafe {
-            PeekNamedPipe(
-                self.pipe.as_raw_handle(),
-                ptr::null_mut(),
-                0,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut left,
-            )
-        };
-        if ok == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(left as usize)
+        left_this_message(self.pipe.as_handle())
     }
 
     /// Refuses (and poisons the stream for) a message over the maximum size.
@@ -694,39 +643,142 @@ impl AsHandle for Stream {
 }
 
 impl Drop for Stream {
-    /// The server end of a connection that was not disconnected explicitly is
-    /// disconnected in the background: `FlushFileBuffers` waits until the client has
-    /// read everything (closing a pipe end discards nothing, but a closed instance
-    /// still counts against `max_instances` until its client closes too), then
-    /// `DisconnectNamedPipe` detaches the client, so the instance is freed at once.
     fn drop(&mut self) {
-        if !self.is_server || self.write_shut.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(pipe) = self.pipe.try_clone() else {
-            return;
-        };
-        let slot = self.slot.take();
-        let closer = thread::Builder::new()
-            .name("npipe-disconnect".into())
-            .stack_size(CLOSER_STACK)
-            .spawn(move || {
-                // SAFETY: `pipe` is a duplicate of the server end, owned here.
-                unsafe {
-                    FlushFileBuffers(pipe.as_raw_handle());
-                    DisconnectNamedPipe(pipe.as_raw_handle());
-                }
-                drop(pipe);
-                drop(slot);
-            });
-        if let Err(e) = closer {
-            tracing::debug!(error = %e, "closing a pipe instance without waiting for its client");
+        if self.is_server && !self.write_shut.load(Ordering::Relaxed) {
+            disconnect_in_background(&self.pipe, self.slot.take());
         }
     }
 }
 
+/// The peer's process id (`GetNamedPipeClientProcessId` on the server end,
+/// `GetNamedPipeServerProcessId` on the client end). Windows has no uid or gid.
+pub(crate) fn peer_credentials(
+    pipe: BorrowedHandle<'_>,
+    is_server: bool,
+) -> io::Result<PeerCredentials> {
+    let mut pid = 0u32;
+    // SAFETY: `pipe` is a live pipe handle and `pid` a valid place for the result.
+    let ok = unsafe {
+        if is_server {
+            GetNamedPipeClientProcessId(pipe.as_raw_handle(), &mut pid)
+        } else {
+            GetNamedPipeServerProcessId(pipe.as_raw_handle(), &mut pid)
+        }
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PeerCredentials::new(
+        Some(pid).filter(|p| *p != 0),
+        None,
+        None,
+    ))
+}
+
+/// Copies what has arrived of the next message (or the next bytes) without
+/// consuming it (`PeekNamedPipe`, which never blocks); 0 when nothing has arrived
+/// or the peer is gone.
+pub(crate) fn peek_pipe(pipe: BorrowedHandle<'_>, out: &mut [u8]) -> io::Result<usize> {
+    let mut read = 0u32;
+    let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
+    // SAFETY: `out` is writable for `len` bytes; PeekNamedPipe copies at most `len`
+    // bytes (of one message, on a message pipe).
+    let ok = unsafe {
+        PeekNamedPipe(
+            pipe.as_raw_handle(),
+            out.as_mut_ptr().cast(),
+            len,
+            &mut read,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        // SAFETY: reads this thread's last-error value.
+        return match unsafe { GetLastError() } {
+            code if is_disconnect(code) => Ok(0),
+            code => Err(io::Error::from_raw_os_error(code as i32)),
+        };
+    }
+    Ok(read as usize)
+}
+
+/// Bytes of the current message not read yet (`PeekNamedPipe`'s
+/// `lpBytesLeftThisMessage`), after a read reported `ERROR_MORE_DATA`.
+pub(crate) fn left_this_message(pipe: BorrowedHandle<'_>) -> io::Result<usize> {
+    let mut left = 0u32;
+    // SAFETY: `pipe` is live; no buffer is passed, only the count is written.
+    let ok = unsafe {
+        PeekNamedPipe(
+            pipe.as_raw_handle(),
+            ptr::null_mut(),
+            0,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut left,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(left as usize)
+}
+
+/// Waits until the client has read everything sent (`FlushFileBuffers`, skipped for
+/// an end that cannot write), then disconnects it (`DisconnectNamedPipe`).
+pub(crate) fn disconnect_server(pipe: BorrowedHandle<'_>, can_write: bool) -> io::Result<()> {
+    // SAFETY: `pipe` is a live server end. FlushFileBuffers blocks until the client
+    // has read what was written, so DisconnectNamedPipe discards nothing.
+    let flushed = !can_write || unsafe { FlushFileBuffers(pipe.as_raw_handle()) } != 0;
+    if !flushed {
+        // SAFETY: reads this thread's last-error value.
+        let code = unsafe { GetLastError() };
+        if !is_disconnect(code) {
+            return Err(io::Error::from_raw_os_error(code as i32));
+        }
+    }
+    // SAFETY: `pipe` is the server end of a pipe instance.
+    if unsafe { DisconnectNamedPipe(pipe.as_raw_handle()) } == 0 {
+        // SAFETY: reads this thread's last-error value.
+        let code = unsafe { GetLastError() };
+        if is_disconnect(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the client had already disconnected",
+            ));
+        }
+        return Err(io::Error::from_raw_os_error(code as i32));
+    }
+    Ok(())
+}
+
+/// For a server end dropped without an explicit disconnect: a thread waits until the
+/// client has read everything (closing a pipe end discards nothing, but a closed
+/// instance still counts against `max_instances` until its client closes too), then
+/// disconnects the client so the instance is freed at once, then frees the slot.
+pub(crate) fn disconnect_in_background(pipe: &OwnedHandle, slot: Option<Slot>) {
+    let Ok(pipe) = pipe.try_clone() else {
+        return;
+    };
+    let closer = thread::Builder::new()
+        .name("npipe-disconnect".into())
+        .stack_size(CLOSER_STACK)
+        .spawn(move || {
+            // SAFETY: `pipe` is a duplicate of the server end, owned here.
+            unsafe {
+                FlushFileBuffers(pipe.as_raw_handle());
+                DisconnectNamedPipe(pipe.as_raw_handle());
+            }
+            drop(pipe);
+            drop(slot);
+        });
+    if let Err(e) = closer {
+        tracing::debug!(error = %e, "closing a pipe instance without waiting for its client");
+    }
+}
+
 /// Errors that mean the other end is gone.
-fn is_disconnect(code: u32) -> bool {
+pub(crate) fn is_disconnect(code: u32) -> bool {
     matches!(
         code,
         ERROR_BROKEN_PIPE | ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED
