@@ -571,3 +571,111 @@ fn an_inbound_server_end_disconnects_cleanly() {
 fn kind_of(result: std::io::Result<()>) -> ErrorKind {
     ErrorKind::of(&result.expect_err("expected an error"))
 }
+
+/// `npipe::tokio` on Windows: what tokio's own named pipes would get wrong (long
+/// messages split without notice), cancellation, and byte mode without half-close.
+#[cfg(feature = "tokio")]
+mod tokio_windows {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn long_messages_keep_their_boundaries_and_more_data_is_reported() {
+        let _w = Watchdog::start("tokio long messages");
+        runtime().block_on(async {
+            let name = unique("tk-long");
+            let listener = npipe::tokio::Listener::bind(&name).unwrap();
+            let (c, s) = tokio::join!(npipe::tokio::Stream::connect(&name), listener.accept());
+            let (mut c, mut s) = (c.unwrap(), s.unwrap());
+            let sizes = [70_000usize, 0, 5, 3 * 1024 * 1024, 65_536, 65_537, 1];
+            let sender = tokio::spawn(async move {
+                for n in sizes {
+                    c.send(&vec![(n % 251) as u8; n]).await.unwrap();
+                }
+                c
+            });
+            let mut buf = Vec::new();
+            for n in sizes {
+                assert_eq!(s.recv(&mut buf).await.unwrap(), Some(n));
+                assert!(buf.iter().all(|b| *b == (n % 251) as u8));
+            }
+            let mut c = sender.await.unwrap();
+            // A fixed buffer: the first part and more data, then the rest.
+            s.send(&[7u8; 100_000]).await.unwrap();
+            let mut small = [0u8; 1000];
+            let part = c.recv_into(&mut small).await.unwrap().unwrap();
+            assert_eq!((part.len(), part.more_data()), (1000, true));
+            c.recv(&mut buf).await.unwrap();
+            assert_eq!(buf.len(), 99_000);
+            drop(s);
+            assert_eq!(c.recv(&mut buf).await.unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn a_cancelled_recv_loses_nothing() {
+        let _w = Watchdog::start("tokio cancel");
+        runtime().block_on(async {
+            let name = unique("tk-cancel-win");
+            let listener = npipe::tokio::Listener::bind(&name).unwrap();
+            let (c, s) = tokio::join!(npipe::tokio::Stream::connect(&name), listener.accept());
+            let (mut c, mut s) = (c.unwrap(), s.unwrap());
+            let mut m = b"untouched".to_vec();
+            for _ in 0..3 {
+                let r = tokio::time::timeout(Duration::from_millis(50), s.recv(&mut m)).await;
+                assert!(r.is_err(), "nothing was sent");
+            }
+            assert_eq!(m, b"untouched");
+            c.send(&vec![1u8; 200_000]).await.unwrap();
+            c.send(b"second").await.unwrap();
+            assert_eq!(s.recv(&mut m).await.unwrap(), Some(200_000));
+            assert_eq!(s.recv(&mut m).await.unwrap(), Some(6));
+            assert_eq!(m, b"second");
+            // An accept cancelled while nobody connects takes nothing either.
+            let r = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+            assert!(r.is_err());
+        });
+    }
+
+    #[test]
+    fn byte_mode_split_echo() {
+        let _w = Watchdog::start("tokio bytes");
+        runtime().block_on(async {
+            let name = unique("tk-bytes-win");
+            let mut opts = ListenerOptions::new();
+            opts.mode(Mode::Byte);
+            let listener = npipe::tokio::Listener::bind_with(&name, &opts).unwrap();
+            const LEN: usize = 300_000;
+            let server = tokio::spawn(async move {
+                let s = listener.accept().await.unwrap();
+                let (mut r, mut w) = s.into_split();
+                let mut data = vec![0u8; LEN];
+                r.read_exact(&mut data).await.unwrap();
+                w.write_all(&data).await.unwrap();
+                w.flush().await.unwrap();
+                (r, w)
+            });
+            let mut copts = ConnectOptions::new();
+            copts.mode(Mode::Byte);
+            let c = npipe::tokio::Stream::connect_with(&name, &copts)
+                .await
+                .unwrap();
+            let (mut r, mut w) = c.into_split();
+            let data: Vec<u8> = (0..LEN as u32).map(|i| (i % 251) as u8).collect();
+            w.write_all(&data).await.unwrap();
+            w.flush().await.unwrap();
+            let mut back = vec![0u8; LEN];
+            r.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, data);
+            let _ends = server.await.unwrap();
+        });
+    }
+}

@@ -70,10 +70,10 @@ fn dequeue(port: HANDLE) {
             std::thread::sleep(std::time::Duration::from_millis(10));
             continue;
         }
-        // SAFETY: reads this thread's last-error value.
         let error = if ok != 0 {
             0
         } else {
+            // SAFETY: reads this thread's last-error value.
             unsafe { GetLastError() }
         };
         // SAFETY: every OVERLAPPED queued to this port is the first field of a

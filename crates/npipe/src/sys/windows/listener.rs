@@ -195,6 +195,7 @@ impl Listener {
         )
     }
 
+    #[cfg(feature = "tokio")]
     /// `accept` for async code: a connected instance and its slot, or `Pending` with
     /// the task woken when a client connects. Cancel safe: nothing is taken unless
     /// `Ready` is returned.
@@ -224,6 +225,7 @@ impl Listener {
         std::task::Poll::Pending
     }
 
+    #[cfg(feature = "tokio")]
     /// Instances waiting for a client now: how many more clients could connect
     /// without waiting.
     pub(crate) fn listening(&self) -> u32 {

@@ -30,7 +30,9 @@ use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
 
 #[cfg(feature = "tokio")]
 pub(crate) use async_io::{register as register_async, AsyncOp};
-pub(crate) use listener::{Listener, Slot};
+pub(crate) use listener::Listener;
+#[cfg(feature = "tokio")]
+pub(crate) use listener::Slot;
 pub(crate) use stream::Stream;
 #[cfg(feature = "tokio")]
 pub(crate) use stream::{
