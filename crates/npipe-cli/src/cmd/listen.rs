@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use anyhow::Context;
 
@@ -36,8 +35,8 @@ pub(crate) struct Args {
 
 /// Runs `npipe listen`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let watched = Arc::new(OnceLock::new());
-    stop_on_signal(Arc::clone(&watched))?;
+    let control = Arc::new(Control::default());
+    stop_on_signal(Arc::clone(&control))?;
     let listener = npipe::ListenerOptions::new()
         .mode(npipe::Mode::Byte)
         .access(args.access.into())
@@ -46,11 +45,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating pipe {}", args.name))?;
     tracing::info!(pipe = %args.name, address = %listener.address(), "listening");
     let listener = Arc::new(listener);
-    let _ = watched.set(Arc::downgrade(&listener));
+    if control.watch(&listener) {
+        // Interrupted while the pipe was being created: dropping it removes its files.
+        return Ok(exit::code(exit::INTERRUPTED));
+    }
     let accepted = listener.accept();
     // Dropping the only strong handle removes the name: a second `listen` can take it.
     drop(listener);
-    if accepted.is_err() && INTERRUPTED.load(Ordering::SeqCst) {
+    if control.start_relaying() {
         return Ok(exit::code(exit::INTERRUPTED));
     }
     let stream = accepted.with_context(|| format!("accepting a client on pipe {}", args.name))?;
@@ -61,13 +63,46 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(exit::code(exit::SUCCESS))
 }
 
-/// Set when a signal interrupted the wait for a client.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// What the signal thread and the main thread share, under one lock so that a signal
+/// arriving at any moment is either seen by the main thread or acted on by the signal
+/// thread, never missed.
+#[derive(Debug, Default)]
+struct Control {
+    state: Mutex<ControlState>,
+}
+
+#[derive(Debug, Default)]
+struct ControlState {
+    interrupted: bool,
+    relaying: bool,
+    listener: Option<Weak<npipe::Listener>>,
+}
+
+impl Control {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ControlState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the listener to the signal thread; `true` if a signal already came.
+    fn watch(&self, listener: &Arc<npipe::Listener>) -> bool {
+        let mut state = self.lock();
+        state.listener = Some(Arc::downgrade(listener));
+        state.interrupted
+    }
+
+    /// From now on a signal exits at once; `true` if one already came.
+    fn start_relaying(&self) -> bool {
+        let mut state = self.lock();
+        state.relaying = true;
+        state.interrupted
+    }
+}
 
 /// Ctrl-C or SIGTERM: while waiting for a client, wake `accept` so the listener is
-/// dropped and its socket and lock files removed; before and after that, exit at once (status 130, as a shell reports Ctrl-C).
+/// dropped and its socket and lock files removed; while relaying, exit at once
+/// (status 130, as a shell reports Ctrl-C).
 #[cfg(unix)]
-fn stop_on_signal(watched: Arc<OnceLock<Weak<npipe::Listener>>>) -> anyhow::Result<()> {
+fn stop_on_signal(control: Arc<Control>) -> anyhow::Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     use std::os::fd::AsRawFd;
 
@@ -81,21 +116,21 @@ fn stop_on_signal(watched: Arc<OnceLock<Weak<npipe::Listener>>>) -> anyhow::Resu
         if signals.wait().is_err() {
             return;
         }
-        match watched.get().and_then(Weak::upgrade) {
-            Some(listener) => {
-                INTERRUPTED.store(true, Ordering::SeqCst);
-                let _ = nix::sys::socket::shutdown(
-                    listener.as_raw_fd(),
-                    nix::sys::socket::Shutdown::Both,
-                );
-            }
-            None => std::process::exit(i32::from(exit::INTERRUPTED)),
+        let mut state = control.lock();
+        state.interrupted = true;
+        if state.relaying {
+            std::process::exit(i32::from(exit::INTERRUPTED));
         }
+        if let Some(listener) = state.listener.as_ref().and_then(Weak::upgrade) {
+            let _ =
+                nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
+        // Otherwise the main thread is still creating the pipe and sees the flag.
     });
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn stop_on_signal(_watched: Arc<OnceLock<Weak<npipe::Listener>>>) -> anyhow::Result<()> {
+fn stop_on_signal(_control: Arc<Control>) -> anyhow::Result<()> {
     Ok(())
 }
