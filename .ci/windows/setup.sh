@@ -102,12 +102,18 @@ else
     log "shim: installed into $sys32"
 fi
 
-# --- 6. persistent wineserver ------------------------------------------------
-# -p<n>: stays up while test binaries come and go (saves ~1 s per exe), and
-# exits on its own <n> s after the last Wine process ends. Already running for
-# this prefix -> this is a no-op for it.
-"$WINESERVER" -p"$WINESERVER_LINGER"
-log "wine: persistent wineserver up (lingers ${WINESERVER_LINGER}s; stop: wineserver -k)"
+# --- 6. persistent wineserver + Wine system processes ------------------------
+# The first Wine process of a server session starts services.exe, winedevice,
+# plugplay, svchost; they live as long as the wineserver and keep the *stderr*
+# of whoever started them. So the persistent server and that first process are
+# started here with all stdio on /dev/null: otherwise a pipe (`cargo test | tee`,
+# `$(...)`, a CI log pipe) would stay open until the server exits.
+# -p<n>: the server stays up while test binaries come and go (saves ~1 s and the
+# services start-up per exe), and exits on its own <n> s after the last Wine
+# user process ends. Already running for this prefix -> nothing new started.
+"$WINESERVER" -p"$WINESERVER_LINGER" </dev/null >/dev/null 2>&1 || true
+wine cmd /c exit 0 </dev/null >/dev/null 2>&1 || die "wine cannot start a process"
+log "wine: persistent wineserver up (lingers ${WINESERVER_LINGER}s idle; stop: wineserver -k)"
 
 # --- 7. smoke test: ProcessPrng resolvable and working under Wine ------------
 smoke_exe="$shim_dir/smoke.exe"
@@ -131,10 +137,12 @@ int main(void) {
 C
     x86_64-w64-mingw32-gcc -O2 -s -o "$smoke_exe" "$shim_dir/smoke.c"
 fi
-if out="$(wine "$smoke_exe" 2>&1)" && [ "${out//$'\r'/}" = "ok" ]; then
+# Output to a file, not a pipe (see step 6).
+smoke_out="$shim_dir/smoke.out"
+if wine "$smoke_exe" </dev/null >"$smoke_out" 2>&1 && [ "$(tr -d '\r' <"$smoke_out")" = "ok" ]; then
     log "smoke: ProcessPrng works under Wine"
 else
-    die "smoke test failed: $out"
+    die "smoke test failed: $(cat "$smoke_out")"
 fi
 
 log "ready. Now: source .ci/windows/env.sh && cargo test --target $TARGET"
