@@ -619,7 +619,8 @@ fn another_user_is_refused_by_default_and_admitted_when_allowed() {
     if !running_as_root() {
         crate::skip_or_fail!("needs root to run a peer as user nobody (setpriv)");
     }
-    let cases: [(&str, fn(&mut ListenerOptions)); 4] = [
+    type Configure = fn(&mut ListenerOptions);
+    let cases: [(&str, Configure); 4] = [
         ("owner", |_| {}),
         ("everyone", |o| {
             o.access(Access::Everyone);

@@ -172,6 +172,30 @@ fn handler_panic_fails_only_its_request() {
     assert_eq!(stats.failed, 2);
 }
 
+#[test]
+fn a_handler_can_fail_its_request_without_panicking() {
+    let _w = Watchdog::start("a_handler_can_fail_its_request");
+    let name = unique("srv-fail");
+    let server = Server::builder(&name)
+        .handler(|r| {
+            if r.body() == b"bad" {
+                return Response::fail("told to fail");
+            }
+            echo(r)
+        })
+        .spawn()
+        .unwrap();
+    let e = npipe::call(&name, b"bad", Duration::from_secs(5)).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected, "{e}");
+    assert!(e.to_string().contains("without replying"), "{e}");
+    assert_eq!(
+        npipe::call(&name, b"good", Duration::from_secs(5)).unwrap(),
+        b"Response to: good"
+    );
+    let stats = wait_stats(&server, "one answered", |s| s.completed == 1);
+    assert_eq!(stats.failed, 1);
+}
+
 // Half a frame: the Unix wire contract (Windows messages are atomic).
 #[cfg(unix)]
 #[test]

@@ -206,11 +206,6 @@ mod imp {
         Exec(String),
     }
 
-    /// The `--exec` command failed: the request fails and the server closes the
-    /// connection without replying (the client sees "disconnected").
-    #[derive(Debug)]
-    struct ExecFailed;
-
     impl Handler {
         fn from_args(args: &Args) -> Handler {
             match (&args.exec, args.echo) {
@@ -241,11 +236,9 @@ mod imp {
                     Ok(reply) => npipe::Response::from(reply),
                     Err(e) => {
                         tracing::warn!(command = %cmd, connection = request.connection(), "{e:#}");
-                        // `npipe::Server` has no in-band error reply: a handler that cannot
-                        // answer fails its request, and the server closes that connection
-                        // without replying (counted in `failed`). Unwinding without the
-                        // panic hook does exactly that and prints no panic message.
-                        std::panic::resume_unwind(Box::new(ExecFailed))
+                        // No in-band error reply: the server closes this connection
+                        // without replying and counts the request as failed.
+                        npipe::Response::fail(format!("{cmd}: {e:#}"))
                     }
                 },
             }

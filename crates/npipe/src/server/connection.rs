@@ -27,6 +27,8 @@ enum End {
     RequestTimeout,
     Oversize,
     HandlerPanicked,
+    /// The handler answered with `Response::fail`.
+    HandlerFailed(String),
     Io(io::Error),
 }
 
@@ -45,13 +47,17 @@ pub(crate) async fn serve(
     match &end {
         End::IdleTimeout | End::RequestTimeout => add(&shared.counters.timed_out, 1),
         End::Oversize => add(&shared.counters.rejected_oversize, 1),
-        End::HandlerPanicked => add(&shared.counters.failed, 1),
+        End::HandlerPanicked | End::HandlerFailed(_) => add(&shared.counters.failed, 1),
         _ => {}
     }
     match &end {
         End::Io(e) => tracing::debug!(error = %e, "connection closed"),
         End::HandlerPanicked => {
             tracing::warn!("the handler panicked; connection closed without a reply")
+        }
+        End::HandlerFailed(reason) => {
+            tracing::info!("the handler failed a request; connection closed without a reply");
+            tracing::debug!(%reason, "handler failure");
         }
         other => tracing::debug!(reason = ?other, "connection closed"),
     }
@@ -114,6 +120,9 @@ async fn one_request(
         .call(request)
         .await
         .map_err(|_| End::HandlerPanicked)?;
+    if let Some(reason) = response.failure() {
+        return Err(End::HandlerFailed(reason.to_owned()));
+    }
     if !shared.replies {
         // An inbound pipe: the server cannot write, the handler's reply is dropped.
         return Ok(());

@@ -64,16 +64,62 @@ impl Request {
 }
 
 /// The reply to a [`Request`]: one message (message mode) or the bytes written
-/// before the server closes the connection (byte mode).
+/// before the server closes the connection (byte mode) — or, from
+/// [`Response::fail`], no reply at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Response {
     body: Vec<u8>,
+    /// Why the handler could not answer; `None` for a reply.
+    failure: Option<String>,
 }
 
 impl Response {
     /// A reply carrying `body`.
     pub fn new(body: impl Into<Vec<u8>>) -> Response {
-        Response { body: body.into() }
+        Response {
+            body: body.into(),
+            failure: None,
+        }
+    }
+
+    /// Fails this request: the server sends no reply and closes the connection, the
+    /// client sees the connection end
+    /// ([`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) from
+    /// [`call`](crate::call)), and the request counts in [`Stats::failed`](crate::Stats).
+    /// Other connections are not affected. `reason` is logged at `debug` level only,
+    /// since it may carry request data.
+    ///
+    /// Any byte string is a valid reply, so npipe has no in-band error message: an
+    /// application that wants errors its clients can read puts them in its replies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use npipe::Response;
+    ///
+    /// fn handle(body: &[u8]) -> Response {
+    ///     match std::str::from_utf8(body) {
+    ///         Ok(text) => Response::new(text.to_uppercase()),
+    ///         Err(_) => Response::fail("request is not UTF-8"),
+    ///     }
+    /// }
+    /// assert!(handle(&[0xff]).is_failure());
+    /// assert_eq!(handle(b"hi").body(), b"HI");
+    /// ```
+    pub fn fail(reason: impl Into<String>) -> Response {
+        Response {
+            body: Vec::new(),
+            failure: Some(reason.into()),
+        }
+    }
+
+    /// Whether this is a failure made by [`Response::fail`].
+    pub fn is_failure(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// An empty reply (a zero-length message in message mode).
@@ -94,7 +140,7 @@ impl Response {
 
 impl From<Vec<u8>> for Response {
     fn from(body: Vec<u8>) -> Response {
-        Response { body }
+        Response::new(body)
     }
 }
 
@@ -168,8 +214,25 @@ impl Handler {
                 let f = Arc::clone(f);
                 tokio::task::spawn_blocking(move || f(request))
             }
-            Handler::Async(f) => tokio::spawn(f(request)),
+            Handler::Async(f) => return call_in_place(f.as_ref(), request).await,
         };
         AbortOnDropHandle::new(task).await.map_err(|_| Panicked)
     }
+}
+
+/// Runs an async handler inside the connection's task, a panic caught where it
+/// happens: a task per request would cost a spawn and a wake-up (often of another
+/// worker thread) for every request.
+async fn call_in_place(f: &AsyncFn, request: Request) -> Result<Response, Panicked> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::task::Poll;
+    // The handler's state is dropped after a panic, never used again.
+    let mut future = catch_unwind(AssertUnwindSafe(|| f(request))).map_err(|_| Panicked)?;
+    std::future::poll_fn(move |cx| {
+        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(_) => Poll::Ready(Err(Panicked)),
+        }
+    })
+    .await
 }
