@@ -171,7 +171,7 @@ type AsyncFn = dyn Fn(Request) -> BoxFuture + Send + Sync;
 pub(crate) enum Handler {
     /// Run on tokio's blocking pool, off the I/O threads.
     Sync(Arc<SyncFn>),
-    /// Run as its own task.
+    /// Run inside the connection's task, its panics caught.
     Async(Arc<AsyncFn>),
 }
 
@@ -204,9 +204,10 @@ impl Handler {
         Handler::Async(Arc::new(move |request| Box::pin(handler(request))))
     }
 
-    /// Runs the handler for one request in a task of its own, so that a panic fails
-    /// only this request. Dropping the future abandons the request: an async handler
-    /// is aborted; a sync one runs to its end on the blocking pool and its reply is
+    /// Runs the handler for one request so that a panic fails only this request: a
+    /// sync handler on the blocking pool, an async one in place with its panics
+    /// caught. Dropping the future abandons the request: an async handler is
+    /// dropped; a sync one runs to its end on the blocking pool and its reply is
     /// discarded (threads cannot be stopped).
     pub(crate) async fn call(&self, request: Request) -> Result<Response, Panicked> {
         let task = match self {

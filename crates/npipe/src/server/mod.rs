@@ -230,8 +230,8 @@ impl ServerBuilder {
         self
     }
 
-    /// An async request handler, run as a task of its own per request. Replaces any
-    /// handler set before.
+    /// An async request handler, run by the connection's task (a panic fails only
+    /// its request). Replaces any handler set before.
     pub fn async_handler<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,

@@ -154,6 +154,11 @@ impl Stream {
         options: &ConnectOptions,
     ) -> io::Result<Stream> {
         let name = name.to_pipe_name()?;
+        // A Unix socket connects at once when the server has room: no need for a
+        // blocking thread then (a hand-off that costs more than the connect).
+        if let Some(stream) = sys::Stream::connect_now(&name, options) {
+            return Stream::from_sys(stream);
+        }
         let options = options.clone();
         let stream = tokio::task::spawn_blocking(move || sys::Stream::connect(&name, &options))
             .await

@@ -116,6 +116,28 @@ impl Stream {
     pub(crate) fn connect(name: &PipeName, opts: &ConnectOptions) -> io::Result<Stream> {
         let address = name.address()?;
         let sock = connect_waiting(&address, opts.timeout)?;
+        Stream::finish_connect(name, opts, sock)
+    }
+
+    /// Connects if that needs no waiting, for the async API: `Ok(None)` when the
+    /// pipe is absent or busy or the attempt failed in any way, and then
+    /// [`connect`](Self::connect) (on a blocking thread) waits and reports errors.
+    /// The socket of a returned stream is non-blocking.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn connect_now(name: &PipeName, opts: &ConnectOptions) -> Option<Stream> {
+        if opts.expect_server_uid.is_some() {
+            // A refusal must come from one connection, made by `connect`.
+            return None;
+        }
+        let sock = raw_connect(&name.address().ok()?, None).ok()?;
+        Stream::finish_connect(name, opts, sock).ok()
+    }
+
+    fn finish_connect(
+        name: &PipeName,
+        opts: &ConnectOptions,
+        sock: UnixStream,
+    ) -> io::Result<Stream> {
         let send_buffer = SendBuffer::new(&sock, opts.buffer_size);
         if let Some(expected) = opts.expect_server_uid {
             let server = super::peer_credentials(&sock)?;
