@@ -1,3 +1,6 @@
+// See lib.rs: an internal harness, not a published API.
+#![allow(missing_docs)]
+
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};

@@ -19,6 +19,7 @@ use crate::roles::ClientReport;
 use crate::workload::{Placement, Workload};
 
 /// One row of the benchmark: a workload, a transport, a placement.
+#[derive(Debug)]
 pub struct Row {
     pub workload: Workload,
     pub entry: Entry,

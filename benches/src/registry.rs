@@ -23,6 +23,7 @@ pub enum Kind {
     Managed(ManagedHandler),
 }
 
+#[derive(Debug)]
 pub struct Entry {
     pub name: &'static str,
     pub kind: Kind,

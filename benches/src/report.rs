@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::orchestrate::RowResult;
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Document<'a> {
     pub quick: bool,
     pub repeats: usize,

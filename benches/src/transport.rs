@@ -136,6 +136,7 @@ pub const READ_BUF: usize = 64 * 1024;
 /// Generic blocking framed connection over any byte stream `S`. Reads go
 /// through a `BufReader`; writes go straight to `S` (the reader never buffers
 /// writes, so this is safe).
+#[derive(Debug)]
 pub struct Framed<S: io::Read + Write> {
     inner: io::BufReader<S>,
 }
@@ -167,6 +168,7 @@ pub const COALESCE_MAX: usize = 4 * 1024;
 /// local-socket enum, whose `write_vectored` falls back to writing the first
 /// slice only), small messages are coalesced into one buffer so that header
 /// and payload still go out in one syscall.
+#[derive(Debug)]
 pub struct AsyncFramed<S> {
     inner: tokio::io::BufReader<S>,
     scratch: Vec<u8>,

@@ -17,6 +17,7 @@ fn name(addr: &str) -> io::Result<Name<'_>> {
 }
 
 /// Blocking API (`interprocess::local_socket::{Listener, Stream}`).
+#[derive(Debug)]
 pub struct Interprocess;
 
 impl BlockingTransport for Interprocess {
@@ -35,6 +36,7 @@ impl BlockingTransport for Interprocess {
 }
 
 /// Tokio API (`interprocess::local_socket::tokio::{Listener, Stream}`).
+#[derive(Debug)]
 pub struct InterprocessTokio;
 
 impl AsyncTransport for InterprocessTokio {

@@ -44,7 +44,31 @@ pub fn server_pipe_name(addr: &str) -> io::Result<&str> {
     }
 }
 
+/// `NPIPE_BENCH_BUFFER_SIZE=BYTES` overrides npipe's default `buffer_size`
+/// (SO_SNDBUF) in server and clients: the knob for the buffer-size experiment in
+/// the README. Unset: npipe's defaults, as a user gets them.
+fn buffer_size() -> Option<usize> {
+    std::env::var("NPIPE_BENCH_BUFFER_SIZE").ok()?.parse().ok()
+}
+
+fn listener_options() -> npipe::ListenerOptions {
+    let mut o = npipe::ListenerOptions::new();
+    if let Some(b) = buffer_size() {
+        o.buffer_size(b);
+    }
+    o
+}
+
+fn connect_options() -> npipe::ConnectOptions {
+    let mut o = npipe::ConnectOptions::new();
+    if let Some(b) = buffer_size() {
+        o.buffer_size(b);
+    }
+    o
+}
+
 /// Blocking API: `npipe::Listener` / `npipe::Stream`, message mode.
+#[derive(Debug)]
 pub struct NpipeBlocking;
 
 impl BlockingConn for npipe::Stream {
@@ -62,17 +86,18 @@ impl BlockingTransport for NpipeBlocking {
     type Conn = npipe::Stream;
 
     fn bind(addr: &str) -> io::Result<Self::Listener> {
-        npipe::Listener::bind(server_pipe_name(addr)?)
+        listener_options().create(server_pipe_name(addr)?)
     }
     fn accept(listener: &Self::Listener) -> io::Result<Self::Conn> {
         listener.accept()
     }
     fn connect(addr: &str) -> io::Result<Self::Conn> {
-        npipe::Stream::connect(pipe_name(addr)?)
+        connect_options().connect(pipe_name(addr)?)
     }
 }
 
 /// Tokio API: `npipe::tokio::{Listener, Stream}`, message mode.
+#[derive(Debug)]
 pub struct NpipeTokio;
 
 impl AsyncConn for npipe::tokio::Stream {
@@ -91,13 +116,13 @@ impl AsyncTransport for NpipeTokio {
     type Conn = npipe::tokio::Stream;
 
     fn bind(addr: &str) -> io::Result<Self::Listener> {
-        npipe::tokio::Listener::bind(server_pipe_name(addr)?)
+        npipe::tokio::Listener::bind_with(server_pipe_name(addr)?, &listener_options())
     }
     async fn accept(listener: &mut Self::Listener) -> io::Result<Self::Conn> {
         listener.accept().await
     }
     async fn connect(addr: &str) -> io::Result<Self::Conn> {
-        npipe::tokio::Stream::connect(pipe_name(addr)?).await
+        npipe::tokio::Stream::connect_with(pipe_name(addr)?, &connect_options()).await
     }
 }
 
@@ -118,7 +143,7 @@ pub fn server_managed(addr: &str, w: &Workload, handler: ManagedHandler) -> Resu
         w.handler() == crate::workload::Handler::Echo,
         "the managed server rows only run request/reply workloads"
     );
-    let builder = npipe::Server::builder(server_pipe_name(addr)?);
+    let builder = npipe::Server::builder(server_pipe_name(addr)?).options(listener_options());
     let builder = match handler {
         ManagedHandler::Sync => builder.handler(|req| npipe::Response::from(req.into_body())),
         ManagedHandler::Async => {

@@ -6,6 +6,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 use crate::transport::{BlockingTransport, Framed};
 
+#[derive(Debug)]
 pub struct RawUds;
 
 impl BlockingTransport for RawUds {

@@ -6,6 +6,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::transport::{AsyncFramed, AsyncTransport};
 
+#[derive(Debug)]
 pub struct TokioUds;
 
 impl AsyncTransport for TokioUds {
