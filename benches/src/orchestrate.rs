@@ -81,6 +81,10 @@ pub struct RowResult {
     /// Primary metric / the `raw` row's primary metric, same workload and
     /// placement (latency: median, lower is better; others: higher is better).
     pub ratio_vs_raw: Option<f64>,
+    /// `connrate` rows: primary metric / the `raw-pool4` row's (a pool of
+    /// accepting threads is the fair baseline for a server that accepts
+    /// concurrently).
+    pub ratio_vs_pool: Option<f64>,
     pub higher_is_better: bool,
     pub error: Option<String>,
     #[serde(skip)]
@@ -304,6 +308,7 @@ fn run_once(row: &Row) -> RowResult {
         runs: Vec::new(),
         wall_ms: 0.0,
         ratio_vs_raw: None,
+        ratio_vs_pool: None,
         higher_is_better: row.workload.higher_is_better(),
         error: None,
         hist: None,
@@ -392,21 +397,28 @@ fn summarize(w: &Workload, reports: &[ClientReport], res: &mut RowResult) {
 }
 
 /// Fill in `ratio_vs_raw` for every row that has a `raw` row with the same
-/// workload and placement.
+/// workload and placement, and `ratio_vs_pool` for the `connrate` rows.
 pub fn fill_ratios(results: &mut [RowResult]) {
-    let base: Vec<(String, String, f64)> = results
-        .iter()
-        .filter(|r| r.transport == registry::BASELINE)
-        .filter_map(|r| Some((r.workload.clone(), r.placement.clone(), r.primary()?)))
-        .collect();
-    for r in results.iter_mut() {
-        let b = base
+    let primaries = |name: &str| -> Vec<(String, String, f64)> {
+        results
             .iter()
-            .find(|(w, p, _)| *w == r.workload && *p == r.placement);
-        if let (Some((_, _, b)), Some(v)) = (b, r.primary()) {
-            if *b > 0.0 {
-                r.ratio_vs_raw = Some(v / b);
-            }
+            .filter(|r| r.transport == name)
+            .filter_map(|r| Some((r.workload.clone(), r.placement.clone(), r.primary()?)))
+            .collect()
+    };
+    let base = primaries(registry::BASELINE);
+    let pool = primaries(registry::POOL_BASELINE);
+    let ratio = |base: &[(String, String, f64)], r: &RowResult| {
+        let (_, _, b) = base
+            .iter()
+            .find(|(w, p, _)| *w == r.workload && *p == r.placement)?;
+        let v = r.primary()?;
+        (*b > 0.0).then(|| v / b)
+    };
+    for r in results.iter_mut() {
+        r.ratio_vs_raw = ratio(&base, r);
+        if r.workload.starts_with("connrate") {
+            r.ratio_vs_pool = ratio(&pool, r);
         }
     }
 }

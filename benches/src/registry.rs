@@ -148,6 +148,8 @@ pub fn entries() -> Vec<Entry> {
 }
 
 pub const BASELINE: &str = "raw";
+/// The second baseline of the `connrate` rows.
+pub const POOL_BASELINE: &str = "raw-pool4";
 
 pub fn find(name: &str) -> Option<Entry> {
     entries().into_iter().find(|e| e.name == name)

@@ -63,9 +63,20 @@ pub fn ratio_cell(r: &RowResult) -> String {
     r.ratio_vs_raw.map_or("-".into(), |x| format!("{x:.2}x"))
 }
 
+pub fn pool_ratio_cell(r: &RowResult) -> String {
+    r.ratio_vs_pool.map_or("".into(), |x| format!("{x:.2}x"))
+}
+
 pub fn table(rows: &[RowResult]) -> String {
-    let header = ["workload", "transport", "placement", "result", "vs raw"];
-    let cells: Vec<[String; 5]> = rows
+    let header = [
+        "workload",
+        "transport",
+        "placement",
+        "result",
+        "vs raw",
+        "vs raw-pool4",
+    ];
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             [
@@ -74,6 +85,7 @@ pub fn table(rows: &[RowResult]) -> String {
                 r.placement.clone(),
                 result_cell(r),
                 ratio_cell(r),
+                pool_ratio_cell(r),
             ]
         })
         .collect();
@@ -84,24 +96,26 @@ pub fn table(rows: &[RowResult]) -> String {
         }
     }
     let mut out = String::new();
-    let line = |out: &mut String, c: &[String; 5]| {
+    let line = |out: &mut String, c: &[String; 6]| {
         let _ = writeln!(
             out,
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>w4$}",
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>w4$}  {:>w5$}",
             c[0],
             c[1],
             c[2],
             c[3],
             c[4],
+            c[5],
             w0 = width[0],
             w1 = width[1],
             w2 = width[2],
             w3 = width[3],
-            w4 = width[4]
+            w4 = width[4],
+            w5 = width[5]
         );
     };
     line(&mut out, &header.map(String::from));
-    let total: usize = width.iter().sum::<usize>() + 8;
+    let total: usize = width.iter().sum::<usize>() + 10;
     let _ = writeln!(out, "{}", "-".repeat(total));
     let mut last = None;
     for (r, c) in rows.iter().zip(&cells) {
@@ -113,10 +127,14 @@ pub fn table(rows: &[RowResult]) -> String {
     }
     out.push_str(
         "\nvs raw = metric / raw's metric, same workload and placement \
-         (rtt: median, lower is better; tput, connrate, reqresp: higher is better).\n\
-         Server models: raw/interprocess = blocking iterative server (thread per connection \
-         for reqresp); raw-pool4 = 4 threads accepting on a shared listener; \
-         tokio/interprocess-tokio = task per connection.\n",
+         (rtt: median, lower is better; tput, connrate, reqresp: higher is better); \
+         vs raw-pool4 likewise, for connrate.\n\
+         Server models: raw/interprocess/npipe = blocking iterative server (thread per \
+         connection for reqresp); *-pool4 = 4 threads accepting on a shared listener; \
+         tokio/interprocess-tokio/npipe-tokio = task per connection; npipe-server = \
+         npipe::Server (ServerBuilder::spawn), sync handler on tokio's blocking pool; \
+         npipe-server-async = the same with an async handler. Clients of npipe-server* \
+         are npipe blocking clients.\n",
     );
     out
 }
