@@ -99,14 +99,7 @@ struct Tally {
     finished: bool,
 }
 
-/// Runs `npipe demo` (needs `npipe::Server`, Unix only so far).
-#[cfg(not(unix))]
-pub(crate) fn run(_args: Args, _verbose: u8) -> anyhow::Result<ExitCode> {
-    bail!("npipe demo needs npipe::Server, which is not available on this platform yet")
-}
-
 /// Runs `npipe demo`.
-#[cfg(unix)]
 pub(crate) fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
     let name = args
         .name

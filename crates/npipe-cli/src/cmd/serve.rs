@@ -84,20 +84,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     imp::run(args)
 }
 
-#[cfg(not(unix))]
-mod imp {
-    use std::process::ExitCode;
-
-    /// `npipe::Server` is built for Unix only so far.
-    pub(super) fn run(_args: super::Args) -> anyhow::Result<ExitCode> {
-        anyhow::bail!(
-            "npipe serve needs npipe::Server, which is not available on this platform yet"
-        )
-    }
-}
-
-/// The server, on `npipe::Server` (its tokio feature; Unix only so far).
-#[cfg(unix)]
+/// The server, on `npipe::Server` (the library's tokio feature).
 mod imp {
     use std::fmt::Write as _;
     use std::io::Write as _;
