@@ -45,14 +45,21 @@ pub fn server_pipe_name(addr: &str) -> io::Result<&str> {
 }
 
 /// `NPIPE_BENCH_BUFFER_SIZE=BYTES` overrides npipe's default `buffer_size`
-/// (SO_SNDBUF) in server and clients: the knob for the buffer-size experiment in
-/// the README. Unset: npipe's defaults, as a user gets them.
+/// (SO_SNDBUF) in server and clients, `NPIPE_BENCH_PENDING=N` its
+/// `pending_instances` (the accept queue): the knobs for the experiments in the
+/// README. Unset: npipe's defaults, as a user gets them.
 fn buffer_size() -> Option<usize> {
     std::env::var("NPIPE_BENCH_BUFFER_SIZE").ok()?.parse().ok()
 }
 
 fn listener_options() -> npipe::ListenerOptions {
     let mut o = npipe::ListenerOptions::new();
+    if let Some(p) = std::env::var("NPIPE_BENCH_PENDING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        o.pending_instances(p);
+    }
     if let Some(b) = buffer_size() {
         o.buffer_size(b);
     }
