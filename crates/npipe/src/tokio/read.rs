@@ -8,7 +8,7 @@
 
 use std::io;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{err, ErrorKind};
@@ -26,6 +26,30 @@ const COALESCE_LIMIT: usize = 16 * 1024;
 /// Largest chunk `recv` returns in byte mode, as in the blocking API.
 const BYTE_CHUNK: usize = 64 * 1024;
 
+/// Payloads larger than this are read by `recv` into a buffer that is then handed
+/// to the caller whole (see [`Staged`]), not copied out of the read-ahead buffer.
+const LARGE: usize = 64 * 1024;
+
+/// The payload of a large message being read by `recv_large`. If the read is
+/// abandoned (its future dropped), the bytes go back in front of the read-ahead
+/// buffer, so that the next call finds them where it expects them.
+struct Staged<'a> {
+    large: Vec<u8>,
+    buf: &'a mut BytesMut,
+    done: bool,
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.large.is_empty() {
+            let mut restored = BytesMut::with_capacity(self.large.len() + self.buf.len());
+            restored.extend_from_slice(&self.large);
+            restored.extend_from_slice(self.buf);
+            *self.buf = restored;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Reader {
     pub(crate) buf: BytesMut,
@@ -37,6 +61,8 @@ pub(crate) struct Reader {
     pub(crate) mode: Mode,
     can_read: bool,
     is_server: bool,
+    /// An allocation kept for the next large message (the caller's previous buffer).
+    spare: Vec<u8>,
 }
 
 impl Reader {
@@ -49,6 +75,7 @@ impl Reader {
             mode,
             can_read,
             is_server,
+            spare: Vec::new(),
         }
     }
 
@@ -136,12 +163,51 @@ impl Reader {
             out.clear();
             return Ok(None);
         };
+        if left > LARGE && self.buf.len() < left {
+            return self.recv_large(io, out, total, left).await;
+        }
         if !self.fill(io, left).await? {
             return Err(payload_cut_off(total - left + self.buf.len(), total));
         }
         out.clear();
         out.extend_from_slice(&self.buf[..left]);
         self.buf.advance(left);
+        self.current = None;
+        Ok(Some(left))
+    }
+
+    /// `recv` of a large payload: read into a buffer of our own and swap it with
+    /// `out` at the end, which saves copying the payload once more (a whole memory
+    /// pass per message). Cancel safe like `recv`: if the future is dropped, the
+    /// bytes read so far go back to the front of the read-ahead buffer.
+    async fn recv_large<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        out: &mut Vec<u8>,
+        total: usize,
+        left: usize,
+    ) -> io::Result<Option<usize>> {
+        let mut staged = Staged {
+            large: std::mem::take(&mut self.spare),
+            buf: &mut self.buf,
+            done: false,
+        };
+        staged.large.clear();
+        staged.large.reserve_exact(left);
+        staged.large.extend_from_slice(staged.buf);
+        staged.buf.clear();
+        while staged.large.len() < left {
+            let want = left - staged.large.len();
+            if io.read_buf(&mut (&mut staged.large).limit(want)).await? == 0 {
+                return Err(payload_cut_off(total - left + staged.large.len(), total));
+            }
+        }
+        staged.done = true;
+        std::mem::swap(out, &mut staged.large);
+        let mut spare = std::mem::take(&mut staged.large);
+        drop(staged);
+        spare.clear();
+        self.spare = spare;
         self.current = None;
         Ok(Some(left))
     }
