@@ -157,6 +157,14 @@ pub fn server_managed(addr: &str, w: &Workload, handler: ManagedHandler) -> Resu
             builder.async_handler(|req| async move { npipe::Response::from(req.into_body()) })
         }
     };
+    // `NPIPE_BENCH_WORKERS=N`: the runtime's worker threads (default: one per CPU).
+    let builder = match std::env::var("NPIPE_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => builder.worker_threads(n),
+        None => builder,
+    };
     let server = builder.spawn().with_context(|| format!("serve {addr}"))?;
     roles::ready()?;
     server.join().context("server stopped")?;
