@@ -55,7 +55,18 @@ pub(crate) fn pipe_dir() -> (PathBuf, &'static str) {
 
 pub(crate) fn unix_address(name: &str) -> io::Result<Address> {
     let (dir, prefix) = pipe_dir();
-    check_dir(&dir)?;
+    if prefix.is_empty() {
+        check_dir(&dir)?;
+    } else {
+        // The default directory is /tmp: if it passes once, only its owner (root)
+        // could make it fail later. Checking it once per process spares two system
+        // calls on every connect.
+        static DEFAULT_DIR_CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        if DEFAULT_DIR_CHECKED.get().is_none() {
+            check_dir(&dir)?;
+            let _ = DEFAULT_DIR_CHECKED.set(());
+        }
+    }
     let path = dir.join(format!("{prefix}{name}"));
     let len = path.as_os_str().len();
     if len + 1 > SUN_PATH_LEN {
