@@ -31,7 +31,7 @@ fn pipe_name(addr: &str) -> io::Result<&str> {
         .ok_or_else(|| invalid(format!("{addr}: not of the form /tmp/npipe-NAME")))
 }
 
-/// [`pipe_name`], checked (once, by the server) to resolve back to `addr`:
+/// `pipe_name`, checked (once, by the server) to resolve back to `addr`:
 /// refuses e.g. a run with `$NPIPE_DIR` set, so the harness never leaves
 /// files it does not know about.
 pub fn server_pipe_name(addr: &str) -> io::Result<&str> {
