@@ -626,9 +626,9 @@ impl Stream {
                     "this end of the pipe is write-only (the {} end of an {} pipe)",
                     if self.is_server { "server" } else { "client" },
                     if self.is_server {
-                        "inbound"
-                    } else {
                         "outbound"
+                    } else {
+                        "inbound"
                     }
                 ),
             ))
