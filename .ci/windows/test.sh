@@ -49,8 +49,9 @@ cargo test -p npipe --target "$TARGET" --features tokio --lib --test tests -- \
     --skip real_windows "${extra[@]}"
 
 log "listing tests that need real Windows"
-list_out="$CARGO_TARGET_DIR/windows-real-tests.txt"
-mkdir -p "$CARGO_TARGET_DIR"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+list_out="$target_dir/windows-real-tests.txt"
+mkdir -p "$target_dir"
 cargo test -q -p npipe --target "$TARGET" --features tokio --test tests -- \
     --list real_windows </dev/null >"$list_out" 2>/dev/null || true
 real=$(tr -d '\r' <"$list_out" | sed -n 's/: test$//p')
