@@ -10,7 +10,11 @@ pub(crate) fn peer_credentials<F: AsFd>(fd: &F) -> io::Result<PeerCredentials> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials as PeerCred};
     let cred = getsockopt(fd, PeerCred)?;
     let pid = u32::try_from(cred.pid()).ok().filter(|pid| *pid != 0);
-    Ok(PeerCredentials::new(pid, Some(cred.uid()), Some(cred.gid())))
+    Ok(PeerCredentials::new(
+        pid,
+        Some(cred.uid()),
+        Some(cred.gid()),
+    ))
 }
 
 #[cfg(any(target_os = "macos", target_os = "ios"))]
@@ -33,7 +37,11 @@ pub(crate) fn peer_credentials<F: AsFd>(fd: &F) -> io::Result<PeerCredentials> {
 )))]
 pub(crate) fn peer_credentials<F: AsFd>(fd: &F) -> io::Result<PeerCredentials> {
     let (uid, gid) = nix::unistd::getpeereid(fd.as_fd())?;
-    Ok(PeerCredentials::new(None, Some(uid.as_raw()), Some(gid.as_raw())))
+    Ok(PeerCredentials::new(
+        None,
+        Some(uid.as_raw()),
+        Some(gid.as_raw()),
+    ))
 }
 
 /// Whether process `pid` has `gid` among its supplementary groups (Linux `/proc`).

@@ -216,7 +216,6 @@ fn socket_mode(opts: &ListenerOptions) -> u32 {
     }
 }
 
-
 fn bind_abstract(name: &PipeName, address: &Address, backlog: i32) -> io::Result<UnixListener> {
     let fd = super::new_socket(false)?;
     match socket::bind(fd.as_raw_fd(), &unix_addr(address)?) {

@@ -172,7 +172,12 @@ pub(crate) fn new_socket(nonblocking: bool) -> io::Result<std::os::fd::OwnedFd> 
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
     {
         use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None)?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )?;
         fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
         if nonblocking {
             fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
