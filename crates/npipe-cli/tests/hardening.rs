@@ -75,12 +75,19 @@ fn args_text<S: AsRef<OsStr>>(args: &[S]) -> Vec<String> {
         .collect()
 }
 
-/// Kills and reaps a server when the test ends, however it ends.
+/// Stops and reaps a server when the test ends, however it ends: SIGTERM first, so
+/// the server shuts down gracefully and removes its files, SIGKILL if it lingers.
 struct Guard(Option<Child>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
