@@ -21,6 +21,9 @@ pub(crate) fn say(line: impl std::fmt::Display) {
 pub(crate) struct Child {
     inner: std::process::Child,
     stdout: Option<BufReader<std::process::ChildStdout>>,
+    /// The pipe the role was given (its first argument), cleaned up on drop.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pipe: Option<String>,
 }
 
 /// The command for a role, to adjust (e.g. run as another user) before spawning.
@@ -43,9 +46,18 @@ pub(crate) fn child(role: &str, args: &[&str]) -> Child {
 
 /// Spawns a prepared command (see [`command`]).
 pub(crate) fn spawn(mut cmd: Command) -> Child {
+    let pipe = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "NPIPE_TEST_ARGS")
+        .and_then(|(_, v)| v?.to_str()?.split('\u{1f}').next().map(str::to_owned))
+        .filter(|p| !p.is_empty());
     let mut inner = cmd.spawn().expect("spawn child role");
     let stdout = inner.stdout.take().map(BufReader::new);
-    Child { inner, stdout }
+    Child {
+        inner,
+        stdout,
+        pipe,
+    }
 }
 
 impl Child {
@@ -105,6 +117,30 @@ impl Drop for Child {
         if let Ok(None) = self.inner.try_wait() {
             self.kill();
         }
+        // A role killed while serving leaves its socket and lock files (SIGKILL skips
+        // every destructor); remove them unless a live server owns the name again.
+        #[cfg(unix)]
+        if let Some(pipe) = &self.pipe {
+            remove_stale_files(pipe);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn remove_stale_files(pipe: &str) {
+    let Ok(name) = npipe::PipeName::new(pipe) else {
+        return;
+    };
+    if npipe::wait(&name, Duration::ZERO).is_ok() {
+        return;
+    }
+    if let Ok(npipe::Address::Path(path)) = name.address() {
+        let lock = path.with_file_name(format!(
+            ".{}.lock",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(lock);
     }
 }
 
