@@ -280,18 +280,7 @@ impl Reader {
         if self.can_read {
             return Ok(());
         }
-        Err(err(
-            ErrorKind::Unsupported,
-            format!(
-                "this end of the pipe is write-only (the {} end of an {} pipe)",
-                if self.is_server { "server" } else { "client" },
-                if self.is_server {
-                    "outbound"
-                } else {
-                    "inbound"
-                }
-            ),
-        ))
+        Err(crate::options::one_way_error(self.is_server, false))
     }
 }
 
@@ -345,18 +334,7 @@ impl Writer {
         if self.can_write {
             return Ok(());
         }
-        Err(err(
-            ErrorKind::Unsupported,
-            format!(
-                "this end of the pipe is read-only (the {} end of an {} pipe)",
-                if self.is_server { "server" } else { "client" },
-                if self.is_server {
-                    "inbound"
-                } else {
-                    "outbound"
-                }
-            ),
-        ))
+        Err(crate::options::one_way_error(self.is_server, true))
     }
 }
 

@@ -113,15 +113,7 @@ impl Reader {
         if self.can_read {
             return Ok(());
         }
-        let server = self.end.is_server;
-        Err(err(
-            ErrorKind::Unsupported,
-            format!(
-                "this end of the pipe is write-only (the {} end of an {} pipe)",
-                if server { "server" } else { "client" },
-                if server { "inbound" } else { "outbound" }
-            ),
-        ))
+        Err(crate::options::one_way_error(self.end.is_server, false))
     }
 
     /// Makes the next chunk of data available; `false` at the end of the stream.
@@ -372,15 +364,7 @@ struct Writer {
 impl Writer {
     fn check_write(&self) -> io::Result<()> {
         if !self.can_write {
-            let server = self.end.is_server;
-            return Err(err(
-                ErrorKind::Unsupported,
-                format!(
-                    "this end of the pipe is read-only (the {} end of an {} pipe)",
-                    if server { "server" } else { "client" },
-                    if server { "outbound" } else { "inbound" }
-                ),
-            ));
+            return Err(crate::options::one_way_error(self.end.is_server, true));
         }
         if self.end.write_shut.load(Ordering::Relaxed) {
             return Err(err(

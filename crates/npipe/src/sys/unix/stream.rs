@@ -278,18 +278,7 @@ impl Stream {
         if self.can_write {
             Ok(())
         } else {
-            Err(err(
-                ErrorKind::Unsupported,
-                format!(
-                    "this end of the pipe is read-only (the {} end of an {} pipe)",
-                    if self.is_server { "server" } else { "client" },
-                    if self.is_server {
-                        "inbound"
-                    } else {
-                        "outbound"
-                    }
-                ),
-            ))
+            Err(crate::options::one_way_error(self.is_server, true))
         }
     }
 
@@ -297,18 +286,7 @@ impl Stream {
         if self.can_read {
             Ok(())
         } else {
-            Err(err(
-                ErrorKind::Unsupported,
-                format!(
-                    "this end of the pipe is write-only (the {} end of an {} pipe)",
-                    if self.is_server { "server" } else { "client" },
-                    if self.is_server {
-                        "outbound"
-                    } else {
-                        "inbound"
-                    }
-                ),
-            ))
+            Err(crate::options::one_way_error(self.is_server, false))
         }
     }
 }

@@ -594,18 +594,7 @@ impl Stream {
 
     fn check_write(&self) -> io::Result<()> {
         if !self.can_write {
-            return Err(err(
-                ErrorKind::Unsupported,
-                format!(
-                    "this end of the pipe is read-only (the {} end of an {} pipe)",
-                    if self.is_server { "server" } else { "client" },
-                    if self.is_server {
-                        "outbound"
-                    } else {
-                        "inbound"
-                    }
-                ),
-            ));
+            return Err(crate::options::one_way_error(self.is_server, true));
         }
         if self.write_shut.load(Ordering::Relaxed) {
             return Err(err(
@@ -620,18 +609,7 @@ impl Stream {
         if self.can_read {
             Ok(())
         } else {
-            Err(err(
-                ErrorKind::Unsupported,
-                format!(
-                    "this end of the pipe is write-only (the {} end of an {} pipe)",
-                    if self.is_server { "server" } else { "client" },
-                    if self.is_server {
-                        "outbound"
-                    } else {
-                        "inbound"
-                    }
-                ),
-            ))
+            Err(crate::options::one_way_error(self.is_server, false))
         }
     }
 }
