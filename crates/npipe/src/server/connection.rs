@@ -3,13 +3,17 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use tokio_util::sync::CancellationToken;
 
 use super::handler::Request;
-use super::stats::{add, InstanceState, Tracked};
+use super::stats::{add, Phase, Tracked};
 use super::Shared;
 use crate::error::ErrorKind;
 use crate::frame::HEADER_LEN;
@@ -18,7 +22,7 @@ use crate::tokio::Stream;
 
 /// Why a connection ended; logged, and counted where the stats say so.
 #[derive(Debug)]
-enum End {
+pub(super) enum End {
     /// The client closed between requests (or, in byte mode, after its reply).
     ClientClosed,
     /// The server is shutting down and the connection was idle.
@@ -44,6 +48,11 @@ pub(crate) async fn serve(
         _ = hard_stop.cancelled() => End::Shutdown,
         end = requests(&mut stream, &shared, id, &tracked) => end,
     };
+    finish(&shared, end);
+}
+
+/// Counts and logs how a connection ended.
+pub(super) fn finish(shared: &Shared, end: End) {
     match &end {
         End::IdleTimeout | End::RequestTimeout => add(&shared.counters.timed_out, 1),
         End::Oversize => add(&shared.counters.rejected_oversize, 1),
@@ -67,13 +76,28 @@ async fn requests(stream: &mut Stream, shared: &Shared, id: u64, tracked: &Track
     let peer = stream.peer_credentials().ok();
     let mut sequence = 0;
     let mut body = Vec::new();
+    // Made once per connection, not per request: each costs a registration with
+    // the token or the timer wheel.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    // One timer for every deadline of the connection. A tokio timer costs a
+    // registration in the timer wheel (a lock) when first polled and another when
+    // dropped; two timers per request (idle, request) were a large part of the
+    // server's per-request cost. This one is kept no later than the deadline in
+    // force and re-armed when it fires early (the deadline has moved on since):
+    // on a busy connection, about once per timeout period instead of per request.
+    let sleep = tokio::time::sleep_until(first_deadline(shared));
+    tokio::pin!(sleep);
     loop {
-        tracked.set(InstanceState::Reading);
+        if !tracked.enter(Phase::Idle) || shared.is_stopping() {
+            return End::Shutdown;
+        }
         // Between requests the connection is idle: shutdown closes it at once.
+        let idle = after(shared.idle_timeout);
         let started = tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return End::Shutdown,
-            started = deadline(shared.idle_timeout, stream.wait_data()) => started,
+            _ = &mut shutdown => return End::Shutdown,
+            started = within(sleep.as_mut(), idle, stream.wait_data()) => started,
         };
         match started {
             None => return End::IdleTimeout,
@@ -82,19 +106,20 @@ async fn requests(stream: &mut Stream, shared: &Shared, id: u64, tracked: &Track
             Some(Err(e)) => return End::Io(e),
         }
         // A request has begun: it is in flight, and shutdown lets it finish.
+        if !tracked.enter(Phase::Reading) {
+            return End::Shutdown;
+        }
         sequence += 1;
+        let deadline = after(shared.request_timeout);
         let one = one_request(stream, shared, tracked, &mut body, peer, id, sequence);
-        match deadline(shared.request_timeout, one).await {
+        match within(sleep.as_mut(), deadline, one).await {
             None => return End::RequestTimeout,
-            Some(Ok(())) => tracked.answered(),
+            Some(Ok(())) => {}
             Some(Err(end)) => return end,
         }
         if stream.mode() == Mode::Byte {
             // Byte mode: one request per connection, ended by the client's half-close.
             return End::ClientClosed;
-        }
-        if shared.shutdown.is_cancelled() {
-            return End::Shutdown;
         }
     }
 }
@@ -112,8 +137,8 @@ async fn one_request(
         Mode::Message => receive_message(stream, body).await?,
         Mode::Byte => receive_until_half_close(stream, body, shared.max_message).await?,
     };
-    add(&shared.counters.bytes_in, received);
-    tracked.set(InstanceState::Handling);
+    tracked.received(received);
+    tracked.enter(Phase::Handling);
     let request = Request::new(std::mem::take(body), peer, id, sequence);
     let response = shared
         .handler
@@ -125,9 +150,10 @@ async fn one_request(
     }
     if !shared.replies {
         // An inbound pipe: the server cannot write, the handler's reply is dropped.
+        tracked.answered(0);
         return Ok(());
     }
-    tracked.set(InstanceState::Writing);
+    tracked.enter(Phase::Writing);
     let reply = response.into_body();
     stream.send(&reply).await.map_err(End::Io)?;
     let framing = if stream.mode() == Mode::Message {
@@ -135,7 +161,7 @@ async fn one_request(
     } else {
         0
     };
-    add(&shared.counters.bytes_out, (reply.len() + framing) as u64);
+    tracked.answered((reply.len() + framing) as u64);
     *body = reply; // keep the allocation for the next request
     Ok(())
 }
@@ -173,10 +199,49 @@ async fn receive_until_half_close(
     Ok(body.len() as u64)
 }
 
-/// `Some(output)`, or `None` if `limit` passed first (no limit: never).
-async fn deadline<F: Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
-        None => Some(future.await),
+/// The deadline of a phase that starts now and may last `limit`.
+fn after(limit: Option<Duration>) -> Option<Instant> {
+    limit.map(|limit| Instant::now() + limit.min(FAR))
+}
+
+/// Where a connection's timer starts: no later than any deadline it will have.
+fn first_deadline(shared: &Shared) -> Instant {
+    let earliest = [shared.idle_timeout, shared.request_timeout]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(FAR);
+    Instant::now() + earliest.min(FAR)
+}
+
+/// Longer than any timeout worth waiting for; tokio's timer saturates beyond ~2 years.
+const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `Some(output)`, or `None` if `deadline` passed first (no deadline: never).
+async fn within<F: Future>(
+    mut sleep: Pin<&mut Sleep>,
+    deadline: Option<Instant>,
+    future: F,
+) -> Option<F::Output> {
+    let Some(deadline) = deadline else {
+        return Some(future.await);
+    };
+    if deadline < sleep.deadline() {
+        sleep.as_mut().reset(deadline);
     }
+    let mut future = pin!(future);
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            if Instant::now() >= deadline {
+                return Poll::Ready(None);
+            }
+            // Fired for an earlier deadline: wait on for this one.
+            sleep.as_mut().reset(deadline);
+        }
+    })
+    .await
 }

@@ -162,7 +162,7 @@ impl From<&str> for Response {
     }
 }
 
-type SyncFn = dyn Fn(Request) -> Response + Send + Sync;
+pub(crate) type SyncFn = dyn Fn(Request) -> Response + Send + Sync;
 type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 type AsyncFn = dyn Fn(Request) -> BoxFuture + Send + Sync;
 

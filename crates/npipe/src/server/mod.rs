@@ -6,6 +6,8 @@
 //! leaves. See [`Server`] for the wire behaviour, deadlines and shutdown.
 
 mod connection;
+#[cfg(unix)]
+mod dedicated;
 mod handler;
 mod spawn;
 mod stats;
@@ -13,7 +15,7 @@ mod stats;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -142,9 +144,18 @@ struct Shared {
     listener: Mutex<Weak<Listener>>,
     /// Access refusals counted by the listener, kept after it is gone.
     denied_at_close: AtomicU64,
+    /// Set (before `shutdown` is cancelled) when shutdown is asked: checked by every
+    /// connection between requests, cheaper than asking the token.
+    stopping: AtomicBool,
+    /// Connections served on threads of their own now (`dedicated.rs`).
+    dedicated: AtomicUsize,
 }
 
 impl Shared {
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     fn stats(&self) -> Stats {
         let listener = self
             .listener
@@ -306,6 +317,8 @@ impl ServerBuilder {
             counters: Arc::default(),
             listener: Mutex::new(Arc::downgrade(&listener)),
             denied_at_close: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            dedicated: AtomicUsize::new(0),
         });
         Ok(Server {
             listener,
@@ -394,28 +407,39 @@ impl Server {
         } = self;
         let tracker = TaskTracker::new();
         let hard_stop = CancellationToken::new();
-        // Connection tasks must not outlive an abruptly dropped `run`.
-        let _abort_on_drop = hard_stop.clone().drop_guard();
+        // Connections must not outlive an abruptly dropped `run`.
+        let _hard_stop_on_drop = HardStop {
+            token: hard_stop.clone(),
+            shared: &shared,
+        };
         let next_id = AtomicU64::new(1);
         let max = listener.options().max_instances;
         let span = tracing::debug_span!("npipe.server", pipe = %listener.name());
         tracing::debug!(parent: &span, address = %listener.address(), "serving");
+        let shutdown = shared.shutdown.cancelled();
+        tokio::pin!(shutdown);
         loop {
             if max.is_some_and(|max| listener.instances() >= max) {
                 add(&shared.counters.rejected_busy, 1);
                 tracing::debug!(parent: &span, "every instance is connected; new clients wait");
             }
+            #[cfg(unix)]
+            let dedicated = self::dedicated::eligible(&listener, &shared);
+            #[cfg(unix)]
+            let accept = listener.accept_sys(dedicated.is_none());
+            #[cfg(windows)]
+            let accept = listener.accept();
             let accepted = tokio::select! {
                 biased;
-                _ = shared.shutdown.cancelled() => break,
-                accepted = listener.accept() => accepted,
+                _ = &mut shutdown => break,
+                accepted = accept => accepted,
             };
             let stream = match accepted {
                 Ok(stream) => stream,
                 Err(e) => {
                     tracing::warn!(parent: &span, error = %e, "accept failed; retrying");
                     tokio::select! {
-                        _ = shared.shutdown.cancelled() => break,
+                        _ = &mut shutdown => break,
                         _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
                     }
                 }
@@ -431,6 +455,20 @@ impl Server {
                 uid = peer.and_then(|p| p.uid()),
             );
             tracing::debug!(parent: &conn_span, "accepted");
+            #[cfg(unix)]
+            let stream = match dedicated {
+                Some(handler) => {
+                    self::dedicated::start(stream, handler, &shared, id, tracked, &tracker, conn_span);
+                    continue;
+                }
+                None => match crate::tokio::Stream::from_sys(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::warn!(parent: &conn_span, error = %e, "connection dropped");
+                        continue;
+                    }
+                },
+            };
             let task =
                 connection::serve(stream, Arc::clone(&shared), id, tracked, hard_stop.clone());
             tracker.spawn(tracing::Instrument::instrument(task, conn_span));
@@ -440,6 +478,8 @@ impl Server {
             .denied_at_close
             .store(listener.denied(), Ordering::Relaxed);
         drop(listener);
+        #[cfg(unix)]
+        shared.counters.close_idle();
         tracker.close();
         tracing::debug!(parent: &span, in_flight = tracker.len(), "shutting down");
         if tokio::time::timeout(shutdown_grace, tracker.wait())
@@ -448,6 +488,8 @@ impl Server {
         {
             tracing::warn!(parent: &span, left = tracker.len(), "grace period over; closing what is left");
             hard_stop.cancel();
+            #[cfg(unix)]
+            shared.counters.close_all();
             tracker.wait().await;
         }
         tracing::debug!(parent: &span, "stopped");
@@ -491,6 +533,9 @@ impl ServerHandle {
     /// Asks the server to shut down gracefully (see [`Server`]); returns at once.
     /// [`Server::run`] returns when it is done.
     pub fn shutdown(&self) {
+        // In this order: a connection that finds `stopping` unset has made itself
+        // visibly idle before, so the scan after the cancellation closes it.
+        self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.shutdown.cancel();
     }
 
@@ -502,5 +547,21 @@ impl ServerHandle {
     /// The stats now.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+}
+
+/// Ends every connection when dropped: the abrupt end of [`Server::run`].
+struct HardStop<'a> {
+    token: CancellationToken,
+    shared: &'a Shared,
+}
+
+impl Drop for HardStop<'_> {
+    fn drop(&mut self) {
+        self.token.cancel();
+        #[cfg(unix)]
+        self.shared.counters.close_all();
+        #[cfg(not(unix))]
+        let _ = self.shared;
     }
 }

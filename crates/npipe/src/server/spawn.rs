@@ -44,7 +44,14 @@ pub(super) fn spawn(builder: ServerBuilder) -> io::Result<SpawnedServer> {
     let address = server.address().clone();
     let thread = thread::Builder::new()
         .name(format!("npipe-server {name}"))
-        .spawn(move || runtime.block_on(server.run()))?;
+        .spawn(move || {
+            let result = runtime.block_on(server.run());
+            // `run` has waited as long as the grace period allows; a sync handler
+            // still running past it (threads cannot be stopped) must not hold up
+            // `join`, as dropping the runtime would.
+            runtime.shutdown_background();
+            result
+        })?;
     Ok(SpawnedServer {
         handle,
         name,

@@ -1,7 +1,7 @@
 //! What a running server has done and what each instance is doing.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -94,25 +94,120 @@ pub struct InstanceStatus {
     pub since: Duration,
 }
 
-#[derive(Debug, Default)]
+/// The server's counters and its live connections.
+///
+/// The hot path touches only its own connection's [`Conn`] (atomics written by one
+/// task or thread, so their cache lines do not bounce between CPUs); a connection's
+/// figures are folded into the totals when it closes, under the registry lock, so
+/// that a snapshot sees every request exactly once.
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
-    pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) rejected_busy: AtomicU64,
     pub(crate) rejected_oversize: AtomicU64,
     pub(crate) timed_out: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
+    /// Totals of the connections that have closed.
+    closed: Figures,
     connections: Mutex<BTreeMap<u64, Entry>>,
+    /// The origin of [`Conn::since`].
+    epoch: Instant,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            accepted: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            rejected_busy: AtomicU64::new(0),
+            rejected_oversize: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+            closed: Figures::default(),
+            connections: Mutex::new(BTreeMap::new()),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// Requests answered and bytes moved.
+#[derive(Debug, Default)]
+struct Figures {
+    completed: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl Figures {
+    fn fold_into(&self, total: &Figures) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        add(&total.completed, get(&self.completed));
+        add(&total.bytes_in, get(&self.bytes_in));
+        add(&total.bytes_out, get(&self.bytes_out));
+    }
 }
 
 #[derive(Debug)]
 struct Entry {
-    state: InstanceState,
+    conn: Arc<Conn>,
+    /// A connection served on a thread of its own (Unix, sync handler): how to wake
+    /// it from a blocking read at shutdown.
+    #[cfg(unix)]
+    wake: Option<Wake>,
+}
+
+/// A dedicated connection's socket, and its claim on the server's task tracker:
+/// dropped at the hard stop, so that `run` need not wait for a handler that
+/// overran the grace period.
+#[cfg(unix)]
+#[derive(Debug)]
+pub(crate) struct Wake {
+    pub(crate) fd: std::os::fd::RawFd,
+    pub(crate) token: Option<tokio_util::task::task_tracker::TaskTrackerToken>,
+}
+
+/// One connection's live state.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// A [`Phase`], as `u8`.
+    phase: AtomicU8,
+    /// When the phase began: nanoseconds since [`Counters::epoch`].
+    since: AtomicU64,
+    figures: Figures,
     peer: Option<PeerCredentials>,
-    requests: u64,
-    since: Instant,
+}
+
+/// What a connection is doing; finer than [`InstanceState`], for shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    /// Between requests: shutdown may close it at once.
+    Idle = 0,
+    /// A request has begun arriving: it is in flight until its reply is written.
+    Reading = 1,
+    Handling = 2,
+    Writing = 3,
+    /// Shutdown has claimed it (it was idle, or the grace period is over).
+    Closing = 4,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Idle,
+            1 => Phase::Reading,
+            2 => Phase::Handling,
+            3 => Phase::Writing,
+            _ => Phase::Closing,
+        }
+    }
+
+    fn shown(self) -> InstanceState {
+        match self {
+            Phase::Idle | Phase::Reading | Phase::Closing => InstanceState::Reading,
+            Phase::Handling => InstanceState::Handling,
+            Phase::Writing => InstanceState::Writing,
+        }
+    }
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -125,26 +220,70 @@ impl Counters {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn nanos_now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Registers a connection; it is unregistered when the guard drops.
     pub(crate) fn open(self: &Arc<Self>, id: u64, peer: Option<PeerCredentials>) -> Tracked {
         add(&self.accepted, 1);
+        let conn = Arc::new(Conn {
+            phase: AtomicU8::new(Phase::Idle as u8),
+            since: AtomicU64::new(self.nanos_now()),
+            figures: Figures::default(),
+            peer,
+        });
         self.connections().insert(
             id,
             Entry {
-                state: InstanceState::Reading,
-                peer,
-                requests: 0,
-                since: Instant::now(),
+                conn: Arc::clone(&conn),
+                #[cfg(unix)]
+                wake: None,
             },
         );
         Tracked {
             counters: Arc::clone(self),
+            conn,
             id,
         }
     }
 
+    /// Gives a dedicated connection's socket to the shutdown paths. The socket
+    /// must stay open until the connection's [`Tracked`] is dropped.
+    #[cfg(unix)]
+    pub(crate) fn dedicate(&self, id: u64, wake: Wake) {
+        if let Some(entry) = self.connections().get_mut(&id) {
+            entry.wake = Some(wake);
+        }
+    }
+
+    /// Graceful shutdown: closes the dedicated connections that are between
+    /// requests (async connections watch the shutdown token themselves).
+    #[cfg(unix)]
+    pub(crate) fn close_idle(&self) {
+        for entry in self.connections().values() {
+            let Some(wake) = &entry.wake else { continue };
+            if entry.conn.claim_idle() {
+                // Registered sockets are open while the lock is held (see `dedicate`).
+                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Read);
+            }
+        }
+    }
+
+    /// After the grace period: cuts every dedicated connection off and stops
+    /// waiting for their threads.
+    #[cfg(unix)]
+    pub(crate) fn close_all(&self) {
+        for entry in self.connections().values_mut() {
+            let Some(wake) = &mut entry.wake else { continue };
+            entry.conn.phase.store(Phase::Closing as u8, Ordering::SeqCst);
+            let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
+            wake.token = None;
+        }
+    }
+
     pub(crate) fn snapshot(&self, listening: u32, rejected_access: u64) -> Stats {
-        let now = Instant::now();
+        let now = self.nanos_now();
         let connections = self.connections();
         let mut instances: Vec<InstanceStatus> = (0..listening)
             .map(|_| InstanceStatus {
@@ -155,27 +294,52 @@ impl Counters {
                 since: Duration::ZERO,
             })
             .collect();
-        instances.extend(connections.iter().map(|(id, e)| InstanceStatus {
-            state: e.state,
-            connection: Some(*id),
-            peer: e.peer,
-            requests: e.requests,
-            since: now.saturating_duration_since(e.since),
-        }));
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut completed = get(&self.closed.completed);
+        let mut bytes_in = get(&self.closed.bytes_in);
+        let mut bytes_out = get(&self.closed.bytes_out);
+        for (id, entry) in connections.iter() {
+            let conn = &entry.conn;
+            let requests = get(&conn.figures.completed);
+            completed += requests;
+            bytes_in += get(&conn.figures.bytes_in);
+            bytes_out += get(&conn.figures.bytes_out);
+            instances.push(InstanceStatus {
+                state: Phase::from_u8(conn.phase.load(Ordering::Relaxed)).shown(),
+                connection: Some(*id),
+                peer: conn.peer,
+                requests,
+                since: Duration::from_nanos(now.saturating_sub(get(&conn.since))),
+            });
+        }
         Stats {
             accepted: get(&self.accepted),
             active: connections.len() as u64,
-            completed: get(&self.completed),
+            completed,
             failed: get(&self.failed),
             rejected_busy: get(&self.rejected_busy),
             rejected_access,
             rejected_oversize: get(&self.rejected_oversize),
             timed_out: get(&self.timed_out),
-            bytes_in: get(&self.bytes_in),
-            bytes_out: get(&self.bytes_out),
+            bytes_in,
+            bytes_out,
             instances,
         }
+    }
+}
+
+impl Conn {
+    /// Shutdown's claim on an idle connection: `true` if it was idle (and is now
+    /// closing), `false` if a request is in flight.
+    fn claim_idle(&self) -> bool {
+        self.phase
+            .compare_exchange(
+                Phase::Idle as u8,
+                Phase::Closing as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
     }
 }
 
@@ -183,27 +347,56 @@ impl Counters {
 #[derive(Debug)]
 pub(crate) struct Tracked {
     counters: Arc<Counters>,
+    conn: Arc<Conn>,
     id: u64,
 }
 
 impl Tracked {
-    pub(crate) fn set(&self, state: InstanceState) {
-        if let Some(e) = self.counters.connections().get_mut(&self.id) {
-            e.state = state;
-            e.since = Instant::now();
+    /// Enters `phase`; `false` if shutdown has claimed the connection (it must
+    /// close without starting anything new).
+    pub(crate) fn enter(&self, phase: Phase) -> bool {
+        let conn = &self.conn;
+        let mut current = conn.phase.load(Ordering::SeqCst);
+        loop {
+            if current == Phase::Closing as u8 {
+                return false;
+            }
+            match conn.phase.compare_exchange_weak(
+                current,
+                phase as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
         }
+        conn.since
+            .store(self.counters.nanos_now(), Ordering::Relaxed);
+        true
     }
 
-    pub(crate) fn answered(&self) {
-        add(&self.counters.completed, 1);
-        if let Some(e) = self.counters.connections().get_mut(&self.id) {
-            e.requests += 1;
-        }
+    /// Whether shutdown has claimed the connection.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.conn.phase.load(Ordering::SeqCst) == Phase::Closing as u8
+    }
+
+    pub(crate) fn received(&self, bytes: u64) {
+        add(&self.conn.figures.bytes_in, bytes);
+    }
+
+    /// A request was answered; `bytes` of reply were written.
+    pub(crate) fn answered(&self, bytes: u64) {
+        add(&self.conn.figures.completed, 1);
+        add(&self.conn.figures.bytes_out, bytes);
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.counters.connections().remove(&self.id);
+        let mut connections = self.counters.connections();
+        connections.remove(&self.id);
+        // Under the lock: a snapshot sees these figures either live or folded.
+        self.conn.figures.fold_into(&self.counters.closed);
     }
 }

@@ -122,6 +122,14 @@ impl Listener {
     /// Cancel safe: no connection is taken from the kernel unless the future
     /// completes, and the instance it reserved is given back when it is dropped.
     pub async fn accept(&self) -> io::Result<Stream> {
+        let stream = self.accept_sys(true).await?;
+        Stream::from_sys(stream)
+    }
+
+    /// [`accept`](Self::accept), returning the connection before it is given to
+    /// tokio: non-blocking, or blocking for a thread that will serve it (the
+    /// managed server's sync handlers). Cancel safe, as `accept`.
+    pub(crate) async fn accept_sys(&self, nonblocking: bool) -> io::Result<sys::Stream> {
         let listener = &self.inner;
         loop {
             listener.gate().reserve_async().await;
@@ -129,7 +137,7 @@ impl Listener {
                 listener: Some(listener),
             };
             let conn = loop {
-                match self.socket.accept().await {
+                match self.socket.accept(nonblocking).await {
                     Ok(conn) => break conn,
                     Err(e) if sys::is_transient_accept_error(&e) => continue,
                     Err(e) => return Err(e),
@@ -139,7 +147,7 @@ impl Listener {
             // dropped with a connection in hand.
             reservation.consume();
             if let Some(stream) = listener.finish_accept(conn)? {
-                return Stream::from_sys(stream);
+                return Ok(stream);
             }
         }
     }

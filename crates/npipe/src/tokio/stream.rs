@@ -73,7 +73,10 @@ impl Stream {
     /// Wraps a stream fresh from the blocking code (connect or accept).
     pub(crate) fn from_sys(stream: sys::Stream) -> io::Result<Stream> {
         let parts = stream.into_parts();
-        parts.sock.set_nonblocking(true)?;
+        if !parts.is_server {
+            // Server streams arrive non-blocking from `accept4` already.
+            parts.sock.set_nonblocking(true)?;
+        }
         Ok(Stream {
             io: UnixStream::from_std(parts.sock, parts.peer, parts.send_buffer)?,
             reader: Reader::new(

@@ -28,7 +28,7 @@ pub(crate) use tokio_io::{
     AsyncListener, OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream,
 };
 #[cfg(feature = "tokio")]
-pub(crate) use {gate::Slot, listener::is_transient_accept_error};
+pub(crate) use {gate::Slot, listener::is_transient_accept_error, stream::RequestWait};
 
 use crate::error::{err, err_src, ErrorKind};
 use crate::name::{Address, PipeName};

@@ -291,6 +291,169 @@ impl Stream {
     }
 }
 
+/// Requests and replies for the managed server's dedicated connections (a thread
+/// per connection, `server::dedicated`).
+#[cfg(feature = "tokio")]
+impl Stream {
+    /// Receives the next request (message mode): waiting for its first byte with
+    /// the idle timeout, then calling `begin` — which returns the request's
+    /// deadline, or `None` to give up (shutdown claimed the connection) — and
+    /// reading the rest by that deadline. `Ok(None)`: the client closed between
+    /// requests, or `begin` gave up.
+    pub(crate) fn recv_request(
+        &mut self,
+        out: &mut Vec<u8>,
+        wait: &mut RequestWait,
+        begin: &mut dyn FnMut() -> Option<Option<Instant>>,
+    ) -> io::Result<Option<usize>> {
+        self.check_read()?;
+        wait.begun = false;
+        wait.deadline = None;
+        if self.reader.buffered() > 0 || self.reader.in_message() {
+            // The client sent ahead: this request has begun already.
+            match begin() {
+                Some(deadline) => wait.start(deadline),
+                None => return Ok(None),
+            }
+        }
+        let mut src = RequestSource {
+            sock: &self.sock,
+            wait,
+            begin,
+            gave_up: false,
+        };
+        let got = self.reader.recv(&mut src, out);
+        let gave_up = src.gave_up;
+        if wait.deadline_installed {
+            // Back to the idle timeout for the wait between requests.
+            self.sock.set_read_timeout(wait.idle)?;
+            wait.deadline_installed = false;
+            wait.idle_installed = true;
+        }
+        if gave_up {
+            out.clear();
+            return Ok(None);
+        }
+        got
+    }
+
+    /// Sends a reply by `deadline` (see `send_all_by`).
+    pub(crate) fn send_by(&mut self, message: &[u8], deadline: Option<Instant>) -> io::Result<()> {
+        self.check_write()?;
+        self.send_buffer.before_send(&self.sock, message.len());
+        let header = encode_header(message.len(), self.max_message)?;
+        if message.len() <= COALESCE_LIMIT {
+            self.write_buf.clear();
+            self.write_buf.extend_from_slice(&header);
+            self.write_buf.extend_from_slice(message);
+            send_all_by(&self.sock, &[&self.write_buf], deadline)
+        } else {
+            send_all_by(&self.sock, &[&header, message], deadline)
+        }
+    }
+}
+
+/// A dedicated connection's read timeouts, kept across requests.
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub(crate) struct RequestWait {
+    /// The wait allowed for a request to begin.
+    idle: Option<Duration>,
+    /// Whether the socket's read timeout is `idle`: set only once a wait would
+    /// block, so a connection whose request is already there (the usual
+    /// connect-request-reply-close client) costs no system call for it.
+    idle_installed: bool,
+    /// Whether the socket's read timeout is the current request's time left.
+    deadline_installed: bool,
+    begun: bool,
+    deadline: Option<Instant>,
+}
+
+#[cfg(feature = "tokio")]
+impl RequestWait {
+    pub(crate) fn new(idle: Option<Duration>) -> RequestWait {
+        RequestWait {
+            idle,
+            // A fresh socket has no read timeout, which is right for no idle limit.
+            idle_installed: idle.is_none(),
+            deadline_installed: false,
+            begun: false,
+            deadline: None,
+        }
+    }
+
+    /// Whether the last [`Stream::recv_request`] got as far as beginning a request
+    /// (a timeout then is the request's deadline, not the idle timeout).
+    pub(crate) fn begun(&self) -> bool {
+        self.begun
+    }
+
+    /// The current request's deadline.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn start(&mut self, deadline: Option<Instant>) {
+        self.begun = true;
+        self.deadline = deadline;
+    }
+}
+
+/// The socket as `FrameReader` sees it while receiving a request.
+#[cfg(feature = "tokio")]
+struct RequestSource<'a> {
+    sock: &'a UnixStream,
+    wait: &'a mut RequestWait,
+    begin: &'a mut dyn FnMut() -> Option<Option<Instant>>,
+    gave_up: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl Read for RequestSource<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.wait.begun {
+            let n = self.read_idle(out)?;
+            if n > 0 {
+                match (self.begin)() {
+                    Some(deadline) => self.wait.start(deadline),
+                    None => {
+                        // Nothing was delivered yet: reporting an end drops it.
+                        self.gave_up = true;
+                        return Ok(0);
+                    }
+                }
+            }
+            return Ok(n);
+        }
+        if let Some(deadline) = self.wait.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.sock.set_read_timeout(Some(left))?;
+            self.wait.deadline_installed = true;
+        }
+        (&mut &*self.sock).read(out)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl RequestSource<'_> {
+    /// Waits for a request to begin, at most the idle timeout.
+    fn read_idle(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.wait.idle_installed {
+            match socket::recv(self.sock.as_raw_fd(), out, socket::MsgFlags::MSG_DONTWAIT) {
+                Err(Errno::EAGAIN) => {
+                    self.sock.set_read_timeout(self.wait.idle)?;
+                    self.wait.idle_installed = true;
+                }
+                other => return other.map_err(io::Error::from),
+            }
+        }
+        (&mut &*self.sock).read(out)
+    }
+}
+
 /// A fresh stream's pieces: see [`Stream::into_parts`].
 #[cfg(feature = "tokio")]
 #[derive(Debug)]
@@ -367,32 +530,76 @@ fn send_all(sock: &UnixStream, parts: &[&[u8]]) -> io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut sent = 0;
     while sent < total {
-        let result = if parts.len() == 1 {
-            socket::send(sock.as_raw_fd(), &parts[0][sent..], SEND_FLAGS)
-        } else {
-            let slices = remaining_slices(parts, sent);
-            socket::sendmsg::<()>(sock.as_raw_fd(), &slices, &[], SEND_FLAGS, None)
-        };
-        match result {
+        match send_some(sock, parts, sent, SEND_FLAGS) {
             Ok(n) => sent += n,
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => {
-                return Err(err(
-                    ErrorKind::Timeout,
-                    format!("write timed out after {sent} of {total} bytes"),
-                ))
-            }
-            Err(Errno::EPIPE | Errno::ECONNRESET) => {
-                return Err(err_src(
-                    ErrorKind::Disconnected,
-                    "the other end closed the connection or does not read (an outbound pipe)",
-                    Errno::EPIPE.into(),
-                ))
-            }
-            Err(e) => return Err(e.into()),
+            Err(Errno::EAGAIN) => return Err(write_timed_out(sent, total)),
+            Err(e) => return Err(send_error(e)),
         }
     }
     Ok(())
+}
+
+/// [`send_all`] by `deadline` (`None`: no limit), whatever the socket's write
+/// timeout: first without blocking, which is all a reply needs while the peer
+/// keeps reading; when the send buffer is full, blocking with the time left.
+#[cfg(feature = "tokio")]
+fn send_all_by(sock: &UnixStream, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut sent = 0;
+    let mut flags = SEND_FLAGS | socket::MsgFlags::MSG_DONTWAIT;
+    while sent < total {
+        match send_some(sock, parts, sent, flags) {
+            Ok(n) => sent += n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                let left = match deadline {
+                    Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                    None => Duration::MAX,
+                };
+                if left.is_zero() {
+                    return Err(write_timed_out(sent, total));
+                }
+                sock.set_write_timeout((left != Duration::MAX).then_some(left))?;
+                flags = SEND_FLAGS;
+            }
+            Err(e) => return Err(send_error(e)),
+        }
+    }
+    Ok(())
+}
+
+/// One `send`/`sendmsg` of what is left of `parts` after `sent` bytes.
+fn send_some(
+    sock: &UnixStream,
+    parts: &[&[u8]],
+    sent: usize,
+    flags: socket::MsgFlags,
+) -> Result<usize, Errno> {
+    if parts.len() == 1 {
+        socket::send(sock.as_raw_fd(), &parts[0][sent..], flags)
+    } else {
+        let slices = remaining_slices(parts, sent);
+        socket::sendmsg::<()>(sock.as_raw_fd(), &slices, &[], flags, None)
+    }
+}
+
+fn write_timed_out(sent: usize, total: usize) -> io::Error {
+    err(
+        ErrorKind::Timeout,
+        format!("write timed out after {sent} of {total} bytes"),
+    )
+}
+
+fn send_error(e: Errno) -> io::Error {
+    match e {
+        Errno::EPIPE | Errno::ECONNRESET => err_src(
+            ErrorKind::Disconnected,
+            "the other end closed the connection or does not read (an outbound pipe)",
+            Errno::EPIPE.into(),
+        ),
+        e => e.into(),
+    }
 }
 
 fn remaining_slices<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<IoSlice<'a>> {

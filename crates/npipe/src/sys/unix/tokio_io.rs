@@ -201,14 +201,18 @@ impl AsyncListener {
         })
     }
 
-    /// Waits for a connection and takes it, as a non-blocking socket.
+    /// Waits for a connection and takes it, as a non-blocking socket or (for a
+    /// thread that will serve it) a blocking one.
     ///
     /// Cancel safe: a connection is taken from the kernel only by the final,
     /// synchronous step.
-    pub(crate) async fn accept(&self) -> io::Result<std::os::unix::net::UnixStream> {
+    pub(crate) async fn accept(
+        &self,
+        nonblocking: bool,
+    ) -> io::Result<std::os::unix::net::UnixStream> {
         loop {
             let mut guard = self.io.readable().await?;
-            if let Ok(result) = guard.try_io(|listener| accept_nonblocking(listener.get_ref())) {
+            if let Ok(result) = guard.try_io(|l| accept_now(l.get_ref(), nonblocking)) {
                 return result;
             }
         }
@@ -216,22 +220,27 @@ impl AsyncListener {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn accept_nonblocking(
+fn accept_now(
     listener: &std::os::unix::net::UnixListener,
+    nonblocking: bool,
 ) -> io::Result<std::os::unix::net::UnixStream> {
     use std::os::fd::FromRawFd;
-    let flags = socket::SockFlag::SOCK_NONBLOCK | socket::SockFlag::SOCK_CLOEXEC;
+    let mut flags = socket::SockFlag::SOCK_CLOEXEC;
+    if nonblocking {
+        flags |= socket::SockFlag::SOCK_NONBLOCK;
+    }
     let fd = socket::accept4(listener.as_raw_fd(), flags)?;
     // SAFETY: `accept4` just returned this descriptor, open and owned by nobody else.
     Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn accept_nonblocking(
+fn accept_now(
     listener: &std::os::unix::net::UnixListener,
+    nonblocking: bool,
 ) -> io::Result<std::os::unix::net::UnixStream> {
     let (conn, _) = listener.accept()?;
-    conn.set_nonblocking(true)?;
+    conn.set_nonblocking(nonblocking)?;
     Ok(conn)
 }
 
