@@ -26,6 +26,37 @@ fn echo(request: Request) -> Response {
     Response::from(reply)
 }
 
+/// How a test's handler runs. A sync handler's connections are served on threads
+/// of their own (Unix), an async handler's as tasks: tests of deadlines and
+/// shutdown run with both.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Sync,
+    Async,
+}
+
+/// `builder` with a handler of `kind` that waits `delay`, then echoes.
+fn slow_echo(
+    builder: npipe::server::ServerBuilder,
+    kind: Kind,
+    delay: Duration,
+) -> npipe::server::ServerBuilder {
+    match kind {
+        Kind::Sync => builder.handler(move |r| {
+            if !delay.is_zero() {
+                thread::sleep(delay);
+            }
+            echo(r)
+        }),
+        Kind::Async => builder.async_handler(move |r: Request| async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            echo(r)
+        }),
+    }
+}
+
 /// Polls the stats until `ready` holds (the watchdog bounds the wait).
 fn wait_stats(server: &SpawnedServer, what: &str, ready: impl Fn(&Stats) -> bool) -> Stats {
     loop {
@@ -200,16 +231,25 @@ fn a_handler_can_fail_its_request_without_panicking() {
 #[cfg(unix)]
 #[test]
 fn half_a_frame_then_silence_is_cut_off_by_the_request_deadline() {
+    half_a_frame_then_silence(Kind::Sync);
+}
+
+#[cfg(unix)]
+#[test]
+fn half_a_frame_then_silence_is_cut_off_by_the_request_deadline_async() {
+    half_a_frame_then_silence(Kind::Async);
+}
+
+#[cfg(unix)]
+fn half_a_frame_then_silence(kind: Kind) {
     let _w = Watchdog::start("half_a_frame_then_silence_is_cut_off");
     let name = unique("srv-stall");
     // One instance only: without the deadline the staller would block everyone.
-    let server = Server::builder(&name)
+    let builder = Server::builder(&name)
         .max_instances(Some(1))
         .pending_instances(1)
-        .request_timeout(Some(Duration::from_millis(300)))
-        .handler(echo)
-        .spawn()
-        .unwrap();
+        .request_timeout(Some(Duration::from_millis(300)));
+    let server = slow_echo(builder, kind, Duration::ZERO).spawn().unwrap();
     let mut staller = raw_client(&name);
     staller.write_all(&100u32.to_le_bytes()).unwrap();
     staller.write_all(b"only ten b").unwrap();
@@ -232,13 +272,19 @@ fn half_a_frame_then_silence_is_cut_off_by_the_request_deadline() {
 
 #[test]
 fn idle_connections_are_closed_and_counted() {
+    idle_connections_closed(Kind::Sync);
+}
+
+#[test]
+fn idle_connections_are_closed_and_counted_async() {
+    idle_connections_closed(Kind::Async);
+}
+
+fn idle_connections_closed(kind: Kind) {
     let _w = Watchdog::start("idle_connections_are_closed_and_counted");
     let name = unique("srv-idle");
-    let server = Server::builder(&name)
-        .idle_timeout(Some(Duration::from_millis(200)))
-        .handler(echo)
-        .spawn()
-        .unwrap();
+    let builder = Server::builder(&name).idle_timeout(Some(Duration::from_millis(200)));
+    let server = slow_echo(builder, kind, Duration::ZERO).spawn().unwrap();
     let mut idle = npipe::Stream::connect(&name).unwrap();
     let mut reply = Vec::new();
     idle.send(b"one").unwrap();
@@ -317,20 +363,52 @@ fn no_descriptor_leaks_after_10000_connections() {
 #[cfg(unix)]
 #[test]
 fn shutdown_lets_requests_in_flight_finish_and_removes_the_pipe() {
+    shutdown_lets_requests_finish(Kind::Sync);
+}
+
+#[cfg(unix)]
+#[test]
+fn shutdown_lets_requests_in_flight_finish_and_removes_the_pipe_async() {
+    shutdown_lets_requests_finish(Kind::Async);
+}
+
+#[cfg(unix)]
+fn shutdown_lets_requests_finish(kind: Kind) {
     let _w = Watchdog::start("shutdown_lets_requests_in_flight_finish");
     let name = unique("srv-shutdown");
     const IN_FLIGHT: usize = 12;
-    let server = Server::builder(&name)
-        .async_handler(|r: Request| async move {
-            tokio::time::sleep(Duration::from_millis(400)).await;
+    // The handlers hold their requests until released, which the test does only
+    // once the idle connection has been closed: closing idle connections must not
+    // wait for the requests in flight (nor for the grace period, which would cut
+    // them off).
+    let release = Arc::new(AtomicBool::new(false));
+    let held = {
+        let release = Arc::clone(&release);
+        move || {
+            while !release.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    let builder = Server::builder(&name).shutdown_grace(Duration::from_secs(30));
+    let server = match kind {
+        Kind::Sync => builder.handler(move |r| {
+            held();
             echo(r)
-        })
-        .shutdown_grace(Duration::from_secs(30))
-        .spawn()
-        .unwrap();
+        }),
+        Kind::Async => builder.async_handler(move |r: Request| {
+            let held = held.clone();
+            async move {
+                tokio::task::spawn_blocking(held).await.unwrap();
+                echo(r)
+            }
+        }),
+    }
+    .spawn()
+    .unwrap();
     let path = socket_path(&server);
     assert!(path.exists());
-    let idle = npipe::Stream::connect(&name).unwrap();
+    let mut idle = npipe::Stream::connect(&name).unwrap();
     let clients: Vec<_> = (0..IN_FLIGHT)
         .map(|i| {
             let name = name.clone();
@@ -349,6 +427,15 @@ fn shutdown_lets_requests_in_flight_finish_and_removes_the_pipe() {
             == IN_FLIGHT
     });
     server.shutdown();
+    // The idle connection is closed at once, requests still in flight.
+    assert_eq!(idle.recv(&mut Vec::new()).unwrap(), None);
+    // The pipe leaves the namespace (at about the same time: wait for it).
+    while path.exists() {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let e = npipe::Stream::try_connect(&name).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound, "{e}");
+    release.store(true, Ordering::SeqCst);
     for c in clients {
         c.join().unwrap().expect("no request in flight is lost");
     }
@@ -356,25 +443,25 @@ fn shutdown_lets_requests_in_flight_finish_and_removes_the_pipe() {
     server.join().unwrap();
     let stats = handle.stats();
     assert_eq!(stats.completed, IN_FLIGHT as u64);
-    assert!(!path.exists(), "the socket file is gone");
-    let e = npipe::Stream::try_connect(&name).unwrap_err();
-    assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound, "{e}");
-    // The idle connection was closed, not left hanging.
-    let mut idle = idle;
-    assert_eq!(idle.recv(&mut Vec::new()).unwrap(), None);
 }
 
 #[test]
 fn grace_period_bounds_shutdown() {
+    grace_period_bounds(Kind::Sync);
+}
+
+#[test]
+fn grace_period_bounds_shutdown_async() {
+    grace_period_bounds(Kind::Async);
+}
+
+fn grace_period_bounds(kind: Kind) {
     let _w = Watchdog::start("grace_period_bounds_shutdown");
     let name = unique("srv-grace");
-    let server = Server::builder(&name)
-        .async_handler(|_r: Request| async move {
-            // Longer than the watchdog: only the grace period can end it.
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            Response::empty()
-        })
-        .shutdown_grace(Duration::from_millis(100))
+    // Longer than the watchdog: only the grace period can end it (a sync handler's
+    // thread sleeps on, abandoned, until the test process exits).
+    let builder = Server::builder(&name).shutdown_grace(Duration::from_millis(100));
+    let server = slow_echo(builder, kind, Duration::from_secs(3600))
         .spawn()
         .unwrap();
     let mut stuck = npipe::Stream::connect(&name).unwrap();
@@ -685,4 +772,53 @@ pub(crate) mod roles {
         }
         0
     }
+}
+
+// Sync-handler connections are served on threads of their own up to a limit (128),
+// then as tasks: both kinds at once, persistent, all answered and counted.
+#[test]
+fn more_persistent_clients_than_dedicated_threads() {
+    let _w = Watchdog::start("more_persistent_clients_than_dedicated_threads");
+    let name = unique("srv-overflow");
+    const CLIENTS: usize = 150;
+    let server = Server::builder(&name)
+        .handler(|r| Response::new(format!("{}#{}", r.connection(), r.sequence())))
+        .spawn()
+        .unwrap();
+    let mut clients: Vec<npipe::Stream> = (0..CLIENTS)
+        .map(|_| npipe::Stream::connect(&name).unwrap())
+        .collect();
+    let mut reply = Vec::new();
+    let mut connections = std::collections::BTreeSet::new();
+    for round in 1..=2u64 {
+        for c in &mut clients {
+            c.send(b"x").unwrap();
+        }
+        for c in &mut clients {
+            c.recv(&mut reply).unwrap().unwrap();
+            let text = String::from_utf8(reply.clone()).unwrap();
+            let (connection, sequence) = text.split_once('#').unwrap();
+            assert_eq!(sequence, round.to_string(), "{text}");
+            connections.insert(connection.to_owned());
+        }
+    }
+    assert_eq!(
+        connections.len(),
+        CLIENTS,
+        "each client has its own connection"
+    );
+    let stats = wait_stats(&server, "every connection open", |s| {
+        s.active == CLIENTS as u64 && s.completed == 2 * CLIENTS as u64
+    });
+    assert!(
+        stats
+            .instances
+            .iter()
+            .all(|i| i.connection.is_none() || i.requests == 2),
+        "{stats:?}"
+    );
+    drop(clients);
+    let stats = wait_stats(&server, "every connection closed", |s| s.active == 0);
+    assert_eq!(stats.completed, 2 * CLIENTS as u64, "{stats:?}");
+    assert_eq!(stats.bytes_in, 2 * CLIENTS as u64 * 5, "{stats:?}");
 }

@@ -458,7 +458,9 @@ impl Server {
             #[cfg(unix)]
             let stream = match dedicated {
                 Some(handler) => {
-                    self::dedicated::start(stream, handler, &shared, id, tracked, &tracker, conn_span);
+                    self::dedicated::start(
+                        stream, handler, &shared, id, tracked, &tracker, conn_span,
+                    );
                     continue;
                 }
                 None => match crate::tokio::Stream::from_sys(stream) {

@@ -46,10 +46,11 @@ pub(super) fn spawn(builder: ServerBuilder) -> io::Result<SpawnedServer> {
         .name(format!("npipe-server {name}"))
         .spawn(move || {
             let result = runtime.block_on(server.run());
-            // `run` has waited as long as the grace period allows; a sync handler
+            // `run` has waited as long as the grace period allows. A sync handler
             // still running past it (threads cannot be stopped) must not hold up
-            // `join`, as dropping the runtime would.
-            runtime.shutdown_background();
+            // `join`, as dropping the runtime would; anything else is done by now
+            // and is released before `join` returns.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             result
         })?;
     Ok(SpawnedServer {

@@ -275,8 +275,13 @@ impl Counters {
     #[cfg(unix)]
     pub(crate) fn close_all(&self) {
         for entry in self.connections().values_mut() {
-            let Some(wake) = &mut entry.wake else { continue };
-            entry.conn.phase.store(Phase::Closing as u8, Ordering::SeqCst);
+            let Some(wake) = &mut entry.wake else {
+                continue;
+            };
+            entry
+                .conn
+                .phase
+                .store(Phase::Closing as u8, Ordering::SeqCst);
             let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
             wake.token = None;
         }
