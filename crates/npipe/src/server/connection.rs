@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use tokio_util::sync::CancellationToken;
-
 use super::handler::Request;
 use super::stats::{add, Phase, Tracked};
 use super::Shared;
@@ -36,18 +34,11 @@ pub(super) enum End {
     Io(io::Error),
 }
 
-pub(crate) async fn serve(
-    mut stream: Stream,
-    shared: Arc<Shared>,
-    id: u64,
-    tracked: Tracked,
-    hard_stop: CancellationToken,
-) {
-    let end = tokio::select! {
-        // Past the grace period: drop the connection whatever it is doing.
-        _ = hard_stop.cancelled() => End::Shutdown,
-        end = requests(&mut stream, &shared, id, &tracked) => end,
-    };
+/// Serves one connection until it ends. Shutdown closes it by aborting the task
+/// (`Counters::close_idle`, `close_all`), so nothing here waits on a shared token:
+/// polling one takes its lock, on every poll of every connection.
+pub(crate) async fn serve(mut stream: Stream, shared: Arc<Shared>, id: u64, tracked: Tracked) {
+    let end = requests(&mut stream, &shared, id, &tracked).await;
     finish(&shared, end);
 }
 
@@ -76,10 +67,6 @@ async fn requests(stream: &mut Stream, shared: &Shared, id: u64, tracked: &Track
     let peer = stream.peer_credentials().ok();
     let mut sequence = 0;
     let mut body = Vec::new();
-    // Made once per connection, not per request: each costs a registration with
-    // the token or the timer wheel.
-    let shutdown = shared.shutdown.cancelled();
-    tokio::pin!(shutdown);
     // One timer for every deadline of the connection. A tokio timer costs a
     // registration in the timer wheel (a lock) when first polled and another when
     // dropped; two timers per request (idle, request) were a large part of the
@@ -94,12 +81,7 @@ async fn requests(stream: &mut Stream, shared: &Shared, id: u64, tracked: &Track
         }
         // Between requests the connection is idle: shutdown closes it at once.
         let idle = after(shared.idle_timeout);
-        let started = tokio::select! {
-            biased;
-            _ = &mut shutdown => return End::Shutdown,
-            started = within(sleep.as_mut(), idle, stream.wait_data()) => started,
-        };
-        match started {
+        match within(sleep.as_mut(), idle, stream.wait_data()).await {
             None => return End::IdleTimeout,
             Some(Ok(true)) => {}
             Some(Ok(false)) => return End::ClientClosed,

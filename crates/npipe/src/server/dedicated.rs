@@ -90,12 +90,13 @@ pub(super) fn serve(
     tracked: Tracked,
 ) {
     let end = requests(&mut stream, handler, &shared, id, &tracked);
+    // Counted before the connection leaves the stats, as on the async path.
+    finish(&shared, end);
     // Unregister the socket before closing it: the shutdown paths use its
     // descriptor while it is registered.
     drop(tracked);
     drop(stream);
     shared.dedicated.fetch_sub(1, Ordering::Relaxed);
-    finish(&shared, end);
 }
 
 fn requests(

@@ -406,12 +406,8 @@ impl Server {
             shutdown_grace,
         } = self;
         let tracker = TaskTracker::new();
-        let hard_stop = CancellationToken::new();
         // Connections must not outlive an abruptly dropped `run`.
-        let _hard_stop_on_drop = HardStop {
-            token: hard_stop.clone(),
-            shared: &shared,
-        };
+        let _hard_stop_on_drop = HardStop(&shared);
         let next_id = AtomicU64::new(1);
         let max = listener.options().max_instances;
         let span = tracing::debug_span!("npipe.server", pipe = %listener.name());
@@ -471,16 +467,15 @@ impl Server {
                     }
                 },
             };
-            let task =
-                connection::serve(stream, Arc::clone(&shared), id, tracked, hard_stop.clone());
-            tracker.spawn(tracing::Instrument::instrument(task, conn_span));
+            let task = connection::serve(stream, Arc::clone(&shared), id, tracked);
+            let task = tracker.spawn(tracing::Instrument::instrument(task, conn_span));
+            shared.counters.watch(id, task.abort_handle());
         }
         // Stop accepting at once: the pipe leaves the namespace now.
         shared
             .denied_at_close
             .store(listener.denied(), Ordering::Relaxed);
         drop(listener);
-        #[cfg(unix)]
         shared.counters.close_idle();
         tracker.close();
         tracing::debug!(parent: &span, in_flight = tracker.len(), "shutting down");
@@ -489,8 +484,6 @@ impl Server {
             .is_err()
         {
             tracing::warn!(parent: &span, left = tracker.len(), "grace period over; closing what is left");
-            hard_stop.cancel();
-            #[cfg(unix)]
             shared.counters.close_all();
             tracker.wait().await;
         }
@@ -553,17 +546,10 @@ impl ServerHandle {
 }
 
 /// Ends every connection when dropped: the abrupt end of [`Server::run`].
-struct HardStop<'a> {
-    token: CancellationToken,
-    shared: &'a Shared,
-}
+struct HardStop<'a>(&'a Shared);
 
 impl Drop for HardStop<'_> {
     fn drop(&mut self) {
-        self.token.cancel();
-        #[cfg(unix)]
-        self.shared.counters.close_all();
-        #[cfg(not(unix))]
-        let _ = self.shared;
+        self.0.counters.close_all();
     }
 }

@@ -149,6 +149,9 @@ impl Figures {
 #[derive(Debug)]
 struct Entry {
     conn: Arc<Conn>,
+    /// The task serving an async connection: aborted to close it at shutdown
+    /// (cheaper than every connection watching a shared cancellation token).
+    task: Option<tokio::task::AbortHandle>,
     /// A connection served on a thread of its own (Unix, sync handler): how to wake
     /// it from a blocking read at shutdown.
     #[cfg(unix)]
@@ -237,6 +240,7 @@ impl Counters {
             id,
             Entry {
                 conn: Arc::clone(&conn),
+                task: None,
                 #[cfg(unix)]
                 wake: None,
             },
@@ -257,33 +261,47 @@ impl Counters {
         }
     }
 
-    /// Graceful shutdown: closes the dedicated connections that are between
-    /// requests (async connections watch the shutdown token themselves).
-    #[cfg(unix)]
+    /// Gives an async connection's task to the shutdown paths.
+    pub(crate) fn watch(&self, id: u64, task: tokio::task::AbortHandle) {
+        if let Some(entry) = self.connections().get_mut(&id) {
+            entry.task = Some(task);
+        }
+    }
+
+    /// Graceful shutdown: closes the connections that are between requests; those
+    /// with a request in flight finish it and then close themselves.
     pub(crate) fn close_idle(&self) {
         for entry in self.connections().values() {
-            let Some(wake) = &entry.wake else { continue };
-            if entry.conn.claim_idle() {
+            if !entry.conn.claim_idle() {
+                continue;
+            }
+            if let Some(task) = &entry.task {
+                task.abort();
+            }
+            #[cfg(unix)]
+            if let Some(wake) = &entry.wake {
                 // Registered sockets are open while the lock is held (see `dedicate`).
                 let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Read);
             }
         }
     }
 
-    /// After the grace period: cuts every dedicated connection off and stops
-    /// waiting for their threads.
-    #[cfg(unix)]
+    /// After the grace period: cuts every connection off, and stops waiting for
+    /// threads still inside a handler.
     pub(crate) fn close_all(&self) {
         for entry in self.connections().values_mut() {
-            let Some(wake) = &mut entry.wake else {
-                continue;
-            };
             entry
                 .conn
                 .phase
                 .store(Phase::Closing as u8, Ordering::SeqCst);
-            let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
-            wake.token = None;
+            if let Some(task) = &entry.task {
+                task.abort();
+            }
+            #[cfg(unix)]
+            if let Some(wake) = &mut entry.wake {
+                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
+                wake.token = None;
+            }
         }
     }
 
