@@ -256,7 +256,21 @@ fn unique_addr() -> PathBuf {
 }
 
 fn role_cmd(exe: &PathBuf, role: &str, row: &Row, addr: &str, cpu: Option<usize>) -> Command {
-    let mut cmd = Command::new(exe);
+    // `NPIPE_BENCH_SERVER_WRAP="valgrind --tool=callgrind"`: run the server
+    // process under a tool, for profiling (the figures are then the tool's).
+    let wrap = std::env::var("NPIPE_BENCH_SERVER_WRAP").ok();
+    let wrap: Vec<&str> = match &wrap {
+        Some(w) if role == "__server" => w.split_whitespace().collect(),
+        _ => Vec::new(),
+    };
+    let mut cmd = match wrap.split_first() {
+        Some((tool, args)) => {
+            let mut cmd = Command::new(tool);
+            cmd.args(args).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
     cmd.arg(role)
         .arg(row.entry.name)
         .arg(serde_json::to_string(&row.workload).expect("serializable"))

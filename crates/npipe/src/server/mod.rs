@@ -147,7 +147,8 @@ struct Shared {
     /// Set (before `shutdown` is cancelled) when shutdown is asked: checked by every
     /// connection between requests, cheaper than asking the token.
     stopping: AtomicBool,
-    /// Connections served on threads of their own now (`dedicated.rs`).
+    /// Connections served on threads of their own now (`dedicated.rs`, Unix).
+    #[cfg_attr(not(unix), allow(dead_code))]
     dedicated: AtomicUsize,
 }
 

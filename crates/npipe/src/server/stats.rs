@@ -400,6 +400,7 @@ impl Tracked {
     }
 
     /// Whether shutdown has claimed the connection.
+    #[cfg(unix)]
     pub(crate) fn is_closing(&self) -> bool {
         self.conn.phase.load(Ordering::SeqCst) == Phase::Closing as u8
     }
