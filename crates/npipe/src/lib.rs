@@ -51,7 +51,7 @@
 //! ## A managed server (feature `tokio`)
 //!
 //! `npipe::Server` keeps instances listening, runs a handler per request (sync on
-//! tokio's blocking pool, or async), enforces idle and request deadlines, shuts down
+//! threads of tokio's blocking pool, or async), enforces idle and request deadlines, shuts down
 //! gracefully and keeps stats. Programs that are not async use `ServerBuilder::spawn`:
 //!
 //! ```no_run

@@ -822,3 +822,58 @@ fn more_persistent_clients_than_dedicated_threads() {
     assert_eq!(stats.completed, 2 * CLIENTS as u64, "{stats:?}");
     assert_eq!(stats.bytes_in, 2 * CLIENTS as u64 * 5, "{stats:?}");
 }
+
+// A handler that overruns the request deadline: the client is told at the
+// deadline (its connection closes), not when the handler returns; the handler is
+// held until the client has seen that.
+#[test]
+fn a_handler_past_the_deadline_loses_its_client_at_the_deadline() {
+    handler_past_the_deadline(Kind::Sync);
+}
+
+#[test]
+fn a_handler_past_the_deadline_loses_its_client_at_the_deadline_async() {
+    handler_past_the_deadline(Kind::Async);
+}
+
+fn handler_past_the_deadline(kind: Kind) {
+    let _w = Watchdog::start("a_handler_past_the_deadline");
+    let name = unique("srv-overrun");
+    let release = Arc::new(AtomicBool::new(false));
+    let held = {
+        let release = Arc::clone(&release);
+        move || {
+            while !release.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    let builder = Server::builder(&name).request_timeout(Some(Duration::from_millis(200)));
+    let server = match kind {
+        Kind::Sync => builder.handler(move |r| {
+            held();
+            echo(r)
+        }),
+        Kind::Async => builder.async_handler(move |r: Request| {
+            let held = held.clone();
+            async move {
+                tokio::task::spawn_blocking(held).await.unwrap();
+                echo(r)
+            }
+        }),
+    }
+    .spawn()
+    .unwrap();
+    let mut client = npipe::Stream::connect(&name).unwrap();
+    client.send(b"slow").unwrap();
+    match client.recv(&mut Vec::new()) {
+        Ok(None) => {}
+        Err(e) if ErrorKind::of(&e) == ErrorKind::Disconnected => {}
+        other => panic!("expected the connection closed without a reply, got {other:?}"),
+    }
+    release.store(true, Ordering::SeqCst);
+    let stats = wait_stats(&server, "the connection counted as timed out", |s| {
+        s.active == 0 && s.timed_out == 1
+    });
+    assert_eq!(stats.completed, 0, "{stats:?}");
+}

@@ -22,7 +22,7 @@ use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::connection::{finish, End};
 use super::handler::{Handler, Request, SyncFn};
@@ -54,6 +54,19 @@ pub(super) fn eligible(listener: &Listener, shared: &Shared) -> Option<Arc<SyncF
             Some(Arc::clone(handler))
         }
         _ => None,
+    }
+}
+
+/// Cuts off dedicated connections whose handler overran the request deadline
+/// ([`Counters::cut_overdue`](super::stats::Counters::cut_overdue)), checking
+/// every twentieth of the deadline (at most every second), until dropped.
+pub(super) async fn cut_overdue(shared: Arc<Shared>, limit: Duration) {
+    let period = (limit / 20).clamp(Duration::from_millis(1), Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        shared.counters.cut_overdue();
     }
 }
 
@@ -114,12 +127,8 @@ fn requests(
         if !tracked.enter(Phase::Idle) || shared.is_stopping() {
             return End::Shutdown;
         }
-        let mut begin = || {
-            // A request has begun: it is in flight, and shutdown lets it finish.
-            tracked
-                .enter(Phase::Reading)
-                .then(|| shared.request_timeout.map(|limit| Instant::now() + limit))
-        };
+        // A request has begun: it is in flight, and shutdown lets it finish.
+        let mut begin = || tracked.begin_request(shared.request_timeout);
         let len = match stream.recv_request(&mut body, &mut wait, &mut begin) {
             Ok(Some(len)) => len,
             Ok(None) if tracked.is_closing() => return End::Shutdown,

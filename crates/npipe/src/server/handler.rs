@@ -169,7 +169,8 @@ type AsyncFn = dyn Fn(Request) -> BoxFuture + Send + Sync;
 /// The request handler, sync or async.
 #[derive(Clone)]
 pub(crate) enum Handler {
-    /// Run on tokio's blocking pool, off the I/O threads.
+    /// Run off the I/O threads: on a thread serving its connection
+    /// (`dedicated.rs`), or handed to tokio's blocking pool per request.
     Sync(Arc<SyncFn>),
     /// Run inside the connection's task, its panics caught.
     Async(Arc<AsyncFn>),

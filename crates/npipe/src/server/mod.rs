@@ -1,9 +1,9 @@
 //! A managed multi-instance pipe server: the original `ServerNamedPipe` +
 //! `PipeManager`, on tokio.
 //!
-//! [`Server`] accepts clients, reads each request, runs a handler (sync on tokio's
-//! blocking pool, or async), writes the reply, and keeps going until the client
-//! leaves. See [`Server`] for the wire behaviour, deadlines and shutdown.
+//! [`Server`] accepts clients, reads each request, runs a handler (sync on threads
+//! of tokio's blocking pool, or async), writes the reply, and keeps going until the
+//! client leaves. See [`Server`] for the wire behaviour, deadlines and shutdown.
 
 mod connection;
 #[cfg(unix)]
@@ -81,7 +81,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 ///   client that sends half a message and stalls frees its instance.
 ///
 /// Expired connections are closed and counted in [`Stats::timed_out`]. A sync handler
-/// still running then finishes on its thread; its reply is discarded.
+/// still running then finishes on its thread; its reply is discarded. (On Unix its
+/// instance counts against `max_instances` until the handler returns.)
 ///
 /// # Back-pressure
 ///
@@ -232,8 +233,15 @@ impl ServerBuilder {
         self
     }
 
-    /// The request handler, run on tokio's blocking pool (so it may block).
-    /// Replaces any handler set before.
+    /// The request handler, run on threads of tokio's blocking pool (so it may
+    /// block). Replaces any handler set before.
+    ///
+    /// On Unix, a message-mode connection is served by one thread of its own for as
+    /// long as it stays — read, handle, write, with blocking calls and no hand-off
+    /// between threads per request, like the original `PipeManager`'s thread per
+    /// instance — for up to 128 connections at once; beyond that, and in byte mode
+    /// and on Windows, each request is handed to the blocking pool and its reply
+    /// back to the connection's task.
     pub fn handler<F>(mut self, handler: F) -> Self
     where
         F: Fn(Request) -> Response + Send + Sync + 'static,
@@ -415,6 +423,15 @@ impl Server {
         tracing::debug!(parent: &span, address = %listener.address(), "serving");
         let shutdown = shared.shutdown.cancelled();
         tokio::pin!(shutdown);
+        // Sync handlers on threads of their own cannot be interrupted: something
+        // else must close their connection at the deadline. Ends with `run`.
+        #[cfg(unix)]
+        let _cut_overdue = match (&shared.handler, shared.request_timeout) {
+            (Handler::Sync(_), Some(limit)) => Some(tokio_util::task::AbortOnDropHandle::new(
+                tokio::spawn(self::dedicated::cut_overdue(Arc::clone(&shared), limit)),
+            )),
+            _ => None,
+        };
         loop {
             if max.is_some_and(|max| listener.instances() >= max) {
                 add(&shared.counters.rejected_busy, 1);

@@ -175,6 +175,10 @@ pub(crate) struct Conn {
     phase: AtomicU8,
     /// When the phase began: nanoseconds since [`Counters::epoch`].
     since: AtomicU64,
+    /// The request deadline of a dedicated connection's request in flight, in the
+    /// same unit; 0: none.
+    #[cfg(unix)]
+    deadline: AtomicU64,
     figures: Figures,
     peer: Option<PeerCredentials>,
 }
@@ -233,6 +237,8 @@ impl Counters {
         let conn = Arc::new(Conn {
             phase: AtomicU8::new(Phase::Idle as u8),
             since: AtomicU64::new(self.nanos_now()),
+            #[cfg(unix)]
+            deadline: AtomicU64::new(0),
             figures: Figures::default(),
             peer,
         });
@@ -301,6 +307,35 @@ impl Counters {
             if let Some(wake) = &mut entry.wake {
                 let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
                 wake.token = None;
+            }
+        }
+    }
+
+    /// Cuts off the dedicated connections whose handler has overrun the request
+    /// deadline: the client is told at the deadline (the connection closes, as on
+    /// the async path), though the handler's thread runs on until it returns.
+    /// Reads and writes need no help: their socket timeouts end them.
+    #[cfg(unix)]
+    pub(crate) fn cut_overdue(&self) {
+        let now = self.nanos_now();
+        for entry in self.connections().values() {
+            let Some(wake) = &entry.wake else { continue };
+            let conn = &entry.conn;
+            let deadline = conn.deadline.load(Ordering::Relaxed);
+            if deadline == 0 || deadline > now {
+                continue;
+            }
+            if conn
+                .phase
+                .compare_exchange(
+                    Phase::Handling as u8,
+                    Phase::Closing as u8,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+            {
+                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
             }
         }
     }
@@ -397,6 +432,28 @@ impl Tracked {
         conn.since
             .store(self.counters.nanos_now(), Ordering::Relaxed);
         true
+    }
+
+    /// A dedicated connection's request has begun (see [`enter`](Self::enter)):
+    /// returns its deadline, `limit` from now, and shows it to
+    /// [`Counters::cut_overdue`]. `None` if shutdown has claimed the connection.
+    #[cfg(unix)]
+    pub(crate) fn begin_request(&self, limit: Option<Duration>) -> Option<Option<Instant>> {
+        if !self.enter(Phase::Reading) {
+            return None;
+        }
+        let Some(limit) = limit else {
+            self.conn.deadline.store(0, Ordering::Relaxed);
+            return Some(None);
+        };
+        let start = self.conn.since.load(Ordering::Relaxed);
+        let deadline = start.saturating_add(u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX));
+        self.conn.deadline.store(deadline.max(1), Ordering::Relaxed);
+        Some(
+            self.counters
+                .epoch
+                .checked_add(Duration::from_nanos(deadline)),
+        )
     }
 
     /// Whether shutdown has claimed the connection.
