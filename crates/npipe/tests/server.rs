@@ -877,3 +877,56 @@ fn handler_past_the_deadline(kind: Kind) {
     });
     assert_eq!(stats.completed, 0, "{stats:?}");
 }
+
+// Dropping `Server::run` stops the server abruptly: connections closed, the pipe
+// gone, threads waiting in `accept` (sync handlers on Linux) released.
+#[cfg(unix)]
+#[test]
+fn dropping_run_closes_everything() {
+    dropping_run(Kind::Sync);
+}
+
+#[cfg(unix)]
+#[test]
+fn dropping_run_closes_everything_async() {
+    dropping_run(Kind::Async);
+}
+
+#[cfg(unix)]
+fn dropping_run(kind: Kind) {
+    let _w = Watchdog::start("dropping_run_closes_everything");
+    let name = unique("srv-drop");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = {
+        let _enter = runtime.enter();
+        slow_echo(Server::builder(&name), kind, Duration::ZERO)
+            .bind()
+            .unwrap()
+    };
+    let path = match server.address() {
+        npipe::Address::Path(path) => path.clone(),
+        other => panic!("expected a socket path, got {other}"),
+    };
+    let task = runtime.spawn(server.run());
+    let mut client = npipe::Stream::connect(&name).unwrap();
+    let mut reply = Vec::new();
+    client.send(b"before").unwrap();
+    client.recv(&mut reply).unwrap().unwrap();
+    assert_eq!(reply, b"Response to: before");
+    task.abort();
+    // The connection is closed and the pipe leaves the namespace.
+    assert!(matches!(client.recv(&mut reply), Ok(None) | Err(_)));
+    while path.exists() {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let e = npipe::Stream::try_connect(&name).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound, "{e}");
+    // Nothing is left running: dropping the runtime waits for its blocking
+    // threads (a thread still blocked in `accept` would hang here, and the
+    // watchdog would fail the test).
+    drop(runtime);
+}

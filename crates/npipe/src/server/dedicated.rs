@@ -179,3 +179,134 @@ fn requests(
         body = reply; // keep the allocation for the next request
     }
 }
+
+/// Threads that accept and then serve what they accepted: the original
+/// `PipeManager`'s pool of listening instances (Linux, sync handlers, no
+/// `max_instances`).
+///
+/// Accepting on a tokio worker and handing the connection to a serving thread
+/// costs a cross-thread wake-up per connection; here the thread that the kernel
+/// wakes in `accept` serves the connection itself. `pending_instances` threads
+/// wait in `accept`; when the last one takes a connection, another is started so
+/// that someone is always accepting; a thread whose connection ended goes back
+/// to accepting while fewer than `pending_instances` are, and otherwise returns
+/// to the blocking pool. Shutdown wakes the threads in `accept` with
+/// `shutdown(SHUT_RD)` on the listening socket (`Listener::stop_accepting`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) struct Acceptors {
+    pub(super) shared: Arc<Shared>,
+    pub(super) handler: Arc<SyncFn>,
+    /// Held strongly only while a thread waits in `accept`, so that the pipe
+    /// leaves the namespace when `run` lets go of it at shutdown.
+    pub(super) listener: std::sync::Weak<Listener>,
+    pub(super) tracker: TaskTracker,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) span: tracing::Span,
+    /// Threads waiting in (or on their way to) `accept`.
+    pub(super) listening: std::sync::atomic::AtomicUsize,
+    pub(super) pending: usize,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Acceptors {
+    /// Whether this server's connections can be accepted by serving threads, and
+    /// with which handler.
+    pub(super) fn eligible(listener: &Listener, shared: &Shared) -> Option<Arc<SyncFn>> {
+        let options = listener.options();
+        if options.max_instances.is_some() {
+            // Waiting for a free instance happens before `accept`, where
+            // `stop_accepting` cannot reach it.
+            return None;
+        }
+        eligible(listener, shared)
+    }
+
+    /// Starts one more accepting thread.
+    pub(super) fn spawn(self: &Arc<Self>) {
+        self.listening.fetch_add(1, Ordering::SeqCst);
+        let this = Arc::clone(self);
+        self.runtime.spawn_blocking(move || this.run());
+    }
+
+    fn run(self: Arc<Self>) {
+        loop {
+            let Some(listener) = self.listener.upgrade() else {
+                return;
+            };
+            if self.shared.is_stopping() {
+                return;
+            }
+            let accepted = listener.blocking().accept();
+            drop(listener);
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(_) if self.shared.is_stopping() => return,
+                Err(e) => {
+                    tracing::warn!(parent: &self.span, error = %e, "accept failed; retrying");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if self.listening.fetch_sub(1, Ordering::SeqCst) == 1 {
+                // This was the last thread accepting: start another first.
+                self.spawn();
+            }
+            self.serve(stream);
+            if self.listening.fetch_add(1, Ordering::SeqCst) >= self.pending {
+                // Enough threads are accepting: give this one back to the pool.
+                self.listening.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+
+    fn serve(&self, stream: sys::Stream) {
+        let shared = &self.shared;
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let peer = stream.peer_credentials().ok();
+        let tracked = shared.counters.open(id, peer);
+        let span = tracing::debug_span!(
+            parent: &self.span,
+            "npipe.connection",
+            id,
+            pid = peer.and_then(|p| p.pid()),
+            uid = peer.and_then(|p| p.uid()),
+        );
+        tracing::debug!(parent: &span, "accepted");
+        if shared.dedicated.load(Ordering::Relaxed) < MAX_DEDICATED {
+            shared.counters.dedicate(
+                id,
+                Wake {
+                    fd: stream.as_raw_fd(),
+                    token: Some(self.tracker.token()),
+                },
+            );
+            shared.dedicated.fetch_add(1, Ordering::Relaxed);
+            span.in_scope(|| {
+                serve(
+                    stream,
+                    self.handler.as_ref(),
+                    Arc::clone(shared),
+                    id,
+                    tracked,
+                )
+            });
+            return;
+        }
+        // Past the limit of threads: serve it as a task, as `run` would.
+        let _runtime = self.runtime.enter();
+        let stream = stream
+            .set_nonblocking(true)
+            .and_then(|()| crate::tokio::Stream::from_sys(stream));
+        match stream {
+            Ok(stream) => {
+                let task = super::connection::serve(stream, Arc::clone(shared), id, tracked);
+                let task = self
+                    .tracker
+                    .spawn(tracing::Instrument::instrument(task, span));
+                shared.counters.watch(id, task.abort_handle());
+            }
+            Err(e) => tracing::warn!(parent: &span, error = %e, "connection dropped"),
+        }
+    }
+}

@@ -148,6 +148,8 @@ struct Shared {
     /// Set (before `shutdown` is cancelled) when shutdown is asked: checked by every
     /// connection between requests, cheaper than asking the token.
     stopping: AtomicBool,
+    /// The next connection's number.
+    next_id: AtomicU64,
     /// Connections served on threads of their own now (`dedicated.rs`, Unix).
     #[cfg_attr(not(unix), allow(dead_code))]
     dedicated: AtomicUsize,
@@ -327,6 +329,7 @@ impl ServerBuilder {
             listener: Mutex::new(Arc::downgrade(&listener)),
             denied_at_close: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
             dedicated: AtomicUsize::new(0),
         });
         Ok(Server {
@@ -416,8 +419,10 @@ impl Server {
         } = self;
         let tracker = TaskTracker::new();
         // Connections must not outlive an abruptly dropped `run`.
-        let _hard_stop_on_drop = HardStop(&shared);
-        let next_id = AtomicU64::new(1);
+        let _hard_stop_on_drop = HardStop {
+            shared: &shared,
+            listener: Arc::downgrade(&listener),
+        };
         let max = listener.options().max_instances;
         let span = tracing::debug_span!("npipe.server", pipe = %listener.name());
         tracing::debug!(parent: &span, address = %listener.address(), "serving");
@@ -432,7 +437,32 @@ impl Server {
             )),
             _ => None,
         };
-        loop {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let acceptors = self::dedicated::Acceptors::eligible(&listener, &shared)
+            .filter(|_| listener.make_accepts_blocking().is_ok());
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let acceptors: Option<()> = None;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(handler) = acceptors.clone() {
+            // Threads accept and serve (see `dedicated::Acceptors`); this task
+            // only waits for shutdown.
+            let pool = Arc::new(self::dedicated::Acceptors {
+                shared: Arc::clone(&shared),
+                handler,
+                listener: Arc::downgrade(&listener),
+                tracker: tracker.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                span: span.clone(),
+                listening: AtomicUsize::new(0),
+                pending: listener.options().pending_instances as usize,
+            });
+            for _ in 0..pool.pending {
+                pool.spawn();
+            }
+            (&mut shutdown).await;
+            listener.stop_accepting();
+        }
+        while acceptors.is_none() {
             if max.is_some_and(|max| listener.instances() >= max) {
                 add(&shared.counters.rejected_busy, 1);
                 tracing::debug!(parent: &span, "every instance is connected; new clients wait");
@@ -458,7 +488,7 @@ impl Server {
                     }
                 }
             };
-            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
             let peer = stream.peer_credentials().ok();
             let tracked = shared.counters.open(id, peer);
             let conn_span = tracing::debug_span!(
@@ -564,10 +594,21 @@ impl ServerHandle {
 }
 
 /// Ends every connection when dropped: the abrupt end of [`Server::run`].
-struct HardStop<'a>(&'a Shared);
+struct HardStop<'a> {
+    shared: &'a Shared,
+    listener: Weak<Listener>,
+}
 
 impl Drop for HardStop<'_> {
     fn drop(&mut self) {
-        self.0.counters.close_all();
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(listener) = self.listener.upgrade() {
+            // Threads blocked in `accept` hold the listener: wake them.
+            listener.stop_accepting();
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = &self.listener;
+        self.shared.counters.close_all();
     }
 }

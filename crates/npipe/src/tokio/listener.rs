@@ -152,6 +152,30 @@ impl Listener {
         }
     }
 
+    /// For threads that accept with blocking calls (the managed server's
+    /// acceptors, Linux): makes the listening socket blocking, for good — the
+    /// async `accept` must not be used afterwards.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn make_accepts_blocking(&self) -> io::Result<()> {
+        self.inner.socket().set_nonblocking(false)
+    }
+
+    /// The blocking listener, after [`make_accepts_blocking`](Self::make_accepts_blocking).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn blocking(&self) -> &sys::Listener {
+        &self.inner
+    }
+
+    /// Wakes every thread blocked in a blocking `accept` on this listener (which
+    /// then fails with `EINVAL`), and refuses new clients: Linux's
+    /// `shutdown(SHUT_RD)` on a listening Unix socket.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn stop_accepting(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = self.inner.socket().as_raw_fd();
+        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read);
+    }
+
     /// The pipe's name.
     pub fn name(&self) -> &PipeName {
         self.inner.name()

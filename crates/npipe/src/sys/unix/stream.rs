@@ -337,6 +337,11 @@ impl Stream {
         got
     }
 
+    /// For a connection accepted blocking that goes to the async path after all.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.sock.set_nonblocking(on)
+    }
+
     /// Sends a reply by `deadline` (see `send_all_by`).
     pub(crate) fn send_by(&mut self, message: &[u8], deadline: Option<Instant>) -> io::Result<()> {
         self.check_write()?;
