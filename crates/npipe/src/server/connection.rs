@@ -80,8 +80,8 @@ async fn requests(stream: &mut Stream, shared: &Shared, id: u64, tracked: &Track
             return End::Shutdown;
         }
         // Between requests the connection is idle: shutdown closes it at once.
-        let idle = after(shared.idle_timeout);
-        match within(sleep.as_mut(), idle, stream.wait_data()).await {
+        let idle = after(tracked, shared.idle_timeout);
+        match within(sleep.as_mut(), idle, pin!(stream.wait_data())).await {
             None => return End::IdleTimeout,
             Some(Ok(true)) => {}
             Some(Ok(false)) => return End::ClientClosed,
@@ -92,14 +92,17 @@ async fn requests(stream: &mut Stream, shared: &Shared, id: u64, tracked: &Track
             return End::Shutdown;
         }
         sequence += 1;
-        let deadline = after(shared.request_timeout);
-        let one = one_request(stream, shared, tracked, &mut body, peer, id, sequence);
+        let deadline = after(tracked, shared.request_timeout);
+        let byte_mode = stream.mode() == Mode::Byte;
+        let one = pin!(one_request(
+            stream, shared, tracked, &mut body, peer, id, sequence
+        ));
         match within(sleep.as_mut(), deadline, one).await {
             None => return End::RequestTimeout,
             Some(Ok(())) => {}
             Some(Err(end)) => return end,
         }
-        if stream.mode() == Mode::Byte {
+        if byte_mode {
             // Byte mode: one request per connection, ended by the client's half-close.
             return End::ClientClosed;
         }
@@ -181,9 +184,9 @@ async fn receive_until_half_close(
     Ok(body.len() as u64)
 }
 
-/// The deadline of a phase that starts now and may last `limit`.
-fn after(limit: Option<Duration>) -> Option<Instant> {
-    limit.map(|limit| Instant::now() + limit.min(FAR))
+/// The deadline of the phase just entered, if it may last `limit`.
+fn after(tracked: &Tracked, limit: Option<Duration>) -> Option<Instant> {
+    limit.map(|limit| Instant::from_std(tracked.since()) + limit.min(FAR))
 }
 
 /// Where a connection's timer starts: no later than any deadline it will have.
@@ -200,10 +203,12 @@ fn first_deadline(shared: &Shared) -> Instant {
 const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// `Some(output)`, or `None` if `deadline` passed first (no deadline: never).
+/// `future` is pinned by the caller: moving a large future into this one would
+/// cost a copy per request.
 async fn within<F: Future>(
     mut sleep: Pin<&mut Sleep>,
     deadline: Option<Instant>,
-    future: F,
+    mut future: Pin<&mut F>,
 ) -> Option<F::Output> {
     let Some(deadline) = deadline else {
         return Some(future.await);
@@ -211,7 +216,6 @@ async fn within<F: Future>(
     if deadline < sleep.deadline() {
         sleep.as_mut().reset(deadline);
     }
-    let mut future = pin!(future);
     std::future::poll_fn(move |cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(output));

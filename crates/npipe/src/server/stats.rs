@@ -429,9 +429,19 @@ impl Tracked {
                 Err(now) => current = now,
             }
         }
-        conn.since
-            .store(self.counters.nanos_now(), Ordering::Relaxed);
+        if matches!(phase, Phase::Idle | Phase::Reading) {
+            // The phases of a request in flight share its start: one clock read
+            // fewer per phase, and `since` tells how old the request is.
+            conn.since
+                .store(self.counters.nanos_now(), Ordering::Relaxed);
+        }
         true
+    }
+
+    /// When the current phase began (for a request in flight: when it began).
+    pub(crate) fn since(&self) -> Instant {
+        let nanos = self.conn.since.load(Ordering::Relaxed);
+        self.counters.epoch + Duration::from_nanos(nanos)
     }
 
     /// A dedicated connection's request has begun (see [`enter`](Self::enter)):
