@@ -21,6 +21,9 @@ pub enum Kind {
     /// `npipe::Server` in the server process; the blocking client of the
     /// entry's transport.
     Managed(ManagedHandler),
+    /// An async server with blocking clients: the baseline of the async
+    /// managed-server row, whose clients are blocking.
+    TokioServerOnly(Flavor),
 }
 
 #[derive(Debug)]
@@ -86,10 +89,35 @@ impl Entry {
     /// A fixed pool of blocking workers cannot serve more persistent
     /// connections than it has threads, so it sits out `reqresp`. The managed
     /// server answers requests, so it runs the request/reply rows only.
+    /// A task-per-connection tokio server of `S`, driven by blocking clients of
+    /// `C` (the same clients as the managed-server rows).
+    pub fn tokio_server<S: AsyncTransport, C: BlockingTransport>(
+        name: &'static str,
+        flavor: Flavor,
+    ) -> Self {
+        fn server<S: AsyncTransport>(a: &str, w: &Workload, k: Kind) -> Result<()> {
+            let Kind::TokioServerOnly(f) = k else {
+                unreachable!()
+            };
+            roles::server_async::<S>(a, w, f)
+        }
+        fn client<C: BlockingTransport>(a: &str, w: &Workload, _: Kind) -> Result<ClientReport> {
+            roles::client_blocking::<C>(a, w)
+        }
+        Entry {
+            name,
+            kind: Kind::TokioServerOnly(flavor),
+            server: server::<S>,
+            client: client::<C>,
+        }
+    }
+
     pub fn supports(&self, w: &Workload) -> bool {
         match self.kind {
             Kind::Blocking(ServerModel::Pool(_)) => !w.needs_concurrency(),
-            Kind::Managed(_) => matches!(w, Workload::ConnRate { .. } | Workload::ReqResp { .. }),
+            Kind::Managed(_) | Kind::TokioServerOnly(_) => {
+                matches!(w, Workload::ConnRate { .. } | Workload::ReqResp { .. })
+            }
             _ => true,
         }
     }
@@ -110,9 +138,15 @@ impl Entry {
             }
             Kind::Tokio(Flavor::MultiThread) => "tokio multi_thread, task per connection".into(),
             Kind::Managed(ManagedHandler::Sync) => {
-                "npipe::Server (spawn), sync handler on the blocking pool".into()
+                "npipe::Server (spawn), sync handler (threads that accept and serve)".into()
             }
             Kind::Managed(ManagedHandler::Async) => "npipe::Server (spawn), async handler".into(),
+            Kind::TokioServerOnly(Flavor::CurrentThread) => {
+                "tokio current_thread server, task per connection; blocking clients".into()
+            }
+            Kind::TokioServerOnly(Flavor::MultiThread) => {
+                "tokio multi_thread server, task per connection; blocking clients".into()
+            }
         }
     }
 
@@ -144,6 +178,7 @@ pub fn entries() -> Vec<Entry> {
         Entry::tokio::<NpipeTokio>("npipe-tokio-mt", Flavor::MultiThread),
         Entry::managed::<NpipeBlocking>("npipe-server", ManagedHandler::Sync),
         Entry::managed::<NpipeBlocking>("npipe-server-async", ManagedHandler::Async),
+        Entry::tokio_server::<NpipeTokio, NpipeBlocking>("npipe-tokio-mt-srv", Flavor::MultiThread),
     ]
 }
 

@@ -132,8 +132,10 @@ pub fn table(rows: &[RowResult]) -> String {
          Server models: raw/interprocess/npipe = blocking iterative server (thread per \
          connection for reqresp); *-pool4 = 4 threads accepting on a shared listener; \
          tokio/interprocess-tokio/npipe-tokio = task per connection; npipe-server = \
-         npipe::Server (ServerBuilder::spawn), sync handler on tokio's blocking pool; \
-         npipe-server-async = the same with an async handler. Clients of npipe-server* \
+         npipe::Server (ServerBuilder::spawn), sync handler (Linux: threads that accept \
+         and serve); npipe-server-async = the same with an async handler; \
+         npipe-tokio-mt-srv = npipe's tokio multi-thread server, task per connection, \
+         the async server's baseline. Clients of npipe-server* and npipe-tokio-mt-srv \
          are npipe blocking clients.\n",
     );
     out
