@@ -9,6 +9,9 @@
 //! calls, for as long as the client stays. The thread comes from tokio's blocking
 //! pool, so it is reused by the next connection.
 //!
+//! On Linux, with no `max_instances`, the threads accept too (`Acceptors`): the
+//! thread the kernel wakes in `accept` serves the client, with no hand-off at all.
+//!
 //! The same semantics as the async path (`connection.rs`), kept by other means:
 //! - idle timeout: the socket's read timeout between requests; request deadline:
 //!   the read and write timeouts set to the time left (`RequestWait`, `send_by`);

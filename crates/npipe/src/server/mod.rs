@@ -243,7 +243,9 @@ impl ServerBuilder {
     /// between threads per request, like the original `PipeManager`'s thread per
     /// instance — for up to 128 connections at once; beyond that, and in byte mode
     /// and on Windows, each request is handed to the blocking pool and its reply
-    /// back to the connection's task.
+    /// back to the connection's task. On Linux without `max_instances`, the
+    /// threads also accept: `pending_instances` of them wait in `accept`, and the
+    /// thread that takes a client serves it.
     pub fn handler<F>(mut self, handler: F) -> Self
     where
         F: Fn(Request) -> Response + Send + Sync + 'static,
