@@ -22,7 +22,8 @@ struct Cli {
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
-    /// Only run rows whose `workload/transport/placement` contains this.
+    /// Only run rows whose `workload/transport/placement` contains this (a
+    /// comma-separated list: any of them).
     #[arg(long, value_name = "SUBSTR")]
     filter: Option<String>,
     /// Also write latency CDFs and ratios vs raw as an SVG file.
@@ -89,10 +90,8 @@ fn main() -> Result<()> {
     let cpus = util::available_cpus();
     let rows = orchestrate::plan(&workload::suite(cli.quick), cpus, cli.filter.as_deref());
     if cli.list {
-        for r in &rows {
-            println!("{}", r.id());
-        }
-        return Ok(());
+        let ids: String = rows.iter().map(|r| r.id() + "\n").collect();
+        return write_stdout(&ids);
     }
     if rows.is_empty() {
         bail!("no row matches the filter");
@@ -111,14 +110,22 @@ fn main() -> Result<()> {
             .progress_chars("=> "),
     );
     let mut results = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        pb.set_message(row.id());
-        let r = orchestrate::run_row(row, repeats, || pb.inc(1));
-        if let Some(e) = &r.error {
-            pb.suspend(|| eprintln!("warning: {}: {e}", row.id()));
+    // Rows come grouped by workload and placement; each group runs interleaved.
+    for group in rows.chunk_by(|a, b| a.workload == b.workload && a.placement == b.placement) {
+        let group: Vec<&orchestrate::Row> = group.iter().collect();
+        let group_results = orchestrate::run_group(&group, repeats, |row, done| {
+            if done {
+                pb.inc(1);
+            } else {
+                pb.set_message(row.id());
+            }
+        });
+        for (row, r) in group.iter().zip(&group_results) {
+            if let Some(e) = &r.error {
+                pb.suspend(|| eprintln!("warning: {}: {e}", row.id()));
+            }
         }
-        pb.set_position(((i + 1) * repeats) as u64);
-        results.push(r);
+        results.extend(group_results);
     }
     pb.finish_and_clear();
     orchestrate::fill_ratios(&mut results);
@@ -131,9 +138,9 @@ fn main() -> Result<()> {
             loadavg_at_start: load,
             rows: &results,
         };
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else {
-        print!("{}", report::table(&results));
+        write_stdout(&report::table(&results))?;
     }
     if let Some(path) = &cli.plot {
         std::fs::write(path, report::svg(&results))
@@ -146,4 +153,14 @@ fn main() -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

@@ -38,7 +38,8 @@ impl Row {
 }
 
 /// All rows for the suite, in run order, keeping those whose
-/// `workload/transport/placement` id contains `filter`.
+/// `workload/transport/placement` id contains `filter` (or, for a comma-separated
+/// list, any of its parts).
 pub fn plan(workloads: &[Workload], cpus: usize, filter: Option<&str>) -> Vec<Row> {
     let mut rows = Vec::new();
     for w in workloads {
@@ -52,7 +53,8 @@ pub fn plan(workloads: &[Workload], cpus: usize, filter: Option<&str>) -> Vec<Ro
                     entry,
                     placement: p,
                 };
-                if filter.is_none_or(|f| row.id().contains(f)) {
+                let id = row.id();
+                if filter.is_none_or(|f| f.split(',').any(|part| id.contains(part))) {
                     rows.push(row);
                 }
             }
@@ -81,6 +83,8 @@ pub struct RowResult {
     /// Primary metric / the `raw` row's primary metric, same workload and
     /// placement (latency: median, lower is better; others: higher is better).
     pub ratio_vs_raw: Option<f64>,
+    /// Lowest and highest of the per-round ratios behind `ratio_vs_raw`.
+    pub ratio_vs_raw_range: Option<(f64, f64)>,
     /// `connrate` rows: primary metric / the `raw-pool4` row's (a pool of
     /// accepting threads is the fair baseline for a server that accepts
     /// concurrently).
@@ -285,19 +289,47 @@ fn role_cmd(exe: &PathBuf, role: &str, row: &Row, addr: &str, cpu: Option<usize>
 /// hung and its processes killed.
 const TIMEOUT_SLACK: Duration = Duration::from_secs(15);
 
-/// Run one row `repeats` times (each with fresh processes) and keep the run
-/// with the median primary metric; never leaves processes or socket files
-/// behind. `on_run` is called after each run (progress reporting).
-pub fn run_row(row: &Row, repeats: usize, mut on_run: impl FnMut()) -> RowResult {
-    let mut runs: Vec<RowResult> = Vec::with_capacity(repeats);
-    for _ in 0..repeats.max(1) {
-        let r = run_once(row);
-        on_run();
-        if r.error.is_some() {
-            return r;
+/// Run a group of rows (one workload and placement, every transport)
+/// `repeats` times, interleaved: each round runs every row once, each with
+/// fresh processes, starting one row later than the round before. A slow
+/// drift of the machine (another guest on the host, thermal state) then
+/// touches every transport alike, and [`fill_ratios`] compares the rows
+/// round by round. For each row the run with the median primary metric is
+/// kept; never leaves processes or socket files behind. `progress(row, done)`
+/// is called before (`false`) and after (`true`) each run.
+pub fn run_group(
+    rows: &[&Row],
+    repeats: usize,
+    mut progress: impl FnMut(&Row, bool),
+) -> Vec<RowResult> {
+    let repeats = repeats.max(1);
+    let mut runs: Vec<Vec<RowResult>> = rows.iter().map(|_| Vec::with_capacity(repeats)).collect();
+    let mut failed: Vec<Option<RowResult>> = rows.iter().map(|_| None).collect();
+    for round in 0..repeats {
+        for k in 0..rows.len() {
+            let i = (round + k) % rows.len();
+            if failed[i].is_some() {
+                continue;
+            }
+            progress(rows[i], false);
+            let r = run_once(rows[i]);
+            progress(rows[i], true);
+            if r.error.is_some() {
+                failed[i] = Some(r);
+            } else {
+                runs[i].push(r);
+            }
         }
-        runs.push(r);
     }
+    runs.into_iter()
+        .zip(failed)
+        .map(|(runs, failed)| failed.unwrap_or_else(|| median_run(runs)))
+        .collect()
+}
+
+/// The run with the median primary metric, carrying every run's metric (in
+/// round order) and the total wall time.
+fn median_run(mut runs: Vec<RowResult>) -> RowResult {
     let primaries: Vec<f64> = runs.iter().filter_map(RowResult::primary).collect();
     let wall_ms = runs.iter().map(|r| r.wall_ms).sum();
     runs.sort_by(|a, b| a.primary().partial_cmp(&b.primary()).expect("no NaN"));
@@ -322,6 +354,7 @@ fn run_once(row: &Row) -> RowResult {
         runs: Vec::new(),
         wall_ms: 0.0,
         ratio_vs_raw: None,
+        ratio_vs_raw_range: None,
         ratio_vs_pool: None,
         higher_is_better: row.workload.higher_is_better(),
         error: None,
@@ -412,27 +445,48 @@ fn summarize(w: &Workload, reports: &[ClientReport], res: &mut RowResult) {
 
 /// Fill in `ratio_vs_raw` for every row that has a `raw` row with the same
 /// workload and placement, and `ratio_vs_pool` for the `connrate` rows.
+///
+/// Paired: the ratio of each round is taken between runs of the same round
+/// (see [`run_group`]), and the median of those is reported, with the lowest
+/// and highest in `ratio_vs_raw_range`. Rows with a different number of runs
+/// (a filter that split a group) are compared median to median.
 pub fn fill_ratios(results: &mut [RowResult]) {
-    let primaries = |name: &str| -> Vec<(String, String, f64)> {
+    let runs_of = |name: &str| -> Vec<(String, String, Vec<f64>, f64)> {
         results
             .iter()
             .filter(|r| r.transport == name)
-            .filter_map(|r| Some((r.workload.clone(), r.placement.clone(), r.primary()?)))
+            .filter_map(|r| {
+                Some((
+                    r.workload.clone(),
+                    r.placement.clone(),
+                    r.runs.clone(),
+                    r.primary()?,
+                ))
+            })
             .collect()
     };
-    let base = primaries(registry::BASELINE);
-    let pool = primaries(registry::POOL_BASELINE);
-    let ratio = |base: &[(String, String, f64)], r: &RowResult| {
-        let (_, _, b) = base
+    let base = runs_of(registry::BASELINE);
+    let pool = runs_of(registry::POOL_BASELINE);
+    let paired = |base: &[(String, String, Vec<f64>, f64)], r: &RowResult| -> Option<Vec<f64>> {
+        let (_, _, base_runs, base_primary) = base
             .iter()
-            .find(|(w, p, _)| *w == r.workload && *p == r.placement)?;
-        let v = r.primary()?;
-        (*b > 0.0).then(|| v / b)
+            .find(|(w, p, _, _)| *w == r.workload && *p == r.placement)?;
+        let mut ratios: Vec<f64> = if base_runs.len() == r.runs.len() && !r.runs.is_empty() {
+            r.runs.iter().zip(base_runs).map(|(v, b)| v / b).collect()
+        } else {
+            vec![r.primary()? / base_primary]
+        };
+        ratios.retain(|x| x.is_finite());
+        ratios.sort_by(f64::total_cmp);
+        (!ratios.is_empty()).then_some(ratios)
     };
     for r in results.iter_mut() {
-        r.ratio_vs_raw = ratio(&base, r);
+        if let Some(ratios) = paired(&base, r) {
+            r.ratio_vs_raw = Some(ratios[ratios.len() / 2]);
+            r.ratio_vs_raw_range = Some((ratios[0], ratios[ratios.len() - 1]));
+        }
         if r.workload.starts_with("connrate") {
-            r.ratio_vs_pool = ratio(&pool, r);
+            r.ratio_vs_pool = paired(&pool, r).map(|ratios| ratios[ratios.len() / 2]);
         }
     }
 }

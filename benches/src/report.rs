@@ -60,7 +60,13 @@ pub fn result_cell(r: &RowResult) -> String {
 }
 
 pub fn ratio_cell(r: &RowResult) -> String {
-    r.ratio_vs_raw.map_or("-".into(), |x| format!("{x:.2}x"))
+    match (r.ratio_vs_raw, r.ratio_vs_raw_range) {
+        (Some(x), Some((lo, hi))) if r.runs.len() > 1 => {
+            format!("{x:.2}x [{lo:.2}-{hi:.2}]")
+        }
+        (Some(x), _) => format!("{x:.2}x"),
+        (None, _) => "-".into(),
+    }
 }
 
 pub fn pool_ratio_cell(r: &RowResult) -> String {
@@ -127,8 +133,9 @@ pub fn table(rows: &[RowResult]) -> String {
     }
     out.push_str(
         "\nvs raw = metric / raw's metric, same workload and placement \
-         (rtt: median, lower is better; tput, connrate, reqresp: higher is better); \
-         vs raw-pool4 likewise, for connrate.\n\
+         (rtt: median, lower is better; tput, connrate, reqresp: higher is better), \
+         the median of the per-round ratios [lowest-highest]: rows of one workload and \
+         placement run interleaved, round after round; vs raw-pool4 likewise, for connrate.\n\
          Server models: raw/interprocess/npipe = blocking iterative server (thread per \
          connection for reqresp); *-pool4 = 4 threads accepting on a shared listener; \
          tokio/interprocess-tokio/npipe-tokio = task per connection; npipe-server = \

@@ -189,26 +189,34 @@ fn requests(
 ///
 /// Accepting on a tokio worker and handing the connection to a serving thread
 /// costs a cross-thread wake-up per connection; here the thread that the kernel
-/// wakes in `accept` serves the connection itself. `pending_instances` threads
-/// wait in `accept`; when the last one takes a connection, another is started so
-/// that someone is always accepting; a thread whose connection ended goes back
-/// to accepting while fewer than `pending_instances` are, and otherwise returns
-/// to the blocking pool. Shutdown wakes the threads in `accept` with
+/// wakes in `accept` serves the connection itself. `accepting` threads wait in
+/// `accept`; when the last one takes a connection, another is started so that
+/// someone is always accepting; a thread whose connection ended goes back to
+/// accepting while fewer than `accepting` are, and otherwise returns to the
+/// blocking pool. Shutdown wakes the threads in `accept` with
 /// `shutdown(SHUT_RD)` on the listening socket (`Listener::stop_accepting`).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(super) struct Acceptors {
-    pub(super) shared: Arc<Shared>,
-    pub(super) handler: Arc<SyncFn>,
+    shared: Arc<Shared>,
+    handler: Arc<SyncFn>,
     /// Held strongly only while a thread waits in `accept`, so that the pipe
     /// leaves the namespace when `run` lets go of it at shutdown.
-    pub(super) listener: std::sync::Weak<Listener>,
-    pub(super) tracker: TaskTracker,
-    pub(super) runtime: tokio::runtime::Handle,
-    pub(super) span: tracing::Span,
+    listener: std::sync::Weak<Listener>,
+    tracker: TaskTracker,
+    runtime: tokio::runtime::Handle,
+    span: tracing::Span,
     /// Threads waiting in (or on their way to) `accept`.
-    pub(super) listening: std::sync::atomic::AtomicUsize,
-    pub(super) pending: usize,
+    listening: std::sync::atomic::AtomicUsize,
+    /// How many threads to keep in `accept`: `pending_instances`, but no more
+    /// than [`MIN_ACCEPTING`] or one per CPU, whichever is more. Clients beyond
+    /// them wait in the accept queue, whose room is `pending_instances`: more
+    /// threads would only take turns at the same queue.
+    accepting: usize,
 }
+
+/// See [`Acceptors::accepting`].
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MIN_ACCEPTING: usize = 4;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 impl Acceptors {
@@ -224,8 +232,34 @@ impl Acceptors {
         eligible(listener, shared)
     }
 
+    /// Starts the accepting threads; they stop at shutdown (`Shared::stopping`
+    /// and `Listener::stop_accepting`).
+    pub(super) fn start(
+        listener: &Arc<Listener>,
+        shared: &Arc<Shared>,
+        handler: Arc<SyncFn>,
+        tracker: &TaskTracker,
+        span: &tracing::Span,
+    ) {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let pending = listener.options().pending_instances as usize;
+        let pool = Arc::new(Acceptors {
+            shared: Arc::clone(shared),
+            handler,
+            listener: Arc::downgrade(listener),
+            tracker: tracker.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            span: span.clone(),
+            listening: std::sync::atomic::AtomicUsize::new(0),
+            accepting: pending.min(cpus.max(MIN_ACCEPTING)),
+        });
+        for _ in 0..pool.accepting {
+            pool.spawn();
+        }
+    }
+
     /// Starts one more accepting thread.
-    pub(super) fn spawn(self: &Arc<Self>) {
+    fn spawn(self: &Arc<Self>) {
         self.listening.fetch_add(1, Ordering::SeqCst);
         let this = Arc::clone(self);
         self.runtime.spawn_blocking(move || this.run());
@@ -255,7 +289,7 @@ impl Acceptors {
                 self.spawn();
             }
             self.serve(stream);
-            if self.listening.fetch_add(1, Ordering::SeqCst) >= self.pending {
+            if self.listening.fetch_add(1, Ordering::SeqCst) >= self.accepting {
                 // Enough threads are accepting: give this one back to the pool.
                 self.listening.fetch_sub(1, Ordering::SeqCst);
                 return;

@@ -244,8 +244,9 @@ impl ServerBuilder {
     /// instance — for up to 128 connections at once; beyond that, and in byte mode
     /// and on Windows, each request is handed to the blocking pool and its reply
     /// back to the connection's task. On Linux without `max_instances`, the
-    /// threads also accept: `pending_instances` of them wait in `accept`, and the
-    /// thread that takes a client serves it.
+    /// threads also accept: up to `pending_instances` of them (at most four or one
+    /// per CPU, whichever is more) wait in `accept`, and the thread that takes a
+    /// client serves it.
     pub fn handler<F>(mut self, handler: F) -> Self
     where
         F: Fn(Request) -> Response + Send + Sync + 'static,
@@ -448,19 +449,7 @@ impl Server {
         if let Some(handler) = acceptors.clone() {
             // Threads accept and serve (see `dedicated::Acceptors`); this task
             // only waits for shutdown.
-            let pool = Arc::new(self::dedicated::Acceptors {
-                shared: Arc::clone(&shared),
-                handler,
-                listener: Arc::downgrade(&listener),
-                tracker: tracker.clone(),
-                runtime: tokio::runtime::Handle::current(),
-                span: span.clone(),
-                listening: AtomicUsize::new(0),
-                pending: listener.options().pending_instances as usize,
-            });
-            for _ in 0..pool.pending {
-                pool.spawn();
-            }
+            self::dedicated::Acceptors::start(&listener, &shared, handler, &tracker, &span);
             (&mut shutdown).await;
             listener.stop_accepting();
         }
