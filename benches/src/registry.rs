@@ -5,7 +5,9 @@ use anyhow::Result;
 
 use crate::roles::{self, ClientReport, Flavor, ServerModel};
 use crate::transport::{AsyncTransport, BlockingTransport};
-use crate::transports::npipe_impl::{self, ManagedHandler, NpipeBlocking, NpipeTokio};
+use crate::transports::npipe_impl::{
+    self, ManagedHandler, NpipeBlocking, NpipeBytes, NpipeTokio, NpipeTokioBytes,
+};
 use crate::transports::{interprocess_ls, raw, tokio_uds};
 use crate::workload::Workload;
 
@@ -113,6 +115,11 @@ impl Entry {
     }
 
     pub fn supports(&self, w: &Workload) -> bool {
+        if self.name.ends_with("-bytes") {
+            // Byte mode: the latency and throughput rows (the others would
+            // measure the same connection handling as the message-mode rows).
+            return matches!(w, Workload::Latency { .. } | Workload::Throughput { .. });
+        }
         match self.kind {
             Kind::Blocking(ServerModel::Pool(_)) => !w.needs_concurrency(),
             Kind::Managed(_) | Kind::TokioServerOnly(_) => {
@@ -176,6 +183,8 @@ pub fn entries() -> Vec<Entry> {
         Entry::blocking::<NpipeBlocking>("npipe-pool4", ServerModel::Pool(4)),
         Entry::tokio::<NpipeTokio>("npipe-tokio-ct", Flavor::CurrentThread),
         Entry::tokio::<NpipeTokio>("npipe-tokio-mt", Flavor::MultiThread),
+        Entry::blocking::<NpipeBytes>("npipe-bytes", ServerModel::Iterative),
+        Entry::tokio::<NpipeTokioBytes>("npipe-tokio-ct-bytes", Flavor::CurrentThread),
         Entry::managed::<NpipeBlocking>("npipe-server", ManagedHandler::Sync),
         Entry::managed::<NpipeBlocking>("npipe-server-async", ManagedHandler::Async),
         Entry::tokio_server::<NpipeTokio, NpipeBlocking>("npipe-tokio-mt-srv", Flavor::MultiThread),

@@ -1,6 +1,6 @@
 //! `npipe*`: npipe's own message mode (blocking, Tokio, and the managed
-//! `npipe::Server`). npipe frames messages itself, so `send`/`recv` just call
-//! the library.
+//! `npipe::Server`), where npipe frames messages itself, so `send`/`recv` just
+//! call the library; and npipe's byte mode, framed by the harness like `raw`.
 //!
 //! Names: npipe maps pipe `NAME` to the socket file `/tmp/npipe-NAME`, so the
 //! harness address `/tmp/npipe-bench-<pid>-<n>.sock` is pipe
@@ -15,7 +15,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::roles;
-use crate::transport::{AsyncConn, AsyncTransport, BlockingConn, BlockingTransport};
+use crate::transport::{
+    AsyncConn, AsyncFramed, AsyncTransport, BlockingConn, BlockingTransport, Framed,
+};
 use crate::workload::Workload;
 
 fn invalid(why: String) -> io::Error {
@@ -130,6 +132,63 @@ impl AsyncTransport for NpipeTokio {
     }
     async fn connect(addr: &str) -> io::Result<Self::Conn> {
         npipe::tokio::Stream::connect_with(pipe_name(addr)?, &connect_options()).await
+    }
+}
+
+/// Blocking API in byte mode: the plain stream npipe gives (nothing added on
+/// the wire), framed by the harness exactly as the `raw` rows frame a
+/// `UnixStream` (one `writev` per message, a 64 KiB read buffer).
+#[derive(Debug)]
+pub struct NpipeBytes;
+
+fn byte_mode_listener() -> npipe::ListenerOptions {
+    let mut o = listener_options();
+    o.mode(npipe::Mode::Byte);
+    o
+}
+
+fn byte_mode_connect() -> npipe::ConnectOptions {
+    let mut o = connect_options();
+    o.mode(npipe::Mode::Byte);
+    o
+}
+
+impl BlockingTransport for NpipeBytes {
+    type Listener = npipe::Listener;
+    type Conn = Framed<npipe::Stream>;
+
+    fn bind(addr: &str) -> io::Result<Self::Listener> {
+        byte_mode_listener().create(server_pipe_name(addr)?)
+    }
+    fn accept(listener: &Self::Listener) -> io::Result<Self::Conn> {
+        listener.accept().map(Framed::new)
+    }
+    fn connect(addr: &str) -> io::Result<Self::Conn> {
+        byte_mode_connect()
+            .connect(pipe_name(addr)?)
+            .map(Framed::new)
+    }
+}
+
+/// Tokio API in byte mode, framed by the harness as the `tokio-*` rows frame
+/// tokio's `UnixStream`.
+#[derive(Debug)]
+pub struct NpipeTokioBytes;
+
+impl AsyncTransport for NpipeTokioBytes {
+    type Listener = npipe::tokio::Listener;
+    type Conn = AsyncFramed<npipe::tokio::Stream>;
+
+    fn bind(addr: &str) -> io::Result<Self::Listener> {
+        npipe::tokio::Listener::bind_with(server_pipe_name(addr)?, &byte_mode_listener())
+    }
+    async fn accept(listener: &mut Self::Listener) -> io::Result<Self::Conn> {
+        listener.accept().await.map(AsyncFramed::new)
+    }
+    async fn connect(addr: &str) -> io::Result<Self::Conn> {
+        npipe::tokio::Stream::connect_with(pipe_name(addr)?, &byte_mode_connect())
+            .await
+            .map(AsyncFramed::new)
     }
 }
 

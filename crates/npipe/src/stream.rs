@@ -293,6 +293,12 @@ impl Write for Stream {
         self.inner.write(buf)
     }
 
+    /// Writes every slice, as one message in message mode (one length for them
+    /// all); on Unix with one `sendmsg` (gather) where the socket takes it.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.write_vectored(bufs)
+    }
+
     /// Returns at once: npipe keeps no write buffer (see [`Stream`]'s "Flushing").
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

@@ -186,6 +186,61 @@ fn write_sends_a_message_per_call_and_read_concatenates() {
     assert_eq!(all, "abcdef");
 }
 
+#[test]
+fn write_vectored_sends_one_message_of_every_slice() {
+    use std::io::IoSlice;
+    let _w = Watchdog::start("write_vectored");
+    let name = unique("vectored");
+    let listener = Listener::bind(&name).unwrap();
+    let mut client = Stream::connect(&name).unwrap();
+    let mut server = listener.accept().unwrap();
+    // Small (copied behind the header), many slices, and large (gathered).
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let cases: [&[&[u8]]; 4] = [
+        &[b"head", b"", b"tail"],
+        &[b"a", b"b", b"c", b"d", b"e", b"f"],
+        &[b"len", &big, b"end"],
+        &[],
+    ];
+    for parts in cases {
+        let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        assert_eq!(client.write_vectored(&slices).unwrap(), total);
+        let mut msg = Vec::new();
+        assert_eq!(server.recv(&mut msg).unwrap(), Some(total));
+        assert_eq!(msg, parts.concat(), "one message holding every slice");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn write_vectored_in_byte_mode_writes_every_slice_in_order() {
+    use std::io::IoSlice;
+    use std::os::unix::net::UnixStream;
+    let _w = Watchdog::start("write_vectored_bytes");
+    let name = unique("vectored-bytes");
+    let listener = ListenerOptions::new()
+        .mode(Mode::Byte)
+        .create(&name)
+        .unwrap();
+    let npipe::Address::Path(path) = listener.address().clone() else {
+        panic!("path address expected");
+    };
+    let mut raw = UnixStream::connect(&path).unwrap();
+    let mut server = listener.accept().unwrap();
+    let big = vec![7u8; 300_000];
+    let parts: [&[u8]; 6] = [b"1", b"22", b"", &big, b"333", b"4444"];
+    let slices = parts.map(IoSlice::new);
+    assert_eq!(
+        server.write_vectored(&slices).unwrap(),
+        parts.concat().len()
+    );
+    drop(server);
+    let mut got = Vec::new();
+    raw.read_to_end(&mut got).unwrap();
+    assert_eq!(got, parts.concat(), "nothing added, nothing lost");
+}
+
 // ---------------------------------------------------------------------------------
 // The size cap
 

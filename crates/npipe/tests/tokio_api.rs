@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use npipe::tokio::{Listener, MessageCodec, Stream};
 use npipe::{ConnectOptions, ErrorKind, ListenerOptions, Mode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::util::{unique, Watchdog};
 
@@ -245,6 +245,31 @@ fn byte_mode_async_read_write_and_split() {
         };
         writer.await.unwrap();
         server.await.unwrap();
+        // Vectored writes, on a whole stream and on a write half.
+        let name = unique("tk-vectored");
+        let listener = Listener::bind_with(&name, &opts).unwrap();
+        let (c2, s2) = tokio::join!(Stream::connect_with(&name, &copts), listener.accept());
+        let (mut c2, s2) = (c2.unwrap(), s2.unwrap());
+        assert!(c2.is_write_vectored());
+        let parts: [&[u8]; 5] = [b"vec", b"", b"tored", &data, b"!"];
+        let mut slices = parts.map(std::io::IoSlice::new);
+        let mut left: &mut [std::io::IoSlice<'_>] = &mut slices;
+        while !left.is_empty() {
+            let n = c2.write_vectored(left).await.unwrap();
+            std::io::IoSlice::advance_slices(&mut left, n);
+        }
+        let (_r, mut w) = c2.into_split();
+        assert!(w.is_write_vectored());
+        let n = w
+            .write_vectored(&[std::io::IoSlice::new(b"ha"), std::io::IoSlice::new(b"lf")])
+            .await
+            .unwrap();
+        assert_eq!(n, 4, "small slices leave in one call");
+        w.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        let (mut sr, _sw) = s2.into_split();
+        sr.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, [&parts.concat()[..], b"half"].concat());
         // AsyncRead/AsyncWrite refuse message mode instead of losing boundaries.
         let name = unique("tk-nobytes");
         let listener = Listener::bind(&name).unwrap();

@@ -319,10 +319,11 @@ impl Writer {
                     self.buf.extend_from_slice(message);
                     io.write_all(&self.buf).await
                 } else {
-                    match io.write_all(&header).await {
-                        Ok(()) => io.write_all(message).await,
-                        Err(e) => Err(e),
-                    }
+                    write_all_vectored(
+                        io,
+                        &mut [io::IoSlice::new(&header), io::IoSlice::new(message)],
+                    )
+                    .await
                 }
             }
             Mode::Byte => io.write_all(message).await,
@@ -348,4 +349,22 @@ pub(crate) fn map_write_error(e: io::Error) -> io::Error {
         ),
         _ => e,
     }
+}
+
+/// Writes every byte of `bufs`, gathering them into one `sendmsg` where the
+/// socket takes them at once: a header sent on its own would reach the reader
+/// as a 4-byte segment of its own, and could wake it for nothing.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    mut bufs: &mut [io::IoSlice<'_>],
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match io.write_vectored(bufs).await {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

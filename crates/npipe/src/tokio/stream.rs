@@ -373,13 +373,25 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.writer.mode != Mode::Byte {
-            return Poll::Ready(Err(message_mode_io()));
-        }
-        this.writer.check_write()?;
-        Pin::new(&mut this.io)
-            .poll_write(cx, buf)
-            .map_err(super::read::map_write_error)
+        poll_write_bytes(
+            &this.writer,
+            Pin::new(&mut this.io),
+            cx,
+            &[io::IoSlice::new(buf)],
+        )
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        poll_write_bytes(&this.writer, Pin::new(&mut this.io), cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -389,6 +401,21 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
+}
+
+/// Byte-mode writes, with one `sendmsg` for several slices.
+fn poll_write_bytes<W: AsyncWrite>(
+    writer: &Writer,
+    io: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    if writer.mode != Mode::Byte {
+        return Poll::Ready(Err(message_mode_io()));
+    }
+    writer.check_write()?;
+    io.poll_write_vectored(cx, bufs)
+        .map_err(super::read::map_write_error)
 }
 
 /// Byte-mode reads: bytes read ahead first, then the socket.
@@ -524,13 +551,25 @@ impl AsyncWrite for WriteHalf {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.writer.mode != Mode::Byte {
-            return Poll::Ready(Err(message_mode_io()));
-        }
-        this.writer.check_write()?;
-        Pin::new(&mut this.io)
-            .poll_write(cx, buf)
-            .map_err(super::read::map_write_error)
+        poll_write_bytes(
+            &this.writer,
+            Pin::new(&mut this.io),
+            cx,
+            &[io::IoSlice::new(buf)],
+        )
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        poll_write_bytes(&this.writer, Pin::new(&mut this.io), cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -19,7 +19,7 @@ use crate::options::{ConnectOptions, Direction, Mode};
 use crate::stream::PeerCredentials;
 
 /// Messages up to this size are copied behind their header and sent with one `send`;
-/// larger ones go out with `sendmsg` from two buffers, without a copy.
+/// larger ones go out with `sendmsg` from their buffers, without a copy.
 const COALESCE_LIMIT: usize = 16 * 1024;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -181,21 +181,59 @@ impl Stream {
     }
 
     pub(crate) fn send(&mut self, message: &[u8]) -> io::Result<()> {
+        self.send_wire(&[message], send_all)
+    }
+
+    /// `Write::write_vectored`: the slices are one message in message mode (one
+    /// header for their total), and all written in byte mode, with one `sendmsg`
+    /// where the socket takes them at once.
+    pub(crate) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut stack: [&[u8]; 4] = [&[]; 4];
+        let heap: Vec<&[u8]>;
+        let parts: &[&[u8]] = if bufs.len() <= stack.len() {
+            for (slot, buf) in stack.iter_mut().zip(bufs) {
+                *slot = buf;
+            }
+            &stack[..bufs.len()]
+        } else {
+            heap = bufs.iter().map(|buf| &**buf).collect();
+            &heap
+        };
+        self.send_wire(parts, send_all)?;
+        Ok(parts.iter().map(|part| part.len()).sum())
+    }
+
+    /// Puts `parts` on the wire as one write with `send`: in message mode behind
+    /// one header for their total length (copied next to it when small, so that
+    /// header and payload leave in one `send`), in byte mode as they are.
+    fn send_wire(
+        &mut self,
+        parts: &[&[u8]],
+        send: impl FnOnce(&UnixStream, &[&[u8]]) -> io::Result<()>,
+    ) -> io::Result<()> {
         self.check_write()?;
-        self.send_buffer.before_send(&self.sock, message.len());
+        let len = parts.iter().map(|part| part.len()).sum();
+        self.send_buffer.before_send(&self.sock, len);
         match self.mode {
             Mode::Message => {
-                let header = encode_header(message.len(), self.max_message)?;
-                if message.len() <= COALESCE_LIMIT {
+                let header = encode_header(len, self.max_message)?;
+                if len <= COALESCE_LIMIT {
                     self.write_buf.clear();
                     self.write_buf.extend_from_slice(&header);
-                    self.write_buf.extend_from_slice(message);
-                    send_all(&self.sock, &[&self.write_buf])
+                    for part in parts {
+                        self.write_buf.extend_from_slice(part);
+                    }
+                    send(&self.sock, &[&self.write_buf])
+                } else if let [message] = parts {
+                    send(&self.sock, &[&header, message])
                 } else {
-                    send_all(&self.sock, &[&header, message])
+                    let mut all = Vec::with_capacity(parts.len() + 1);
+                    all.push(&header[..]);
+                    all.extend_from_slice(parts);
+                    send(&self.sock, &all)
                 }
             }
-            Mode::Byte => send_all(&self.sock, &[message]),
+            Mode::Byte => send(&self.sock, parts),
         }
     }
 
@@ -344,17 +382,7 @@ impl Stream {
 
     /// Sends a reply by `deadline` (see `send_all_by`).
     pub(crate) fn send_by(&mut self, message: &[u8], deadline: Option<Instant>) -> io::Result<()> {
-        self.check_write()?;
-        self.send_buffer.before_send(&self.sock, message.len());
-        let header = encode_header(message.len(), self.max_message)?;
-        if message.len() <= COALESCE_LIMIT {
-            self.write_buf.clear();
-            self.write_buf.extend_from_slice(&header);
-            self.write_buf.extend_from_slice(message);
-            send_all_by(&self.sock, &[&self.write_buf], deadline)
-        } else {
-            send_all_by(&self.sock, &[&header, message], deadline)
-        }
+        self.send_wire(&[message], |sock, parts| send_all_by(sock, parts, deadline))
     }
 }
 

@@ -135,9 +135,13 @@ impl UnixStream {
         }
     }
 
-    fn try_send(&self, data: &[u8]) -> io::Result<usize> {
+    fn try_send(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         loop {
-            match socket::send(self.as_raw_fd(), data, SEND_FLAGS) {
+            let sent = match bufs {
+                [one] => socket::send(self.as_raw_fd(), one, SEND_FLAGS),
+                _ => socket::sendmsg::<()>(self.as_raw_fd(), bufs, &[], SEND_FLAGS, None),
+            };
+            match sent {
                 Err(Errno::EINTR) => continue,
                 other => return other.map_err(io::Error::from),
             }
@@ -156,16 +160,20 @@ impl UnixStream {
         Ok(self.inner.write.get().expect("set above"))
     }
 
-    fn poll_write_priv(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        self.send_buffer
-            .before_send(self.inner.read.get_ref(), data.len());
+    fn poll_write_priv(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|buf| buf.len()).sum();
+        self.send_buffer.before_send(self.inner.read.get_ref(), len);
         loop {
-            match self.try_send(data) {
+            match self.try_send(bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => return Poll::Ready(other),
             }
             let mut guard = ready!(self.writable()?.poll_write_ready(cx))?;
-            match guard.try_io(|_| self.try_send(data)) {
+            match guard.try_io(|_| self.try_send(bufs)) {
                 Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }
@@ -298,7 +306,19 @@ impl AsyncWrite for UnixStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_priv(cx, buf)
+        self.get_mut().poll_write_priv(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -341,7 +361,21 @@ impl AsyncWrite for OwnedWriteHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().0.poll_write_priv(cx, buf)
+        self.get_mut()
+            .0
+            .poll_write_priv(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().0.poll_write_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {

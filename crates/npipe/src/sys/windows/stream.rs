@@ -360,6 +360,19 @@ impl Stream {
         Ok(data.len())
     }
 
+    /// The slices gathered into one write: one message in message mode.
+    pub(crate) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match bufs {
+            [one] => self.write(one),
+            _ => self.write(
+                &bufs
+                    .iter()
+                    .flat_map(|buf| buf.iter().copied())
+                    .collect::<Vec<u8>>(),
+            ),
+        }
+    }
+
     /// Windows pipes cannot half-close. The server end flushes (waits until the
     /// client has read everything) and disconnects the client; the client end stops
     /// reading and writing at once and closes its handle when dropped.
