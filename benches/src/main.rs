@@ -29,10 +29,18 @@ struct Cli {
     /// Also write latency CDFs and ratios vs raw as an SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Runs per row, fresh processes each time; the median run is reported
-    /// [default: 1 with --quick, else 3].
+    /// Also write the results as Markdown tables (for the READMEs).
+    #[arg(long, value_name = "FILE.md")]
+    markdown: Option<PathBuf>,
+    /// Rounds: every row runs once per round, with fresh processes, the rows of
+    /// one workload and placement interleaved; the median run is reported and
+    /// ratios are taken round by round [default: 1 with --quick, else 5].
     #[arg(long, value_name = "N")]
     repeat: Option<usize>,
+    /// Run nothing: render the results of an earlier `--json` run (table, or
+    /// with `--markdown` the Markdown tables).
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["json", "plot", "quick", "repeat"])]
+    from_json: Option<PathBuf>,
     /// List the rows that would run and exit.
     #[arg(long)]
     list: bool,
@@ -84,6 +92,19 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(role) = cli.role {
         return child_main(role);
+    }
+
+    if let Some(path) = &cli.from_json {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let doc: report::SavedDocument =
+            serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        if let Some(md) = &cli.markdown {
+            std::fs::write(md, report::markdown(&doc.rows))
+                .with_context(|| format!("write {}", md.display()))?;
+            eprintln!("wrote {}", md.display());
+        }
+        return write_stdout(&report::table(&doc.rows));
     }
 
     orchestrate::remove_stale_sockets();
@@ -141,6 +162,11 @@ fn main() -> Result<()> {
         write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else {
         write_stdout(&report::table(&results))?;
+    }
+    if let Some(path) = &cli.markdown {
+        std::fs::write(path, report::markdown(&results))
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &cli.plot {
         std::fs::write(path, report::svg(&results))

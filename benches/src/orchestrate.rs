@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hist::Hist;
 use crate::registry::{self, Entry};
@@ -63,7 +63,7 @@ pub fn plan(workloads: &[Workload], cpus: usize, filter: Option<&str>) -> Vec<Ro
     rows
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RowResult {
     pub workload: String,
     pub transport: String,
@@ -84,6 +84,7 @@ pub struct RowResult {
     /// placement (latency: median, lower is better; others: higher is better).
     pub ratio_vs_raw: Option<f64>,
     /// Lowest and highest of the per-round ratios behind `ratio_vs_raw`.
+    #[serde(default)]
     pub ratio_vs_raw_range: Option<(f64, f64)>,
     /// `connrate` rows: primary metric / the `raw-pool4` row's (a pool of
     /// accepting threads is the fair baseline for a server that accepts
@@ -260,13 +261,18 @@ fn unique_addr() -> PathBuf {
 }
 
 fn role_cmd(exe: &PathBuf, role: &str, row: &Row, addr: &str, cpu: Option<usize>) -> Command {
-    // `NPIPE_BENCH_SERVER_WRAP="valgrind --tool=callgrind"`: run the server
-    // process under a tool, for profiling (the figures are then the tool's).
-    let wrap = std::env::var("NPIPE_BENCH_SERVER_WRAP").ok();
-    let wrap: Vec<&str> = match &wrap {
-        Some(w) if role == "__server" => w.split_whitespace().collect(),
-        _ => Vec::new(),
+    // `NPIPE_BENCH_SERVER_WRAP="valgrind --tool=callgrind"` (or `..._CLIENT_WRAP`):
+    // run the server (client) processes under a tool, for profiling (the
+    // figures are then the tool's).
+    let var = match role {
+        "__server" => "NPIPE_BENCH_SERVER_WRAP",
+        _ => "NPIPE_BENCH_CLIENT_WRAP",
     };
+    let wrap = std::env::var(var).ok();
+    let wrap: Vec<&str> = wrap
+        .as_deref()
+        .map(|w| w.split_whitespace().collect())
+        .unwrap_or_default();
     let mut cmd = match wrap.split_first() {
         Some((tool, args)) => {
             let mut cmd = Command::new(tool);

@@ -88,9 +88,6 @@ impl Entry {
         }
     }
 
-    /// A fixed pool of blocking workers cannot serve more persistent
-    /// connections than it has threads, so it sits out `reqresp`. The managed
-    /// server answers requests, so it runs the request/reply rows only.
     /// A task-per-connection tokio server of `S`, driven by blocking clients of
     /// `C` (the same clients as the managed-server rows).
     pub fn tokio_server<S: AsyncTransport, C: BlockingTransport>(
@@ -121,7 +118,9 @@ impl Entry {
             return matches!(w, Workload::Latency { .. } | Workload::Throughput { .. });
         }
         match self.kind {
-            Kind::Blocking(ServerModel::Pool(_)) => !w.needs_concurrency(),
+            // One connection at a time: a pool serves it exactly as the
+            // iterative server does, so the pools run the connection rows only.
+            Kind::Blocking(ServerModel::Pool(_)) => matches!(w, Workload::ConnRate { .. }),
             Kind::Managed(_) | Kind::TokioServerOnly(_) => {
                 matches!(w, Workload::ConnRate { .. } | Workload::ReqResp { .. })
             }

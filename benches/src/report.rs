@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::orchestrate::RowResult;
 
@@ -13,6 +13,12 @@ pub struct Document<'a> {
     pub cpus: usize,
     pub loadavg_at_start: f64,
     pub rows: &'a [RowResult],
+}
+
+/// A [`Document`] read back (`--from-json`).
+#[derive(Debug, Deserialize)]
+pub struct SavedDocument {
+    pub rows: Vec<RowResult>,
 }
 
 pub fn fmt_ns(ns: u64) -> String {
@@ -145,6 +151,119 @@ pub fn table(rows: &[RowResult]) -> String {
          the async server's baseline. Clients of npipe-server* and npipe-tokio-mt-srv \
          are npipe blocking clients.\n",
     );
+    out
+}
+
+// ------------------------------------------------------------- Markdown
+
+/// The transports of each Markdown table, `raw` (the reference) first: the
+/// blocking APIs, then the async ones. Transports not listed are left out.
+const MARKDOWN_TABLES: [(&str, &[&str]); 2] = [
+    (
+        "Blocking APIs",
+        &[
+            "raw",
+            "raw-pool4",
+            "npipe",
+            "npipe-pool4",
+            "npipe-bytes",
+            "npipe-server",
+            "interprocess",
+        ],
+    ),
+    (
+        "Tokio",
+        &[
+            "raw",
+            "npipe-tokio-ct",
+            "npipe-tokio-ct-bytes",
+            "npipe-tokio-mt",
+            "npipe-server-async",
+            "npipe-tokio-mt-srv",
+            "tokio-ct",
+            "tokio-mt",
+            "interprocess-tokio",
+        ],
+    ),
+];
+
+fn markdown_cell(r: &RowResult) -> String {
+    if r.error.is_some() {
+        return "error".into();
+    }
+    let value = if let Some(g) = r.gb_per_s {
+        format!("{g:.2} GB/s")
+    } else if let Some(o) = r.ops_per_s {
+        format!("{}/s", fmt_rate(o))
+    } else if let Some(m) = r.median_ns {
+        fmt_ns(m).replace("us", "µs")
+    } else {
+        return "—".into();
+    };
+    if r.transport == crate::registry::BASELINE {
+        return format!("**{value}**");
+    }
+    let mut cell = value;
+    if let Some(x) = r.ratio_vs_raw {
+        let _ = write!(cell, " ({x:.2}×");
+        if let Some((lo, hi)) = r.ratio_vs_raw_range.filter(|_| r.runs.len() > 1) {
+            let _ = write!(cell, " {lo:.2}–{hi:.2}");
+        }
+        cell.push(')');
+    }
+    if let Some(p) = r
+        .ratio_vs_pool
+        .filter(|_| r.transport != crate::registry::POOL_BASELINE)
+    {
+        let _ = write!(cell, " [{p:.2}× pool]");
+    }
+    cell
+}
+
+/// The results as Markdown tables (one per API family; a row per workload and
+/// placement, a column per transport): value, then the median of the per-round
+/// ratios vs `raw` with their range, and for `connrate` the ratio vs
+/// `raw-pool4`.
+pub fn markdown(rows: &[RowResult]) -> String {
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        if !groups.contains(&(r.workload.as_str(), r.placement.as_str())) {
+            groups.push((&r.workload, &r.placement));
+        }
+    }
+    let mut out = String::new();
+    for (title, transports) in MARKDOWN_TABLES {
+        let present: Vec<&str> = transports
+            .iter()
+            .copied()
+            .filter(|t| rows.iter().any(|r| r.transport == *t))
+            .collect();
+        if present.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "#### {title}\n");
+        let _ = writeln!(out, "| workload | placement | {} |", present.join(" | "));
+        let _ = writeln!(out, "|---|---|{}", "---|".repeat(present.len()));
+        for (workload, placement) in &groups {
+            let cells: Vec<String> = present
+                .iter()
+                .map(|t| {
+                    rows.iter()
+                        .find(|r| {
+                            r.transport == *t
+                                && r.workload == *workload
+                                && r.placement == *placement
+                        })
+                        .map_or("—".into(), markdown_cell)
+                })
+                .collect();
+            if cells.iter().skip(1).all(|c| c == "—") {
+                continue;
+            }
+            let _ = writeln!(out, "| {workload} | {placement} | {} |", cells.join(" | "));
+        }
+        out.push('\n');
+    }
     out
 }
 

@@ -131,7 +131,7 @@ pub fn default_repeats(quick: bool) -> usize {
     if quick {
         1
     } else {
-        3
+        5
     }
 }
 
@@ -140,9 +140,9 @@ pub fn suite(quick: bool) -> Vec<Workload> {
     let (lat_warmup, lat_iters, lat_max) = if quick {
         (500, 5_000, 1_500)
     } else {
-        (5_000, 50_000, 4_000)
+        (2_000, 20_000, 2_500)
     };
-    let (tp_warm, tp_dur) = if quick { (40, 150) } else { (100, 500) };
+    let (tp_warm, tp_dur) = if quick { (40, 150) } else { (100, 300) };
     let rate_dur = if quick { 250 } else { 1_000 };
     let mut v = vec![Workload::Latency {
         size: SMALL,

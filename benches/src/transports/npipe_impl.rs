@@ -11,6 +11,7 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 
@@ -50,30 +51,34 @@ pub fn server_pipe_name(addr: &str) -> io::Result<&str> {
 /// (SO_SNDBUF) in server and clients, `NPIPE_BENCH_PENDING=N` its
 /// `pending_instances` (the accept queue): the knobs for the experiments in the
 /// README. Unset: npipe's defaults, as a user gets them.
-fn buffer_size() -> Option<usize> {
-    std::env::var("NPIPE_BENCH_BUFFER_SIZE").ok()?.parse().ok()
+fn knob(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 fn listener_options() -> npipe::ListenerOptions {
     let mut o = npipe::ListenerOptions::new();
-    if let Some(p) = std::env::var("NPIPE_BENCH_PENDING")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        o.pending_instances(p);
+    if let Some(p) = knob("NPIPE_BENCH_PENDING") {
+        o.pending_instances(u32::try_from(p).unwrap_or(u32::MAX));
     }
-    if let Some(b) = buffer_size() {
+    if let Some(b) = knob("NPIPE_BENCH_BUFFER_SIZE") {
         o.buffer_size(b);
     }
     o
 }
 
+/// Built once per process: clients connect many times, and looking the knobs
+/// up each time would be the harness's cost, not npipe's.
 fn connect_options() -> npipe::ConnectOptions {
-    let mut o = npipe::ConnectOptions::new();
-    if let Some(b) = buffer_size() {
-        o.buffer_size(b);
-    }
-    o
+    static OPTIONS: OnceLock<npipe::ConnectOptions> = OnceLock::new();
+    OPTIONS
+        .get_or_init(|| {
+            let mut o = npipe::ConnectOptions::new();
+            if let Some(b) = knob("NPIPE_BENCH_BUFFER_SIZE") {
+                o.buffer_size(b);
+            }
+            o
+        })
+        .clone()
 }
 
 /// Blocking API: `npipe::Listener` / `npipe::Stream`, message mode.

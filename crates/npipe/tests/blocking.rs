@@ -89,7 +89,29 @@ fn zero_length_and_large_messages_keep_their_boundaries() {
         sizes
     });
     let mut client = Stream::connect(&name).unwrap();
-    let sizes = [0, 1, 0, 4, 8191, 8192, 8193, 65536, 3 * 1024 * 1024, 0, 17];
+    // Around every size where the way a message is read or written changes.
+    let sizes = [
+        0,
+        1,
+        0,
+        4,
+        251,
+        252,
+        253,
+        1019,
+        1020,
+        1021,
+        8191,
+        8192,
+        8193,
+        16383,
+        16384,
+        16385,
+        65536,
+        3 * 1024 * 1024,
+        0,
+        17,
+    ];
     for n in sizes {
         client.send(&vec![(n % 251) as u8; n]).unwrap();
     }

@@ -315,6 +315,8 @@ impl Writer {
                 let header = encode_header(message.len(), self.max)?;
                 if message.len() <= COALESCE_LIMIT {
                     self.buf.clear();
+                    // One allocation for the first message, not a growth per part.
+                    self.buf.reserve(header.len() + message.len());
                     self.buf.extend_from_slice(&header);
                     self.buf.extend_from_slice(message);
                     io.write_all(&self.buf).await

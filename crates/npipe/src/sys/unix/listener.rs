@@ -31,6 +31,13 @@ pub(crate) struct Listener {
     denied: AtomicU64,
     euid: u32,
     egid: u32,
+    /// Whether accepting asks who the client is: the file mode of a socket file
+    /// already admits exactly the owner and root (`Owner`) or everyone
+    /// (`Everyone`), so only abstract sockets, groups (the kernel counts
+    /// supplementary groups its own way) and allow lists need the check; and
+    /// `SO_PEERCRED` is a system call on every connection. A stream that was
+    /// not checked asks when `peer_credentials` is called.
+    check_peer: bool,
     /// Dropped after `sock`'s users are gone: removes the socket and lock files.
     _owned: Option<OwnedName>,
 }
@@ -54,6 +61,10 @@ impl Listener {
             opts.pending_instances,
         )?;
         tracing::debug!(pipe = %name, address = %address, "listening");
+        let check_peer = !matches!(address, Address::Path(_))
+            || opts.access == Access::Group
+            || !opts.allow_uids.is_empty()
+            || !opts.allow_gids.is_empty();
         Ok(Listener {
             sock,
             name,
@@ -62,6 +73,7 @@ impl Listener {
             denied: AtomicU64::new(0),
             euid: nix::unistd::geteuid().as_raw(),
             egid: nix::unistd::getegid().as_raw(),
+            check_peer,
             opts,
             _owned: owned,
         })
@@ -92,15 +104,19 @@ impl Listener {
     /// direction the pipe does not carry. Consumes the reservation either way.
     /// `Ok(None)`: the client was refused (and counted in `denied`).
     pub(crate) fn finish_accept(&self, conn: UnixStream) -> io::Result<Option<Stream>> {
-        let creds = super::peer_credentials(&conn);
-        let peer = match &creds {
-            Ok(c) if self.admits(c) => *c,
-            _ => {
-                self.gate.unreserve();
-                self.denied.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(pipe = %self.name, peer = ?creds.ok(), "client refused by the access policy");
-                return Ok(None);
+        let peer = if self.check_peer {
+            let creds = super::peer_credentials(&conn);
+            match &creds {
+                Ok(c) if self.admits(c) => Some(*c),
+                _ => {
+                    self.gate.unreserve();
+                    self.denied.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(pipe = %self.name, peer = ?creds.ok(), "client refused by the access policy");
+                    return Ok(None);
+                }
             }
+        } else {
+            None
         };
         let slot = self.gate.admit();
         let send_buffer = SendBuffer::new(&conn, self.opts.buffer_size);

@@ -67,7 +67,11 @@ pub(crate) fn unix_address(name: &str) -> io::Result<Address> {
             let _ = DEFAULT_DIR_CHECKED.set(());
         }
     }
-    let path = dir.join(format!("{prefix}{name}"));
+    // One allocation: connecting resolves the name every time.
+    let mut path = PathBuf::with_capacity(dir.as_os_str().len() + 1 + prefix.len() + name.len());
+    path.push(&dir);
+    path.push(prefix);
+    path.as_mut_os_string().push(name);
     let len = path.as_os_str().len();
     if len + 1 > SUN_PATH_LEN {
         return Err(err(

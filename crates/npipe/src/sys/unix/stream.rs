@@ -5,6 +5,7 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use nix::sys::socket::{self, setsockopt, sockopt, UnixAddr};
 
 use super::gate::Slot;
 use crate::error::{err, err_src, ErrorKind};
-use crate::frame::{encode_header, FrameReader, Received};
+use crate::frame::{encode_header, FrameReader, Received, HEADER_LEN};
 use crate::name::{Address, PipeName};
 use crate::options::{ConnectOptions, Direction, Mode};
 use crate::stream::PeerCredentials;
@@ -21,6 +22,9 @@ use crate::stream::PeerCredentials;
 /// Messages up to this size are copied behind their header and sent with one `send`;
 /// larger ones go out with `sendmsg` from their buffers, without a copy.
 const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// Messages up to this size are put behind their header on the stack.
+const SMALL_MESSAGE: usize = 252;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::MSG_NOSIGNAL;
@@ -40,9 +44,10 @@ pub(crate) struct Stream {
     send_buffer: SendBuffer,
     /// Held by server-side streams: the instance is free again when it drops.
     _slot: Option<Slot>,
-    /// The peer's credentials as read at accept (fixed at connect time), so that
-    /// asking again costs no system call.
-    peer: Option<PeerCredentials>,
+    /// The peer's credentials once read (at accept when the access policy needs
+    /// them, else when first asked; fixed at connect time), so that asking again
+    /// costs no system call.
+    peer: OnceLock<PeerCredentials>,
 }
 
 impl Stream {
@@ -52,7 +57,7 @@ impl Stream {
         direction: Direction,
         max_message: u32,
         slot: Slot,
-        peer: PeerCredentials,
+        peer: Option<PeerCredentials>,
         send_buffer: SendBuffer,
     ) -> Stream {
         Stream {
@@ -66,7 +71,7 @@ impl Stream {
             write_buf: Vec::new(),
             send_buffer,
             _slot: Some(slot),
-            peer: Some(peer),
+            peer: peer.map(OnceLock::from).unwrap_or_default(),
         }
     }
 
@@ -83,7 +88,7 @@ impl Stream {
             write_buf: Vec::new(),
             send_buffer: SendBuffer::unchanged(),
             _slot: None,
-            peer: None,
+            peer: OnceLock::new(),
         }
     }
 
@@ -100,7 +105,7 @@ impl Stream {
             is_server: self.is_server,
             max_message: self.max_message,
             slot: self._slot,
-            peer: self.peer,
+            peer: self.peer.into_inner(),
             send_buffer: self.send_buffer,
         }
     }
@@ -168,7 +173,7 @@ impl Stream {
             write_buf: Vec::new(),
             send_buffer,
             _slot: None,
-            peer: None,
+            peer: OnceLock::new(),
         })
     }
 
@@ -217,8 +222,15 @@ impl Stream {
         match self.mode {
             Mode::Message => {
                 let header = encode_header(len, self.max_message)?;
-                if len <= COALESCE_LIMIT {
+                if len <= SMALL_MESSAGE {
+                    // No heap: a connection that carries one small request costs
+                    // no allocation for sending it.
+                    let mut wire = [0u8; HEADER_LEN + SMALL_MESSAGE];
+                    let wire = gather(&mut wire[..HEADER_LEN + len], &header, parts);
+                    send(&self.sock, &[wire])
+                } else if len <= COALESCE_LIMIT {
                     self.write_buf.clear();
+                    self.write_buf.reserve(HEADER_LEN + len);
                     self.write_buf.extend_from_slice(&header);
                     for part in parts {
                         self.write_buf.extend_from_slice(part);
@@ -306,10 +318,11 @@ impl Stream {
     }
 
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        match self.peer {
-            Some(peer) => Ok(peer),
-            None => super::peer_credentials(&self.sock),
+        if let Some(peer) = self.peer.get() {
+            return Ok(*peer);
         }
+        let peer = super::peer_credentials(&self.sock)?;
+        Ok(*self.peer.get_or_init(|| peer))
     }
 
     fn check_write(&self) -> io::Result<()> {
@@ -559,6 +572,16 @@ fn read_mapped(src: &mut &UnixStream, out: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Sends every byte of `parts`, in order, without raising `SIGPIPE`.
+/// Copies `header` and then `parts` into `out`, which is exactly their length.
+fn gather<'a>(out: &'a mut [u8], header: &[u8], parts: &[&[u8]]) -> &'a [u8] {
+    let mut at = 0;
+    for piece in std::iter::once(header).chain(parts.iter().copied()) {
+        out[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    }
+    out
+}
+
 fn send_all(sock: &UnixStream, parts: &[&[u8]]) -> io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut sent = 0;

@@ -52,8 +52,8 @@ struct Inner {
     /// A duplicate registered for writable events, made the first time a write
     /// would block.
     write: OnceLock<AsyncFd<OwnedFd>>,
-    /// The peer's credentials if already known (server streams, from accept).
-    peer: Option<PeerCredentials>,
+    /// The peer's credentials once read (fixed at connect time).
+    peer: OnceLock<PeerCredentials>,
 }
 
 impl UnixStream {
@@ -72,7 +72,7 @@ impl UnixStream {
             inner: Arc::new(Inner {
                 read: register(sock, Interest::READABLE)?,
                 write: OnceLock::new(),
-                peer,
+                peer: peer.map(OnceLock::from).unwrap_or_default(),
             }),
             send_buffer,
         })
@@ -80,10 +80,11 @@ impl UnixStream {
 
     /// Who is at the other end (`SO_PEERCRED`, read once).
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        match self.inner.peer {
-            Some(peer) => Ok(peer),
-            None => super::peer_credentials(self),
+        if let Some(peer) = self.inner.peer.get() {
+            return Ok(*peer);
         }
+        let peer = super::peer_credentials(self)?;
+        Ok(*self.inner.peer.get_or_init(|| peer))
     }
 
     /// One read that does not wait, appended to `buf`'s spare capacity;
