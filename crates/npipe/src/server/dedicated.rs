@@ -220,16 +220,14 @@ const MIN_ACCEPTING: usize = 4;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 impl Acceptors {
-    /// Whether this server's connections can be accepted by serving threads, and
-    /// with which handler.
-    pub(super) fn eligible(listener: &Listener, shared: &Shared) -> Option<Arc<SyncFn>> {
-        let options = listener.options();
-        if options.max_instances.is_some() {
-            // Waiting for a free instance happens before `accept`, where
-            // `stop_accepting` cannot reach it.
-            return None;
-        }
-        eligible(listener, shared)
+    /// Whether a server with these options and this handler has its connections
+    /// accepted by serving threads: sync handlers in message mode, without
+    /// `max_instances` (waiting for a free instance happens before `accept`,
+    /// where `stop_accepting` cannot reach it).
+    pub(super) fn fit(options: &crate::options::ListenerOptions, handler: &Handler) -> bool {
+        matches!(handler, Handler::Sync(_))
+            && options.mode == Mode::Message
+            && options.max_instances.is_none()
     }
 
     /// Starts the accepting threads; they stop at shutdown (`Shared::stopping`

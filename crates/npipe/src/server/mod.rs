@@ -320,7 +320,17 @@ impl ServerBuilder {
                 "a server reads requests: an outbound pipe cannot be served",
             ));
         }
-        let listener = Arc::new(Listener::bind_with(&name, &self.options)?);
+        // Decided here: a listener for acceptor threads is never registered with
+        // tokio (see `dedicated::Acceptors`).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let listener = if self::dedicated::Acceptors::fit(&self.options, &handler) {
+            Listener::bind_blocking_with(&name, &self.options)?
+        } else {
+            Listener::bind_with(&name, &self.options)?
+        };
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let listener = Listener::bind_with(&name, &self.options)?;
+        let listener = Arc::new(listener);
         let shared = Arc::new(Shared {
             handler,
             idle_timeout: self.idle_timeout,
@@ -441,8 +451,10 @@ impl Server {
             _ => None,
         };
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let acceptors = self::dedicated::Acceptors::eligible(&listener, &shared)
-            .filter(|_| listener.make_accepts_blocking().is_ok());
+        let acceptors = match &shared.handler {
+            Handler::Sync(handler) if listener.accepts_blocking() => Some(Arc::clone(handler)),
+            _ => None,
+        };
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let acceptors: Option<()> = None;
         #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -37,8 +37,10 @@ use crate::sys;
 pub struct Listener {
     /// The blocking listener: name ownership, access policy and instance gate.
     inner: sys::Listener,
-    /// The same listening socket (a duplicate descriptor) registered with tokio.
-    socket: sys::AsyncListener,
+    /// The same listening socket (a duplicate descriptor) registered with tokio;
+    /// `None` for a listener whose clients are taken by threads in a blocking
+    /// `accept` ([`bind_blocking_with`](Self::bind_blocking_with)).
+    socket: Option<sys::AsyncListener>,
 }
 
 impl fmt::Debug for Listener {
@@ -101,8 +103,23 @@ impl Listener {
         let socket = inner.socket().try_clone()?;
         socket.set_nonblocking(true)?;
         Ok(Listener {
-            socket: sys::AsyncListener::from_std(socket)?,
+            socket: Some(sys::AsyncListener::from_std(socket)?),
             inner,
+        })
+    }
+
+    /// A listener whose clients are taken by threads that call a blocking
+    /// `accept` (the managed server's acceptors, Linux): its socket stays
+    /// blocking and is not registered with tokio, whose reactor would otherwise
+    /// wake up for every client for nothing. The async `accept` fails on it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn bind_blocking_with(
+        name: &PipeName,
+        options: &ListenerOptions,
+    ) -> io::Result<Listener> {
+        Ok(Listener {
+            inner: sys::Listener::create(name.clone(), options.clone())?,
+            socket: None,
         })
     }
 
@@ -131,13 +148,18 @@ impl Listener {
     /// managed server's sync handlers). Cancel safe, as `accept`.
     pub(crate) async fn accept_sys(&self, nonblocking: bool) -> io::Result<sys::Stream> {
         let listener = &self.inner;
+        let Some(socket) = &self.socket else {
+            return Err(io::Error::other(
+                "this listener's clients are accepted by blocking threads",
+            ));
+        };
         loop {
             listener.gate().reserve_async().await;
             let reservation = Reservation {
                 listener: Some(listener),
             };
             let conn = loop {
-                match self.socket.accept(nonblocking).await {
+                match socket.accept(nonblocking).await {
                     Ok(conn) => break conn,
                     Err(e) if sys::is_transient_accept_error(&e) => continue,
                     Err(e) => return Err(e),
@@ -152,15 +174,14 @@ impl Listener {
         }
     }
 
-    /// For threads that accept with blocking calls (the managed server's
-    /// acceptors, Linux): makes the listening socket blocking, for good — the
-    /// async `accept` must not be used afterwards.
+    /// Whether this listener's clients are taken by blocking `accept` calls
+    /// ([`bind_blocking_with`](Self::bind_blocking_with)).
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    pub(crate) fn make_accepts_blocking(&self) -> io::Result<()> {
-        self.inner.socket().set_nonblocking(false)
+    pub(crate) fn accepts_blocking(&self) -> bool {
+        self.socket.is_none()
     }
 
-    /// The blocking listener, after [`make_accepts_blocking`](Self::make_accepts_blocking).
+    /// The blocking listener, for threads that accept with blocking calls.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn blocking(&self) -> &sys::Listener {
         &self.inner
