@@ -70,15 +70,13 @@ impl fmt::Debug for Stream {
 }
 
 impl Stream {
-    /// Wraps a stream fresh from the blocking code (connect or accept).
+    /// Wraps a stream fresh from the blocking code (connect or accept), whose
+    /// socket is non-blocking already (`accept4` and the connect that does not
+    /// wait make it so: setting it again would be a system call per connection).
     pub(crate) fn from_sys(stream: sys::Stream) -> io::Result<Stream> {
         let parts = stream.into_parts();
-        if !parts.is_server {
-            // Server streams arrive non-blocking from `accept4` already.
-            parts.sock.set_nonblocking(true)?;
-        }
         Ok(Stream {
-            io: UnixStream::from_std(parts.sock, parts.peer, parts.send_buffer)?,
+            io: UnixStream::from_std(parts.sock, parts.peer, parts.send_buffer, parts.is_server)?,
             reader: Reader::new(
                 parts.mode,
                 parts.max_message,
@@ -166,6 +164,7 @@ impl Stream {
         let stream = tokio::task::spawn_blocking(move || sys::Stream::connect(&name, &options))
             .await
             .map_err(|e| io::Error::other(format!("the connect task failed: {e}")))??;
+        stream.set_nonblocking(true)?;
         Stream::from_sys(stream)
     }
 

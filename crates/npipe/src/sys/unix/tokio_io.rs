@@ -20,6 +20,7 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 
@@ -54,6 +55,12 @@ struct Inner {
     write: OnceLock<AsyncFd<OwnedFd>>,
     /// The peer's credentials once read (fixed at connect time).
     peer: OnceLock<PeerCredentials>,
+    /// Set until the first read of a server stream: that read is tried at once.
+    /// A client sends its request as soon as it is connected, so by the time
+    /// the server reads, the request has usually arrived; waiting for the
+    /// reactor to report it first would cost a trip through the runtime per
+    /// connection (tokio's own sockets read first too).
+    read_first: AtomicBool,
 }
 
 impl UnixStream {
@@ -67,12 +74,14 @@ impl UnixStream {
         sock: std::os::unix::net::UnixStream,
         peer: Option<PeerCredentials>,
         send_buffer: SendBuffer,
+        is_server: bool,
     ) -> io::Result<UnixStream> {
         Ok(UnixStream {
             inner: Arc::new(Inner {
                 read: register(sock, Interest::READABLE)?,
                 write: OnceLock::new(),
                 peer: peer.map(OnceLock::from).unwrap_or_default(),
+                read_first: AtomicBool::new(is_server),
             }),
             send_buffer,
         })
@@ -111,6 +120,25 @@ impl UnixStream {
     }
 
     fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.inner.read_first.swap(false, Ordering::Relaxed) {
+            // SAFETY: `recv_uninit` only writes to the slice, never de-initialises it.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            match recv_uninit(self.as_raw_fd(), unfilled) {
+                Ok(n) => {
+                    // SAFETY: `recv_uninit` initialised the first `n` bytes.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Nothing yet: wait for it as for any other read.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
         loop {
             let mut guard = ready!(self.inner.read.poll_read_ready(cx))?;
             // SAFETY: `recv_uninit` only writes to the slice, never de-initialises it.
