@@ -100,8 +100,11 @@ fn main() -> Result<()> {
         let doc: report::SavedDocument =
             serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
         if let Some(md) = &cli.markdown {
-            std::fs::write(md, report::markdown(&doc.rows))
-                .with_context(|| format!("write {}", md.display()))?;
+            std::fs::write(
+                md,
+                report::markdown(&doc.rows, doc.machine.as_ref(), doc.repeats),
+            )
+            .with_context(|| format!("write {}", md.display()))?;
             eprintln!("wrote {}", md.display());
         }
         return write_stdout(&report::table(&doc.rows));
@@ -122,7 +125,11 @@ fn main() -> Result<()> {
         .repeat
         .unwrap_or(workload::default_repeats(cli.quick))
         .max(1);
-    let load = util::loadavg1();
+    let machine = util::Machine::read(cpus);
+    let load = machine.loadavg_at_start;
+    if !cli.json {
+        eprintln!("machine: {}", machine.summary());
+    }
     if load > 0.5 {
         eprintln!("note: load average is {load:.2} before starting; figures may be noisy");
     }
@@ -157,6 +164,7 @@ fn main() -> Result<()> {
             repeats,
             cpus,
             loadavg_at_start: load,
+            machine: &machine,
             rows: &results,
         };
         write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
@@ -164,7 +172,7 @@ fn main() -> Result<()> {
         write_stdout(&report::table(&results))?;
     }
     if let Some(path) = &cli.markdown {
-        std::fs::write(path, report::markdown(&results))
+        std::fs::write(path, report::markdown(&results, Some(&machine), repeats))
             .with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -496,3 +496,71 @@ pub fn fill_ratios(results: &mut [RowResult]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(transport: &str, runs: &[f64]) -> RowResult {
+        let mut sorted = runs.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        RowResult {
+            workload: "connrate-1c".into(),
+            transport: transport.into(),
+            placement: "unpinned".into(),
+            server: String::new(),
+            median_ns: None,
+            p99_ns: None,
+            gb_per_s: None,
+            ops_per_s: Some(sorted[sorted.len() / 2]),
+            ops: 0,
+            runs: runs.to_vec(),
+            wall_ms: 0.0,
+            ratio_vs_raw: None,
+            ratio_vs_raw_range: None,
+            ratio_vs_pool: None,
+            higher_is_better: true,
+            error: None,
+            hist: None,
+        }
+    }
+
+    #[test]
+    fn ratios_are_paired_round_by_round() {
+        // The machine slows down in round 2 for everyone: paired ratios stay at
+        // 0.9, while medians taken apart would say 0.9 too only by luck.
+        let mut rows = [
+            row(registry::BASELINE, &[100.0, 50.0, 100.0]),
+            row(registry::POOL_BASELINE, &[200.0, 100.0, 200.0]),
+            row("npipe", &[90.0, 45.0, 90.0]),
+        ];
+        fill_ratios(&mut rows);
+        let npipe = &rows[2];
+        assert!((npipe.ratio_vs_raw.unwrap() - 0.9).abs() < 1e-9);
+        let (lo, hi) = npipe.ratio_vs_raw_range.unwrap();
+        assert!((lo - 0.9).abs() < 1e-9 && (hi - 0.9).abs() < 1e-9);
+        assert!((npipe.ratio_vs_pool.unwrap() - 0.45).abs() < 1e-9);
+        assert_eq!(rows[0].ratio_vs_raw, Some(1.0));
+    }
+
+    #[test]
+    fn the_median_of_the_paired_ratios_is_reported_with_its_range() {
+        let mut rows = [
+            row(registry::BASELINE, &[100.0, 100.0, 100.0, 100.0, 100.0]),
+            row("npipe", &[80.0, 120.0, 95.0, 105.0, 100.0]),
+        ];
+        fill_ratios(&mut rows);
+        assert_eq!(rows[1].ratio_vs_raw, Some(1.0));
+        assert_eq!(rows[1].ratio_vs_raw_range, Some((0.8, 1.2)));
+    }
+
+    #[test]
+    fn rows_with_other_rounds_are_compared_median_to_median() {
+        let mut rows = [
+            row(registry::BASELINE, &[100.0, 100.0, 100.0]),
+            row("npipe", &[50.0]),
+        ];
+        fill_ratios(&mut rows);
+        assert_eq!(rows[1].ratio_vs_raw, Some(0.5));
+    }
+}

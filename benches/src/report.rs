@@ -12,12 +12,17 @@ pub struct Document<'a> {
     pub repeats: usize,
     pub cpus: usize,
     pub loadavg_at_start: f64,
+    pub machine: &'a crate::util::Machine,
     pub rows: &'a [RowResult],
 }
 
 /// A [`Document`] read back (`--from-json`).
 #[derive(Debug, Deserialize)]
 pub struct SavedDocument {
+    #[serde(default)]
+    pub repeats: usize,
+    #[serde(default)]
+    pub machine: Option<crate::util::Machine>,
     pub rows: Vec<RowResult>,
 }
 
@@ -224,7 +229,11 @@ fn markdown_cell(r: &RowResult) -> String {
 /// placement, a column per transport): value, then the median of the per-round
 /// ratios vs `raw` with their range, and for `connrate` the ratio vs
 /// `raw-pool4`.
-pub fn markdown(rows: &[RowResult]) -> String {
+pub fn markdown(
+    rows: &[RowResult],
+    machine: Option<&crate::util::Machine>,
+    repeats: usize,
+) -> String {
     let mut groups: Vec<(&str, &str)> = Vec::new();
     for r in rows {
         if !groups.contains(&(r.workload.as_str(), r.placement.as_str())) {
@@ -232,6 +241,15 @@ pub fn markdown(rows: &[RowResult]) -> String {
         }
     }
     let mut out = String::new();
+    if let Some(machine) = machine {
+        let _ = writeln!(out, "Machine: {}.\n", machine.summary());
+    }
+    if repeats > 0 {
+        let _ = writeln!(
+            out,
+            "Cells: the median of {repeats} rounds; `(x× lo–hi)` = the median and range of the per-round ratios vs `raw`; `[x× pool]` = the same vs `raw-pool4`.\n"
+        );
+    }
     for (title, transports) in MARKDOWN_TABLES {
         let present: Vec<&str> = transports
             .iter()
