@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::roles::{self, ClientReport, Flavor, ServerModel};
 use crate::transport::{AsyncTransport, BlockingTransport};
 use crate::transports::npipe_impl::{
-    self, ManagedHandler, NpipeBlocking, NpipeBytes, NpipeTokio, NpipeTokioBytes,
+    self, ManagedHandler, NpipeBlocking, NpipeBytes, NpipeDeepQueue, NpipeTokio, NpipeTokioBytes,
 };
 use crate::transports::{interprocess_ls, raw, tokio_uds};
 use crate::workload::Workload;
@@ -112,6 +112,10 @@ impl Entry {
     }
 
     pub fn supports(&self, w: &Workload) -> bool {
+        if self.name.ends_with("-q64") {
+            // The default queue's cost shows with many clients at once.
+            return matches!(w, Workload::ConnRate { clients, .. } if *clients > 1);
+        }
         if self.name.ends_with("-bytes") {
             // Byte mode: the latency and throughput rows (the others would
             // measure the same connection handling as the message-mode rows).
@@ -180,6 +184,7 @@ pub fn entries() -> Vec<Entry> {
         Entry::tokio::<tokio_uds::TokioUds>("tokio-mt", Flavor::MultiThread),
         Entry::blocking::<NpipeBlocking>("npipe", ServerModel::Iterative),
         Entry::blocking::<NpipeBlocking>("npipe-pool4", ServerModel::Pool(4)),
+        Entry::blocking::<NpipeDeepQueue>("npipe-pool4-q64", ServerModel::Pool(4)),
         Entry::tokio::<NpipeTokio>("npipe-tokio-ct", Flavor::CurrentThread),
         Entry::tokio::<NpipeTokio>("npipe-tokio-mt", Flavor::MultiThread),
         Entry::blocking::<NpipeBytes>("npipe-bytes", ServerModel::Iterative),

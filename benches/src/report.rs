@@ -148,13 +148,14 @@ pub fn table(rows: &[RowResult]) -> String {
          the median of the per-round ratios [lowest-highest]: rows of one workload and \
          placement run interleaved, round after round; vs raw-pool4 likewise, for connrate.\n\
          Server models: raw/interprocess/npipe = blocking iterative server (thread per \
-         connection for reqresp); *-pool4 = 4 threads accepting on a shared listener; \
-         tokio/interprocess-tokio/npipe-tokio = task per connection; npipe-server = \
-         npipe::Server (ServerBuilder::spawn), sync handler (Linux: threads that accept \
-         and serve); npipe-server-async = the same with an async handler; \
-         npipe-tokio-mt-srv = npipe's tokio multi-thread server, task per connection, \
-         the async server's baseline. Clients of npipe-server* and npipe-tokio-mt-srv \
-         are npipe blocking clients.\n",
+         connection for reqresp); *-pool4 = 4 threads accepting on a shared listener \
+         (npipe-pool4-q64: with pending_instances(64)); tokio/interprocess-tokio/npipe-tokio = \
+         task per connection; *-bytes = npipe's byte mode framed by the harness like raw; \
+         npipe-server = npipe::Server (ServerBuilder::spawn), sync handler (Linux: threads \
+         that accept and serve); npipe-server-async = the same with an async handler; \
+         npipe-tokio-mt-srv = npipe's tokio multi-thread server, task per connection, the \
+         async server's baseline. Clients of npipe-server* and npipe-tokio-mt-srv are npipe \
+         blocking clients.\n",
     );
     out
 }
@@ -171,6 +172,7 @@ const MARKDOWN_TABLES: [(&str, &[&str]); 2] = [
             "raw-pool4",
             "npipe",
             "npipe-pool4",
+            "npipe-pool4-q64",
             "npipe-bytes",
             "npipe-server",
             "interprocess",
