@@ -7,25 +7,29 @@ fn harness() -> Command {
     Command::new(env!("CARGO_BIN_EXE_npipe-bench"))
 }
 
+/// Runs `command` and returns its stdout, failing with its stderr if it failed.
+fn succeed(command: &mut Command) -> Vec<u8> {
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    out.stdout
+}
+
 #[test]
 fn two_rows_in_two_rounds_give_paired_ratios_and_every_output() {
     let dir = std::env::temp_dir().join(format!("npipe-bench-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let markdown = dir.join("bench.md");
     let json_path = dir.join("bench.json");
-    let out = harness()
-        .args(["--quick", "--repeat", "2", "--json", "--markdown"])
-        .arg(&markdown)
-        .args(["--filter", "rtt-64B/raw/same-cpu,rtt-64B/npipe/same-cpu"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeed(
+        harness()
+            .args(["--quick", "--repeat", "2", "--json", "--markdown"])
+            .arg(&markdown)
+            .args(["--filter", "rtt-64B/raw/same-cpu,rtt-64B/npipe/same-cpu"]),
     );
-    std::fs::write(&json_path, &out.stdout).unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::fs::write(&json_path, &stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let rows = doc["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for row in rows {
@@ -47,20 +51,15 @@ fn two_rows_in_two_rounds_give_paired_ratios_and_every_output() {
 
     // Read back: the same table without running anything.
     let again = dir.join("again.md");
-    let out = harness()
-        .arg("--from-json")
-        .arg(&json_path)
-        .arg("--markdown")
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let table = succeed(
+        harness()
+            .arg("--from-json")
+            .arg(&json_path)
+            .arg("--markdown")
+            .arg(&again),
     );
     assert_eq!(std::fs::read_to_string(&again).unwrap(), md);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("rtt-64B"));
+    assert!(String::from_utf8_lossy(&table).contains("rtt-64B"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -80,8 +79,5 @@ fn list_survives_a_reader_that_goes_away() {
     // write to its stdout fails with EPIPE, as under `npipe-bench --list | head -1`.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let out = harness().arg("--list").stdout(writer).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    succeed(harness().arg("--list").stdout(writer));
 }

@@ -238,18 +238,8 @@ fn write_vectored_sends_one_message_of_every_slice() {
 #[test]
 fn write_vectored_in_byte_mode_writes_every_slice_in_order() {
     use std::io::IoSlice;
-    use std::os::unix::net::UnixStream;
     let _w = Watchdog::start("write_vectored_bytes");
-    let name = unique("vectored-bytes");
-    let listener = ListenerOptions::new()
-        .mode(Mode::Byte)
-        .create(&name)
-        .unwrap();
-    let npipe::Address::Path(path) = listener.address().clone() else {
-        panic!("path address expected");
-    };
-    let mut raw = UnixStream::connect(&path).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (mut raw, mut server) = raw_client_of_a_byte_mode_server("vectored-bytes");
     let big = vec![7u8; 300_000];
     let parts: [&[u8]; 6] = [b"1", b"22", b"", &big, b"333", b"4444"];
     let slices = parts.map(IoSlice::new);
@@ -499,12 +489,11 @@ fn many_clients_on_many_threads_all_get_their_replies() {
 // ---------------------------------------------------------------------------------
 // Byte mode
 
+/// A byte-mode pipe named after `prefix`, a plain Unix socket connected to it
+/// (no npipe on that side), and the server end npipe accepted.
 #[cfg(unix)]
-#[test]
-fn byte_mode_adds_nothing_on_the_wire() {
-    use std::os::unix::net::UnixStream;
-    let _w = Watchdog::start("byte_mode");
-    let name = unique("bytes");
+fn raw_client_of_a_byte_mode_server(prefix: &str) -> (std::os::unix::net::UnixStream, Stream) {
+    let name = unique(prefix);
     let listener = ListenerOptions::new()
         .mode(Mode::Byte)
         .create(&name)
@@ -512,8 +501,16 @@ fn byte_mode_adds_nothing_on_the_wire() {
     let npipe::Address::Path(path) = listener.address().clone() else {
         panic!("path address expected");
     };
-    let mut raw = UnixStream::connect(&path).unwrap();
-    let mut server = listener.accept().unwrap();
+    let raw = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let server = listener.accept().unwrap();
+    (raw, server)
+}
+
+#[cfg(unix)]
+#[test]
+fn byte_mode_adds_nothing_on_the_wire() {
+    let _w = Watchdog::start("byte_mode");
+    let (mut raw, mut server) = raw_client_of_a_byte_mode_server("bytes");
     raw.write_all(b"plain bytes").unwrap();
     raw.shutdown(Shutdown::Write).unwrap();
     let mut got = Vec::new();
