@@ -711,6 +711,9 @@ impl SendBuffer {
     /// Call before sending `len` more bytes on `sock`.
     #[inline]
     pub(crate) fn before_send(&mut self, sock: &impl AsFd, len: usize) {
+        // Elsewhere the buffer size is applied at connect (see `new`).
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = sock;
         if self.want == 0 {
             return;
         }
