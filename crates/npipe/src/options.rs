@@ -222,12 +222,13 @@ impl ListenerOptions {
     /// clients that each connect for one request arrive faster than a server
     /// busy with others accepts them; raise this for them. In npipe's benchmark,
     /// 8 such client processes against a pool of 4 threads calling
-    /// [`Listener::accept`](crate::Listener::accept) reached 0.77× the
-    /// connection rate of a hand-written Unix socket pool with 4 pending
-    /// instances and 0.97× with 64 (whose queue, like `std`'s, holds 128);
-    /// the managed `Server` (feature `tokio`), which always keeps a thread in
-    /// `accept`, needs no more than the default. On Unix a pending instance costs nothing until a
-    /// client takes it; on Windows each is a pipe instance created ahead.
+    /// [`Listener::accept`](crate::Listener::accept) reached 0.84× the
+    /// connection rate of a hand-written Unix socket pool (whose queue, like
+    /// `std`'s, holds 128) with 4 pending instances and 1.01× with 64; the
+    /// managed `Server` (feature `tokio`), which always keeps a thread in
+    /// `accept`, reached 1.04× with the default. On Unix a pending instance
+    /// costs nothing until a client takes it; on Windows each is a pipe
+    /// instance created ahead.
     ///
     /// # Panics
     ///
