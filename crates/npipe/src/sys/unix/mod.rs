@@ -21,6 +21,19 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub(crate) use cred::peer_credentials;
+
+/// The peer's credentials from `cache`, asked of `sock` (`SO_PEERCRED`) the first
+/// time only: they are fixed when the connection is made.
+pub(crate) fn cached_peer_credentials(
+    cache: &std::sync::OnceLock<crate::stream::PeerCredentials>,
+    sock: &impl std::os::fd::AsFd,
+) -> io::Result<crate::stream::PeerCredentials> {
+    if let Some(peer) = cache.get() {
+        return Ok(*peer);
+    }
+    let peer = peer_credentials(sock)?;
+    Ok(*cache.get_or_init(|| peer))
+}
 pub(crate) use listener::Listener;
 pub(crate) use stream::Stream;
 #[cfg(feature = "tokio")]

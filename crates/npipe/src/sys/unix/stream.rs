@@ -318,11 +318,7 @@ impl Stream {
     }
 
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        if let Some(peer) = self.peer.get() {
-            return Ok(*peer);
-        }
-        let peer = super::peer_credentials(&self.sock)?;
-        Ok(*self.peer.get_or_init(|| peer))
+        super::cached_peer_credentials(&self.peer, &self.sock)
     }
 
     fn check_write(&self) -> io::Result<()> {

@@ -89,11 +89,7 @@ impl UnixStream {
 
     /// Who is at the other end (`SO_PEERCRED`, read once).
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        if let Some(peer) = self.inner.peer.get() {
-            return Ok(*peer);
-        }
-        let peer = super::peer_credentials(self)?;
-        Ok(*self.inner.peer.get_or_init(|| peer))
+        super::cached_peer_credentials(&self.inner.peer, self)
     }
 
     /// One read that does not wait, appended to `buf`'s spare capacity;
@@ -120,27 +116,15 @@ impl UnixStream {
     }
 
     fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if self.inner.read_first.swap(false, Ordering::Relaxed) {
-            // SAFETY: `recv_uninit` only writes to the slice, never de-initialises it.
-            let unfilled = unsafe { buf.unfilled_mut() };
-            match recv_uninit(self.as_raw_fd(), unfilled) {
-                Ok(n) => {
-                    // SAFETY: `recv_uninit` initialised the first `n` bytes.
-                    unsafe { buf.assume_init(n) };
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // Nothing yet: wait for it as for any other read.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
         loop {
-            let mut guard = ready!(self.inner.read.poll_read_ready(cx))?;
+            // The first read of a server stream goes ahead without waiting for
+            // the reactor (see `Inner::read_first`); every other read waits for
+            // readiness first.
+            let mut guard = if self.inner.read_first.swap(false, Ordering::Relaxed) {
+                None
+            } else {
+                Some(ready!(self.inner.read.poll_read_ready(cx))?)
+            };
             // SAFETY: `recv_uninit` only writes to the slice, never de-initialises it.
             let unfilled = unsafe { buf.unfilled_mut() };
             let len = unfilled.len();
@@ -152,12 +136,16 @@ impl UnixStream {
                     // A short read emptied the receive queue: wait for the next
                     // event rather than spend a system call to learn it (tokio's
                     // own sockets do the same).
-                    if n > 0 && n < len {
+                    if let Some(guard) = guard.as_mut().filter(|_| n > 0 && n < len) {
                         guard.clear_ready();
                     }
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(guard) = guard.as_mut() {
+                        guard.clear_ready();
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
