@@ -6,11 +6,12 @@
 //! checking the whole path, so nothing done later can be redirected by a directory
 //! swapped in or a symlink planted meanwhile:
 //!
-//! - [`PipeDir::open`] resolves the path once (`realpath`), then walks it again from
-//!   `/`, one `openat(…, O_NOFOLLOW)` per component, and checks each directory as
-//!   OpenSSH's `StrictModes` does: owned by root or by the effective user, and not
-//!   writable by group or others unless sticky. A component swapped for a symlink
-//!   between the two walks fails the second (`O_NOFOLLOW`).
+//! - [`PipeDir::open`] walks the path from `/`, one `openat(…, O_NOFOLLOW)` per
+//!   component, and checks each directory as OpenSSH's `StrictModes` does: owned by
+//!   root or by the effective user, and not writable by group or others unless
+//!   sticky. A symlink on the way must be owned by root or by the effective user;
+//!   it is read and its target walked the same way. A component swapped between
+//!   the check and the open fails the open (`O_NOFOLLOW`).
 //! - Entries are examined with `fstatat(AT_SYMLINK_NOFOLLOW)`, opened with
 //!   `O_NOFOLLOW`, and removed with `unlinkat` only after `fstatat` shows the very
 //!   inode npipe created.
@@ -22,6 +23,7 @@
 //! uses the canonical path, which the check above made sure no other user can
 //! redirect (see `listener::bind_path`).
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
@@ -31,7 +33,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 
 use crate::error::{err, err_src, ErrorKind};
@@ -62,60 +64,107 @@ pub(crate) struct PipeDir {
 
 impl PipeDir {
     /// Opens the directory `dir` after checking that no other user can change what
-    /// it or any directory above it contains: each is owned by root or by the
-    /// effective user, and not writable by group or others unless sticky.
+    /// it holds: every directory on the way from `/` (and `dir` itself) is owned by
+    /// root or by the effective user and is not writable by group or others unless
+    /// sticky, and every symlink on the way is owned by root or by the effective
+    /// user. The path is resolved here, one `openat(O_NOFOLLOW)` per component, so
+    /// what is checked is what is held: a symlink is read (`readlinkat`) and its
+    /// target walked and checked the same way, and a component swapped between the
+    /// check and the use fails the `O_NOFOLLOW` open.
+    ///
+    /// (Resolving first with `realpath` and checking the result would not do: a
+    /// symlink on the way that another user owns — `/tmp/theirs` pointing at a
+    /// directory of root's — resolves to a path that passes every check, and its
+    /// owner decides where it leads.)
     ///
     /// Errors: `NotFound` if it does not exist; `AccessDenied` naming the unsafe
-    /// directory, its owner and mode, and the fix; `InvalidName` if it is not a
-    /// directory.
+    /// directory or symlink, its owner and mode, and the fix; `InvalidName` if it
+    /// is not a directory.
     pub(crate) fn open(dir: &Path) -> io::Result<PipeDir> {
-        let canonical = std::fs::canonicalize(dir).map_err(|e| {
-            let kind = match e.kind() {
-                io::ErrorKind::NotFound => ErrorKind::NotFound,
-                _ if e.raw_os_error() == Some(nix::libc::ENOTDIR) => ErrorKind::InvalidName,
-                _ => ErrorKind::Io,
-            };
-            err_src(kind, format!("pipe directory {}", dir.display()), e)
-        })?;
+        /// Symlinks followed before giving up, as Linux's `MAXSYMLINKS`.
+        const MAX_LINKS: usize = 40;
         let me = nix::unistd::geteuid().as_raw();
-        let mut fd = nix::fcntl::open("/", DIR_FLAGS, Mode::empty())
+        let absolute = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| err_src(ErrorKind::Io, "the current directory", e))?
+                .join(dir)
+        };
+        let mut todo: VecDeque<OsString> = VecDeque::new();
+        push_front(&mut todo, &absolute);
+        let root = nix::fcntl::open("/", DIR_FLAGS, Mode::empty())
             .map_err(|e| err_src(ErrorKind::Io, "opening the root directory", e.into()))?;
-        let mut walked = PathBuf::from("/");
-        let components: Vec<_> = canonical.components().collect();
-        for (i, component) in components.iter().enumerate() {
-            let last = i + 1 == components.len();
-            match component {
-                Component::RootDir => {}
-                Component::Normal(part) => {
-                    walked.push(part);
-                    fd = openat(&fd, *part, DIR_FLAGS, Mode::empty())
-                        .map_err(|e| changed_or(dir, &walked, e, last))?;
-                }
-                // `canonicalize` returns neither `.`, `..` nor a prefix.
-                _ => {
-                    return Err(err(
-                        ErrorKind::InvalidName,
-                        format!(
-                            "pipe directory {}: unexpected component in {}",
-                            dir.display(),
-                            canonical.display()
-                        ),
-                    ))
-                }
+        let root_entry = Entry::from(fstat(&root)?);
+        check_dir(dir, Path::new("/"), &root_entry, me, is_final(&todo))?;
+        // The directories walked, from `/` to the current one, each held and checked.
+        let mut walked: Vec<(OwnedFd, PathBuf)> = vec![(root, PathBuf::from("/"))];
+        let mut links = 0;
+        while let Some(part) = todo.pop_front() {
+            if part == "." {
+                continue;
             }
-            let stat = fstat(&fd).map_err(|e| {
-                err_src(
-                    ErrorKind::Io,
-                    format!("examining {}", walked.display()),
-                    e.into(),
-                )
-            })?;
-            check_dir(dir, &walked, &Entry::from(stat), me, last)?;
+            if part == ".." {
+                if walked.len() > 1 {
+                    walked.pop();
+                }
+                continue;
+            }
+            let Some((current, current_path)) = walked.last() else {
+                break;
+            };
+            let path = current_path.join(&part);
+            match openat(current, part.as_os_str(), DIR_FLAGS, Mode::empty()) {
+                Ok(fd) => {
+                    let entry = Entry::from(fstat(&fd)?);
+                    check_dir(dir, &path, &entry, me, is_final(&todo))?;
+                    walked.push((fd, path));
+                }
+                // O_NOFOLLOW met a symlink (Linux says ENOTDIR with O_PATH), or it
+                // is not a directory.
+                Err(Errno::ENOTDIR | Errno::ELOOP) => {
+                    let entry =
+                        match fstatat(current, part.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                            Ok(stat) => Entry::from(stat),
+                            Err(e) => return Err(open_error(dir, &path, e)),
+                        };
+                    if entry.kind != Kind::Symlink {
+                        return Err(err(
+                            ErrorKind::InvalidName,
+                            format!(
+                                "pipe directory {}: {} is {}, not a directory",
+                                dir.display(),
+                                path.display(),
+                                entry.kind.describe()
+                            ),
+                        ));
+                    }
+                    check_link(dir, &path, &entry, me)?;
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(err_src(
+                            ErrorKind::InvalidName,
+                            format!("pipe directory {}: too many symbolic links", dir.display()),
+                            Errno::ELOOP.into(),
+                        ));
+                    }
+                    // Its owner is root or this user, and so is the directory that
+                    // holds it: nobody else can change it before it is read.
+                    let target = readlinkat(current, part.as_os_str())
+                        .map_err(|e| open_error(dir, &path, e))?;
+                    let target = Path::new(&target);
+                    if target.is_absolute() {
+                        walked.truncate(1);
+                    }
+                    push_front(&mut todo, target);
+                }
+                Err(e) => return Err(open_error(dir, &path, e)),
+            }
         }
-        Ok(PipeDir {
-            fd,
-            path: canonical,
-        })
+        let Some((fd, path)) = walked.pop() else {
+            return Err(Errno::ENOENT.into());
+        };
+        Ok(PipeDir { fd, path })
     }
 
     /// The canonical path of the directory.
@@ -494,29 +543,54 @@ impl From<FileStat> for Entry {
     }
 }
 
-/// An `openat` of a directory on the way failed: it vanished or stopped being a
-/// directory since `realpath` saw it (someone swapped it), or it cannot be opened.
-fn changed_or(dir: &Path, walked: &Path, e: Errno, last: bool) -> io::Error {
-    match e {
-        Errno::ENOTDIR | Errno::ELOOP | Errno::ENOENT => err(
+/// The components of `path` in front of `todo` (the root is implied).
+fn push_front(todo: &mut VecDeque<OsString>, path: &Path) {
+    for component in path.components().rev() {
+        match component {
+            Component::Normal(part) => todo.push_front(part.to_owned()),
+            Component::ParentDir => todo.push_front(OsString::from("..")),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+}
+
+/// Whether nothing but `.` and `..` is left to walk: the directory just opened is
+/// the pipe directory itself (for the wording of a refusal).
+fn is_final(todo: &VecDeque<OsString>) -> bool {
+    todo.iter().all(|part| part == "." || part == "..")
+}
+
+/// An `openat` on the way to the pipe directory failed.
+fn open_error(dir: &Path, path: &Path, e: Errno) -> io::Error {
+    let kind = match e {
+        Errno::ENOENT => ErrorKind::NotFound,
+        Errno::EACCES | Errno::EPERM => ErrorKind::AccessDenied,
+        Errno::ENOTDIR | Errno::ELOOP => ErrorKind::InvalidName,
+        _ => ErrorKind::Io,
+    };
+    let context = if path == dir {
+        format!("pipe directory {}", dir.display())
+    } else {
+        format!("pipe directory {}: {}", dir.display(), path.display())
+    };
+    err_src(kind, context, e.into())
+}
+
+/// A symlink on the way must be owned by root or by this user: its owner decides
+/// where it leads (and can replace it, even in a sticky directory).
+fn check_link(dir: &Path, path: &Path, entry: &Entry, me: u32) -> io::Result<()> {
+    if entry.uid != 0 && entry.uid != me {
+        return Err(err(
             ErrorKind::AccessDenied,
             format!(
-                "refusing pipe directory {}: {} changed while npipe checked it (it is no longer a directory)",
+                "refusing pipe directory {}: {} is a symbolic link that belongs to uid {}, who could point it elsewhere; use the directory it leads to, or a link owned by you or by root",
                 dir.display(),
-                walked.display()
+                path.display(),
+                entry.uid
             ),
-        ),
-        Errno::EACCES if last => err_src(
-            ErrorKind::AccessDenied,
-            format!("pipe directory {}", dir.display()),
-            e.into(),
-        ),
-        e => err_src(
-            ErrorKind::Io,
-            format!("pipe directory {}: opening {}", dir.display(), walked.display()),
-            e.into(),
-        ),
+        ));
     }
+    Ok(())
 }
 
 /// The rule of OpenSSH's `StrictModes` for one directory on the way to (or being)
