@@ -339,53 +339,10 @@ fn take_lock(name: &PipeName, target: &PipePath) -> io::Result<Flock<File>> {
     let lock_file = target.lock_file();
     let lock_path = dir.path().join(&lock_file);
     let me = nix::unistd::geteuid().as_raw();
-    let refuse = |what: String| {
-        err(
-            ErrorKind::AddrInUse,
-            format!(
-                "pipe {name}: the lock file {} {what}; npipe will not use or remove it",
-                lock_path.display()
-            ),
-        )
-    };
-    loop {
-        let file = match dir.open_lock(&lock_file) {
-            Ok(file) => file,
-            // O_NOFOLLOW met a symlink (FreeBSD says EMLINK).
-            Err(Errno::ELOOP | Errno::EMLINK) => {
-                return Err(refuse("is a symbolic link".to_owned()))
-            }
-            // What cannot be opened for writing (a socket, a directory, another
-            // user's file): say what it is.
-            Err(e) => {
-                let found = dir.stat(&lock_file).ok().flatten();
-                return Err(match found {
-                    Some(entry) if entry.uid != me => err_src(
-                        ErrorKind::AddrInUse,
-                        format!(
-                            "pipe {name} belongs to another user (uid {}): the lock file {} is theirs; npipe will not use or remove it",
-                            entry.uid,
-                            lock_path.display()
-                        ),
-                        e.into(),
-                    ),
-                    Some(entry) if entry.kind != Kind::File => {
-                        refuse(format!("is {}", entry.kind.describe()))
-                    }
-                    _ => err_src(
-                        ErrorKind::Io,
-                        format!("opening the lock file {}", lock_path.display()),
-                        e.into(),
-                    ),
-                });
-            }
-        };
-        let entry = super::dir::Entry::from(nix::sys::stat::fstat(&file)?);
-        if entry.kind != Kind::File {
-            return Err(refuse(format!("is {}", entry.kind.describe())));
-        }
-        if entry.uid != me {
-            return Err(err(
+    // What is at the lock path, if it is not a regular file of this user's.
+    let refusal = |entry: &super::dir::Entry| -> Option<io::Error> {
+        if entry.kind == Kind::File && entry.uid != me {
+            return Some(err(
                 ErrorKind::AddrInUse,
                 format!(
                     "pipe {name} belongs to another user (uid {}): the lock file {} is theirs; npipe will not use or remove it",
@@ -394,11 +351,69 @@ fn take_lock(name: &PipeName, target: &PipePath) -> io::Result<Flock<File>> {
                 ),
             ));
         }
+        let whose = if entry.uid == me {
+            String::new()
+        } else {
+            format!(" that belongs to uid {}", entry.uid)
+        };
+        (entry.kind != Kind::File).then(|| {
+            err(
+                ErrorKind::AddrInUse,
+                format!(
+                    "pipe {name}: the lock file {} is {}{whose}; npipe will not use or remove it",
+                    lock_path.display(),
+                    entry.kind.describe()
+                ),
+            )
+        })
+    };
+    // Attempts to open an entry that vanished between the failed open and the look
+    // at it (someone is planting and removing things there).
+    let mut vanished = 0;
+    loop {
+        let file = match dir.open_lock(&lock_file) {
+            Ok(file) => file,
+            // The open failed: O_NOFOLLOW met a symlink (ELOOP; FreeBSD says
+            // EMLINK; Linux says EACCES for another user's symlink in a sticky
+            // directory), or it is something that cannot be opened for writing
+            // (a socket, a directory, another user's file). Say what is there.
+            Err(e) => match dir.stat(&lock_file)? {
+                Some(entry) => {
+                    return Err(refusal(&entry).unwrap_or_else(|| {
+                        err_src(
+                            ErrorKind::Io,
+                            format!("opening the lock file {}", lock_path.display()),
+                            e.into(),
+                        )
+                    }))
+                }
+                None if vanished < 100 => {
+                    vanished += 1;
+                    continue;
+                }
+                None => return Err(err_src(
+                    ErrorKind::AddrInUse,
+                    format!(
+                        "pipe {name}: something keeps appearing and vanishing at the lock file {}",
+                        lock_path.display()
+                    ),
+                    e.into(),
+                )),
+            },
+        };
+        let entry = super::dir::Entry::from(nix::sys::stat::fstat(&file)?);
+        if let Some(refused) = refusal(&entry) {
+            return Err(refused);
+        }
         if entry.nlink != 1 {
-            return Err(refuse(format!(
-                "has {} hard links (it is also another file)",
-                entry.nlink
-            )));
+            return Err(err(
+                ErrorKind::AddrInUse,
+                format!(
+                    "pipe {name}: the lock file {} has {} hard links (it is also another file); npipe will not use or remove it",
+                    lock_path.display(),
+                    entry.nlink
+                ),
+            ));
         }
         let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
