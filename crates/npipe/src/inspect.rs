@@ -1,11 +1,17 @@
 //! Inspecting pipes without connecting to them: where a name lives, whether a live
 //! server owns it, and who that server is (what `npipe info` and `npipe list` print).
 //!
-//! On Linux everything comes from the file system and `/proc`: the socket file's
-//! owner and permissions, the listening sockets in `/proc/net/unix`, the processes
-//! holding them (`/proc/PID/fd`, readable for your own processes), and the record
-//! a server writes in its lock file (`pid=.. mode=.. direction=.. access=..`).
-//! Nothing here connects, so servers see no client.
+//! On Linux everything comes from the file system, the kernel and `/proc`: the
+//! socket file's owner and permissions, the listening sockets (`sock_diag`, which
+//! names the file each is bound to), the processes holding them (`/proc/PID/fd`,
+//! readable for your own processes), and the record a server writes in its lock
+//! file (`pid=.. mode=.. direction=.. access=..`). Nothing here connects, so servers
+//! see no client.
+//!
+//! A pipe is live when a listening socket is bound to the very file now at its path:
+//! what `connect` would reach, and what `wait` waits for. The lock file's record is
+//! believed only when its owner is the socket's: anyone may create a lock file
+//! beside a socket that has none (one made by a service manager, say).
 
 use std::fmt;
 use std::io;
@@ -48,7 +54,9 @@ impl fmt::Display for PipeState {
 ///
 /// Every field but the name, address and state is optional: it is known only where
 /// the OS tells it to this user (for example, another user's server pid is found
-/// through its lock file record, not through `/proc`).
+/// through its lock file record, not through `/proc`). The mode, direction, access
+/// and recorded pid come from the lock file's record, shown only when the lock file
+/// belongs to the socket's owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipeInfo {
     name: PipeName,
@@ -169,9 +177,9 @@ impl PipeInfo {
 ///
 /// ## Platform-specific behavior
 ///
-/// Linux reads `/proc` and never connects. Other Unix systems find whether a server
-/// listens by connecting and closing at once. Windows reports the address and
-/// whether the pipe exists.
+/// Linux asks the kernel (`sock_diag`; `/proc/net/unix` where that is missing) and
+/// never connects. Other Unix systems find whether a server listens by connecting
+/// and closing at once. Windows reports the address and whether the pipe exists.
 pub fn inspect(name: impl ToPipeName) -> io::Result<PipeInfo> {
     imp::inspect(name.to_pipe_name()?)
 }

@@ -391,14 +391,16 @@ fn take_lock(name: &PipeName, target: &PipePath) -> io::Result<Flock<File>> {
                     vanished += 1;
                     continue;
                 }
-                None => return Err(err_src(
-                    ErrorKind::AddrInUse,
-                    format!(
+                None => {
+                    return Err(err_src(
+                        ErrorKind::AddrInUse,
+                        format!(
                         "pipe {name}: something keeps appearing and vanishing at the lock file {}",
                         lock_path.display()
                     ),
-                    e.into(),
-                )),
+                        e.into(),
+                    ))
+                }
             },
         };
         let entry = super::dir::Entry::from(nix::sys::stat::fstat(&file)?);

@@ -5,6 +5,9 @@
 //!   with `flock` for the server's lifetime: it decides who owns the name, so a stale
 //!   socket can be reclaimed without a race, and it records the server's pid and mode.
 //! - `@NAME` (Linux) is an abstract socket: no files, released when the server exits.
+//! - Every file operation is relative to the pipe directory, held open after
+//!   checking the whole path (`dir`); whether a pipe is live is one function
+//!   (`liveness`).
 
 #![allow(unsafe_code)]
 
