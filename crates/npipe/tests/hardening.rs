@@ -1192,13 +1192,14 @@ fn a_directory_swapped_above_npipe_dir_redirects_nothing() {
 
 /// In a directory shared with another user (`/tmp`, sticky), that user plants
 /// symlinks at the pipe's socket and lock paths — to a file of root's and to a
-/// listening socket only root may use — hundreds of times, while root creates the
-/// pipe and connects to it over and over. npipe follows none of them: every
+/// listening socket only root may use — hundreds of times, and also puts a socket
+/// of their own there and renames a symlink over it, while root creates the pipe
+/// and connects to it over and over. npipe follows none of them: every
 /// refusal is `AddrInUse` (something else holds the name), every connect without a
 /// server of root's is `NotFound`, root's file keeps its content, mode and inode,
-/// and the private socket's server never sees a connection. (On Linux a client
-/// connects through an `O_PATH | O_NOFOLLOW` descriptor of the entry: a symlink
-/// there is not followed.)
+/// and the private socket's server never sees a connection. (A client connects
+/// only to a socket; to another user's through an `O_PATH | O_NOFOLLOW`
+/// descriptor of it, so a symlink swapped in meanwhile is not followed.)
 #[test]
 fn symlinks_planted_in_a_shared_directory_are_never_followed() {
     let _w = Watchdog::start("symlinks_planted_in_a_shared_directory");
@@ -1250,6 +1251,8 @@ fn symlinks_planted_in_a_shared_directory_are_never_followed() {
             &text(&lock),
             &text(&victim),
             &text(&lock),
+            &text(&private),
+            &format!("swap:{}", text(&sock)),
             &text(&private),
         ],
     );
@@ -1313,10 +1316,7 @@ fn symlinks_planted_in_a_shared_directory_are_never_followed() {
     );
     for leftover in [&sock, &lock] {
         if let Ok(meta) = std::fs::symlink_metadata(leftover) {
-            assert!(
-                meta.file_type().is_symlink() && meta.uid() == 65534,
-                "{leftover:?}"
-            );
+            assert_eq!(meta.uid(), 65534, "{leftover:?}");
             std::fs::remove_file(leftover).unwrap();
         }
     }
@@ -1851,8 +1851,9 @@ pub(crate) mod roles {
     /// `NAME MILLIS PATH TARGET [PATH TARGET]...` (NAME: the pipe whose files
     /// are targeted, for clean-up): says `planting`, then for MILLIS
     /// plants a symlink PATH → TARGET for each pair (pairs for the same PATH take
-    /// turns), waits a little, removes its own symlinks, waits again; then says
-    /// `planted N`.
+    /// turns; for `swap:PATH`, first a socket of its own at PATH, then the symlink
+    /// renamed over it), waits a little, removes its own symlinks, waits again;
+    /// then says `planted N`.
     pub(crate) fn plant(args: &[&str]) -> i32 {
         let [_, millis, rest @ ..] = args else {
             return fail("usage: NAME MILLIS PATH TARGET...");
@@ -1877,14 +1878,28 @@ pub(crate) mod roles {
                 pairs.iter().rev().collect()
             };
             for (path, target) in order {
-                if std::os::unix::fs::symlink(target, path).is_ok() {
+                if let Some(path) = path.strip_prefix("swap:") {
+                    // A socket of our own at PATH, then atomically a symlink in
+                    // its place: a client that checked the socket and then used
+                    // the path would follow the symlink.
+                    let (socket, link) = (format!("{path}.s"), format!("{path}.l"));
+                    drop(std::os::unix::net::UnixListener::bind(&socket));
+                    if std::fs::rename(&socket, path).is_ok() {
+                        planted += 1;
+                        if std::os::unix::fs::symlink(target, &link).is_ok() {
+                            let _ = std::fs::rename(&link, path);
+                        }
+                    }
+                    let _ = std::fs::remove_file(&socket);
+                    let _ = std::fs::remove_file(&link);
+                } else if std::os::unix::fs::symlink(target, path).is_ok() {
                     planted += 1;
                 }
             }
             thread::sleep(Duration::from_micros(300));
             for (path, _) in &pairs {
-                let ours = std::fs::symlink_metadata(path)
-                    .is_ok_and(|m| m.file_type().is_symlink() && m.uid() == me);
+                let path = path.strip_prefix("swap:").unwrap_or(path);
+                let ours = std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me);
                 if ours {
                     let _ = std::fs::remove_file(path);
                 }

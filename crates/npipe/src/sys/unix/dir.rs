@@ -15,9 +15,10 @@
 //! - Entries are examined with `fstatat(AT_SYMLINK_NOFOLLOW)`, opened with
 //!   `O_NOFOLLOW`, and removed with `unlinkat` only after `fstatat` shows the very
 //!   inode npipe created.
-//! - Connecting opens the entry with `O_PATH | O_NOFOLLOW` and connects to
-//!   `/proc/self/fd/N` (Linux), so a symlink planted at the socket path leads
-//!   nowhere: the kernel finds the symlink itself, which is not a socket.
+//! - Connecting never goes through a symlink at the socket path: only a socket is
+//!   connected to, by its path when no other user can replace the entry, else
+//!   (Linux) through `/proc/self/fd/N` of an `O_PATH | O_NOFOLLOW` descriptor of
+//!   it (see [`PipePath::connect_target`]).
 //!
 //! Binding is the one operation that takes a path string (there is no `bindat`); it
 //! uses the canonical path, which the check above made sure no other user can
@@ -364,36 +365,48 @@ impl PipePath {
         self.dir.stat(&self.file)
     }
 
-    /// The address to connect to, and what must stay open until `connect` returns.
+    /// The address to connect to, and what must stay open until `connect` returns;
+    /// never a way through a symlink at the socket path. First `fstatat`:
     ///
-    /// Linux: the entry opened with `O_PATH | O_NOFOLLOW` and reached through
-    /// `/proc/self/fd/N`, so the kernel connects to exactly the inode at the path
-    /// and never follows a symlink there: a symlink leads to `ECONNREFUSED` (it is
-    /// not a socket). Costs `openat` and `close` beside `socket` and `connect`.
-    ///
-    /// Without a usable `/proc` (and on other systems): `lstat` refuses a symlink,
-    /// then the path is connected. Another user can then race the two calls only
-    /// with an entry of their own in a sticky directory, swapping a socket of
-    /// theirs for a symlink between them.
+    /// - nothing there: `ENOENT`; not a socket (a symlink included, whatever it
+    ///   points to): `ECONNREFUSED`, as for a socket nobody listens on, without
+    ///   connecting;
+    /// - a socket of root's or of this user's: its path. No other user can replace
+    ///   that entry before `connect` resolves it (the directory checks leave that
+    ///   to the entry's owner, the directory's owner — root or this user — and
+    ///   root), so this is race-free, and costs one `fstatat` beside `socket` and
+    ///   `connect`: the common case, a client of its own or of root's server;
+    /// - another user's socket (a server open to others, or a squatter's): its
+    ///   owner may swap it for a symlink at any moment, so (Linux) the entry is
+    ///   opened with `O_PATH | O_NOFOLLOW` and reached through `/proc/self/fd/N`:
+    ///   the kernel connects to exactly that inode, and a symlink swapped in is not
+    ///   followed (it is not a socket: `ECONNREFUSED`). Without a usable `/proc`,
+    ///   and on other systems, the path is connected: its owner could then swap
+    ///   their own socket for a symlink between the `fstatat` and the `connect`.
     pub(crate) fn connect_target(&self) -> io::Result<ConnectTarget> {
+        let entry = match self.stat()? {
+            None => return Err(Errno::ENOENT.into()),
+            Some(entry) if entry.kind != Kind::Socket => return Err(Errno::ECONNREFUSED.into()),
+            Some(entry) => entry,
+        };
+        #[cfg_attr(
+            not(any(target_os = "linux", target_os = "android")),
+            allow(unused_variables)
+        )]
+        let cannot_be_swapped = entry.uid == 0 || entry.uid == nix::unistd::geteuid().as_raw();
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        if proc_fd_works() {
-            let entry = openat(
+        if !cannot_be_swapped && proc_fd_works() {
+            let fd = openat(
                 &self.dir.fd,
                 self.file.as_os_str(),
                 OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )?;
-            let addr = nix::sys::socket::UnixAddr::new(ProcFdPath::new(&entry).as_str())?;
+            let addr = nix::sys::socket::UnixAddr::new(ProcFdPath::new(&fd).as_str())?;
             return Ok(ConnectTarget {
                 addr,
-                _entry: Some(entry),
+                _entry: Some(fd),
             });
-        }
-        match self.stat()? {
-            None => return Err(Errno::ENOENT.into()),
-            Some(entry) if entry.kind == Kind::Symlink => return Err(Errno::ECONNREFUSED.into()),
-            Some(_) => {}
         }
         Ok(ConnectTarget {
             addr: nix::sys::socket::UnixAddr::new(self.path().as_path())?,
