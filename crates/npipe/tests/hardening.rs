@@ -1375,27 +1375,29 @@ fn a_lock_file_planted_by_another_user_or_a_fifo_is_never_adopted() {
 }
 
 /// Names with consecutive or trailing spaces are legal, and every verb agrees on
-/// them: `call` reaches the server, `wait` returns, `inspect` and `list` say live;
-/// after the server stops, all agree it is gone.
+/// them: `call` reaches the server, `wait` returns, `inspect` and `list` say live
+/// (and `inspect` names the server); after the server stops, all agree it is gone.
+/// The same for an abstract name (Linux), which `list` does not show.
 #[test]
 fn names_with_consecutive_or_trailing_spaces_agree_in_every_verb() {
     let _w = Watchdog::start("names_with_spaces");
-    for suffix in ["a  b", "x ", "  "] {
-        let name = format!("{}{suffix}", unique("sp"));
+    for (prefix, suffix) in [("", "a  b"), ("", "x "), ("", "  "), ("@", "a  b ")] {
+        let name = format!("{prefix}{}{suffix}", unique("sp"));
         let server = Server::builder(&name).handler(echo).spawn().unwrap();
         assert_eq!(call(&name, b"hi"), b"hi", "{name:?}");
         npipe::wait(&name, Duration::from_secs(5)).unwrap();
-        assert_eq!(
-            npipe::inspect(&name).unwrap().state(),
-            npipe::PipeState::Live,
-            "{name:?}"
-        );
-        let listed = npipe::list().unwrap();
-        let entry = listed
-            .iter()
-            .find(|p| p.name().as_str() == name)
-            .expect("listed");
-        assert!(entry.is_live(), "{name:?}: {entry:?}");
+        let info = npipe::inspect(&name).unwrap();
+        assert_eq!(info.state(), npipe::PipeState::Live, "{name:?}");
+        assert_eq!(info.server_pid(), Some(std::process::id()), "{info:?}");
+        // `list` shows the pipe directory: abstract names have no file there.
+        if prefix.is_empty() {
+            let listed = npipe::list().unwrap();
+            let entry = listed
+                .iter()
+                .find(|p| p.name().as_str() == name)
+                .expect("listed");
+            assert!(entry.is_live(), "{name:?}: {entry:?}");
+        }
         server.shutdown();
         server.join().unwrap();
         assert_eq!(kind(Stream::try_connect(&name)), ErrorKind::NotFound);
