@@ -350,6 +350,23 @@ impl PipePath {
         dir + separator + self.file.len()
     }
 
+    /// The full path as a socket address, built without an allocation (connecting
+    /// resolves the name every time).
+    pub(crate) fn socket_addr(&self) -> io::Result<nix::sys::socket::UnixAddr> {
+        let dir = self.dir.path.as_os_str().as_bytes();
+        let file = self.file.as_bytes();
+        let separator = usize::from(!dir.ends_with(b"/"));
+        let len = dir.len() + separator + file.len();
+        // Filled with '/': the separator between the two parts is already there.
+        let mut buf = [b'/'; 128];
+        let Some(path) = buf.get_mut(..len) else {
+            return Err(Errno::ENAMETOOLONG.into());
+        };
+        path[..dir.len()].copy_from_slice(dir);
+        path[len - file.len()..].copy_from_slice(file);
+        Ok(nix::sys::socket::UnixAddr::new(OsStr::from_bytes(path))?)
+    }
+
     /// The lock file that decides who owns the socket: `.<file name>.lock` beside
     /// it. Valid names never start with `.`, so it cannot be another pipe's socket.
     pub(crate) fn lock_file(&self) -> OsString {
@@ -409,7 +426,7 @@ impl PipePath {
             });
         }
         Ok(ConnectTarget {
-            addr: nix::sys::socket::UnixAddr::new(self.path().as_path())?,
+            addr: self.socket_addr()?,
             _entry: None,
         })
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use nix::sys::socket::{self, UnixAddr};
+use nix::sys::socket;
 
 use super::cred::in_supplementary_group;
 use super::dir::FileId;
@@ -285,7 +285,7 @@ fn bind_path(
     #[cfg(any(target_os = "linux", target_os = "android"))]
     nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))?;
     let path = target.path();
-    match socket::bind(fd.as_raw_fd(), &UnixAddr::new(path.as_path())?) {
+    match socket::bind(fd.as_raw_fd(), &target.socket_addr()?) {
         Ok(()) => {}
         Err(Errno::EADDRINUSE) => {
             return Err(err(
