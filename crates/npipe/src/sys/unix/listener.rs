@@ -283,7 +283,7 @@ fn bind_path(
     let fd = super::new_socket(false)?;
     let mode = socket_mode(opts);
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode as _))?;
     let path = target.path();
     match socket::bind(fd.as_raw_fd(), &target.socket_addr()?) {
         Ok(()) => {}

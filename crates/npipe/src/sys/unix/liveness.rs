@@ -120,9 +120,14 @@ impl Listening {
                     socket_inode: Some(s.inode),
                 }))
             }
-            Source::Probe => Ok(super::stream::raw_connect(endpoint, None)
-                .is_ok()
-                .then_some(Live { socket_inode: None })),
+            Source::Probe => {
+                // Every instance busy (a full accept queue) is live too.
+                let live = match super::stream::raw_connect(endpoint, None) {
+                    Ok(_) => true,
+                    Err(e) => e.raw_os_error() == Some(nix::libc::EAGAIN),
+                };
+                Ok(live.then_some(Live { socket_inode: None }))
+            }
         }
     }
 }
