@@ -1,7 +1,9 @@
 //! The `npipe` binary with hostile input (issue 7): binary and invalid UTF-8
 //! payloads pass through unchanged, invalid UTF-8 and hostile names in arguments are
-//! usage errors (exit 2) that say why. Real server and client processes; no timing
-//! is asserted.
+//! usage errors (exit 2) that say why. Things planted or deleted in the pipe
+//! directory: a fifo at the lock path is "name in use" (7), a deleted socket is not
+//! live for any verb, and names with spaces mean the same to every verb. Real
+//! server and client processes; no timing is asserted.
 
 #![cfg(unix)]
 
@@ -184,4 +186,81 @@ fn hostile_names_are_usage_errors_that_say_why() {
         }
     }
     assert!(std::path::Path::new("/etc/passwd").exists());
+}
+
+/// `npipe info NAME --json`, parsed.
+fn info(name: &str) -> serde_json::Value {
+    let out = run(&["info", name, "--json"], b"");
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("info prints JSON")
+}
+
+/// `npipe list --json`'s entry for `name`, if listed.
+fn listed(name: &str) -> Option<serde_json::Value> {
+    let out = run(&["list", "--json"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list prints JSON");
+    all.as_array()
+        .expect("an array")
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+}
+
+/// A fifo planted at the lock path: the name is taken by something else, exit 7
+/// ("name in use") saying what is there, not a usage error; the fifo stays.
+#[test]
+fn a_fifo_at_the_lock_path_exits_7_with_the_reason() {
+    let name = unique("fifo");
+    let lock = format!("/tmp/.npipe-{name}.lock");
+    let made = Command::new("mkfifo")
+        .arg(&lock)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let out = run(&["serve", &name], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("is a fifo"), "{stderr}");
+    assert!(!std::path::Path::new(&format!("/tmp/npipe-{name}")).exists());
+    let meta = std::fs::symlink_metadata(&lock).expect("the fifo stays");
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+    std::fs::remove_file(&lock).unwrap();
+}
+
+/// The socket file of a live server deleted: no verb calls the pipe live. `call`
+/// finds nothing (3), `wait` times out (5), `info` and `list` say stale.
+#[test]
+fn a_deleted_socket_is_not_live_for_any_verb() {
+    let name = unique("deleted");
+    let _server = serve(&name, &["--echo"]);
+    let address = info(&name)["address"].as_str().expect("address").to_owned();
+    std::fs::remove_file(&address).unwrap();
+    let out = run(&["call", &name, "x", "--timeout", "200ms"], b"");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = run(&["wait", &name, "--timeout", "200ms"], b"");
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let described = info(&name);
+    assert_eq!(described["live"], false, "{described}");
+    assert_eq!(described["state"], "stale", "{described}");
+    let entry = listed(&name).expect("its lock file is listed");
+    assert_eq!(entry["live"], false, "{entry}");
+}
+
+/// Names with consecutive or trailing spaces: `call`, `wait`, `info` and `list`
+/// all find the live server.
+#[test]
+fn names_with_spaces_agree_in_every_verb() {
+    for suffix in ["a  b", "x "] {
+        let name = format!("{}{suffix}", unique("sp"));
+        let _server = serve(&name, &["--echo"]);
+        let out = run(&["call", &name, "hi"], b"");
+        assert_eq!(out.stdout, b"hi\n", "{name:?}: {out:?}");
+        let out = run(&["wait", &name, "--timeout", "5s"], b"");
+        assert!(out.status.success(), "{name:?}: {out:?}");
+        let described = info(&name);
+        assert_eq!(described["live"], true, "{name:?}: {described}");
+        let entry = listed(&name).expect("listed");
+        assert_eq!(entry["live"], true, "{name:?}: {entry}");
+    }
 }

@@ -1,11 +1,17 @@
 //! Inspecting pipes without connecting to them: where a name lives, whether a live
 //! server owns it, and who that server is (what `npipe info` and `npipe list` print).
 //!
-//! On Linux everything comes from the file system and `/proc`: the socket file's
-//! owner and permissions, the listening sockets in `/proc/net/unix`, the processes
-//! holding them (`/proc/PID/fd`, readable for your own processes), and the record
-//! a server writes in its lock file (`pid=.. mode=.. direction=.. access=..`).
-//! Nothing here connects, so servers see no client.
+//! On Linux everything comes from the file system, the kernel and `/proc`: the
+//! socket file's owner and permissions, the listening sockets (`sock_diag`, which
+//! names the file each is bound to), the processes holding them (`/proc/PID/fd`,
+//! readable for your own processes), and the record a server writes in its lock
+//! file (`pid=.. mode=.. direction=.. access=..`). Nothing here connects, so servers
+//! see no client.
+//!
+//! A pipe is live when a listening socket is bound to the very file now at its path:
+//! what `connect` would reach, and what `wait` waits for. The lock file's record is
+//! believed only when its owner is the socket's: anyone may create a lock file
+//! beside a socket that has none (one made by a service manager, say).
 
 use std::fmt;
 use std::io;
@@ -48,7 +54,9 @@ impl fmt::Display for PipeState {
 ///
 /// Every field but the name, address and state is optional: it is known only where
 /// the OS tells it to this user (for example, another user's server pid is found
-/// through its lock file record, not through `/proc`).
+/// through its lock file record, not through `/proc`). The mode, direction, access
+/// and recorded pid come from the lock file's record, shown only when the lock file
+/// belongs to the socket's owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipeInfo {
     name: PipeName,
@@ -169,13 +177,11 @@ impl PipeInfo {
 ///
 /// ## Platform-specific behavior
 ///
-/// Linux reads `/proc` and never connects. Other Unix systems find whether a server
-/// listens by connecting and closing at once. Windows reports the address and
-/// whether the pipe exists.
+/// Linux asks the kernel (`sock_diag`; `/proc/net/unix` where that is missing) and
+/// never connects. Other Unix systems find whether a server listens by connecting
+/// and closing at once. Windows reports the address and whether the pipe exists.
 pub fn inspect(name: impl ToPipeName) -> io::Result<PipeInfo> {
-    let name = name.to_pipe_name()?;
-    let address = name.address()?;
-    imp::inspect(name, address)
+    imp::inspect(name.to_pipe_name()?)
 }
 
 /// Lists the pipes in this user's namespace: on Unix the socket files (and leftover
@@ -247,89 +253,49 @@ fn parse_access(s: &str) -> Option<Access> {
 
 #[cfg(unix)]
 mod imp {
-    use std::collections::{HashMap, HashSet};
-    use std::fs;
+    use std::collections::HashSet;
     use std::io;
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
+    use std::sync::Arc;
 
     use super::{parse_access, parse_direction, parse_mode, record_field, PipeInfo, PipeState};
-    use crate::name::{Address, PipeName};
-    use crate::sys;
+    use crate::error::ErrorKind;
+    use crate::name::PipeName;
+    use crate::sys::{self, Endpoint, Kind, Listening};
 
-    /// What the system says about listening sockets: path (`@name` for abstract
-    /// ones) to socket inode, and inode to the process holding it.
-    #[derive(Debug, Default)]
-    struct Listening {
-        /// `None` where the OS gives no table (not Linux).
-        by_path: Option<HashMap<Vec<u8>, u64>>,
-        owners: HashMap<u64, u32>,
+    /// A pipe described, before the process holding its socket is looked up (one
+    /// scan of `/proc` for all the pipes `list` describes).
+    struct Described {
+        info: PipeInfo,
+        socket_inode: Option<u64>,
+        recorded_pid: Option<u32>,
     }
 
-    impl Listening {
-        fn read() -> Listening {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            {
-                let Ok(table) = fs::read("/proc/net/unix") else {
-                    return Listening::default();
-                };
-                let by_path: HashMap<Vec<u8>, u64> = super::procfs::listening(&table)
-                    .into_iter()
-                    .map(|(inode, path)| (path, inode))
-                    .collect();
-                let inodes: HashSet<u64> = by_path.values().copied().collect();
-                let owners = super::procfs::socket_owners(&inodes);
-                Listening {
-                    by_path: Some(by_path),
-                    owners,
-                }
-            }
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            {
-                Listening::default()
-            }
-        }
-
-        /// `Some(pid or None)` when listening, `None` when not.
-        fn lookup(&self, name: &PipeName, address: &Address) -> io::Result<Option<Option<u32>>> {
-            let key = match address {
-                Address::Path(path) => path.as_os_str().as_bytes().to_vec(),
-                Address::Abstract(name) => format!("@{name}").into_bytes(),
-                Address::Windows(_) => return Ok(None),
-            };
-            match &self.by_path {
-                Some(table) => Ok(table.get(&key).map(|inode| self.owners.get(inode).copied())),
-                None => Ok(sys::is_listening(name)?.then_some(None)),
-            }
-        }
-    }
-
-    pub(super) fn inspect(name: PipeName, address: Address) -> io::Result<PipeInfo> {
-        describe(name, address, &Listening::read())
+    pub(super) fn inspect(name: PipeName) -> io::Result<PipeInfo> {
+        let endpoint = name.endpoint()?;
+        let described = describe(name, &endpoint, &Listening::read())?;
+        Ok(finish(vec![described]).remove(0))
     }
 
     pub(super) fn list() -> io::Result<Vec<PipeInfo>> {
-        let (dir, prefix) = sys::pipe_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        let (dir, prefix) = match sys::pipe_dir() {
+            Ok(found) => found,
+            Err(e) if ErrorKind::of(&e) == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let lock_prefix = format!(".{prefix}");
         let mut names = HashSet::new();
-        for entry in entries {
-            let Ok(entry) = entry else { continue };
-            let file = entry.file_name();
+        for (file, kind) in dir.entries()? {
             let Some(file) = file.to_str() else { continue };
             let candidate = if let Some(rest) = file.strip_prefix(&lock_prefix) {
                 rest.strip_suffix(".lock")
             } else if let Some(rest) = file.strip_prefix(prefix) {
                 // Only sockets: `/tmp/npipe-*` may hold unrelated files.
-                match entry.file_type() {
-                    Ok(t) if t.is_socket() => Some(rest),
-                    _ => None,
-                }
+                let kind = match kind {
+                    Some(kind) => Some(kind),
+                    None => dir.stat(file.as_ref())?.map(|e| e.kind),
+                };
+                (kind == Some(Kind::Socket)).then_some(rest)
             } else {
                 None
             };
@@ -341,32 +307,44 @@ mod imp {
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             // A name whose path is too long for sun_path cannot be a pipe.
-            let Ok(address) = name.address() else {
+            let Ok(endpoint) = sys::endpoint_in(Arc::clone(&dir), prefix, name.as_str()) else {
                 continue;
             };
-            out.push(describe(name, address, &listening)?);
+            out.push(describe(name, &endpoint, &listening)?);
         }
-        Ok(out)
+        Ok(finish(out))
     }
 
-    fn describe(name: PipeName, address: Address, listening: &Listening) -> io::Result<PipeInfo> {
-        let mut info = PipeInfo::new(name, address.clone());
-        let live = listening.lookup(&info.name, &address)?;
+    fn describe(
+        name: PipeName,
+        endpoint: &Endpoint,
+        listening: &Listening,
+    ) -> io::Result<Described> {
+        let mut info = PipeInfo::new(name, endpoint.address());
+        let live = listening.find(endpoint)?;
         let mut files_exist = false;
         let mut record = String::new();
-        if let Address::Path(path) = &address {
-            if let Ok(meta) = fs::symlink_metadata(path) {
-                if meta.file_type().is_socket() {
+        if let Endpoint::File(path) = endpoint {
+            let socket_owner = match path.stat()? {
+                Some(entry) if entry.kind == Kind::Socket => {
                     files_exist = true;
-                    info.owner_uid = Some(meta.uid());
-                    info.permissions = Some(meta.mode() & 0o7777);
+                    info.owner_uid = Some(entry.uid);
+                    info.permissions = Some(entry.mode);
+                    Some(entry.uid)
                 }
-            }
-            let lock = sys::lock_path(path);
-            if let Ok(meta) = fs::symlink_metadata(&lock) {
+                _ => None,
+            };
+            let lock_file = path.lock_file();
+            if let Some(lock) = path.dir().stat(&lock_file)? {
                 files_exist = true;
-                info.owner_uid.get_or_insert(meta.uid());
-                record = read_record(&lock);
+                info.owner_uid.get_or_insert(lock.uid);
+            }
+            // The record speaks for the socket only if the socket's owner wrote it:
+            // anyone can create a lock file beside a socket that has none.
+            if let Some((lock, text)) = path.dir().read_record(&lock_file) {
+                if socket_owner.is_none_or(|owner| owner == lock.uid) {
+                    record = text;
+                }
             }
         }
         info.state = match (&live, files_exist) {
@@ -374,46 +352,59 @@ mod imp {
             (None, true) => PipeState::Stale,
             (None, false) => PipeState::Absent,
         };
-        let recorded_pid = record_field(&record, "pid").and_then(|p| p.parse::<u32>().ok());
         info.mode = record_field(&record, "mode").and_then(parse_mode);
         info.direction = record_field(&record, "direction").and_then(parse_direction);
         info.access = record_field(&record, "access").and_then(parse_access);
-        if let Some(found) = live {
-            info.server_pid = found.or(recorded_pid);
-        }
-        if let Some(pid) = info.server_pid {
-            info.server_process = process_name(pid);
-            if info.owner_uid.is_none() {
-                info.owner_uid = process_uid(pid);
-            }
-        }
-        info.owner_name = info.owner_uid.and_then(user_name);
-        Ok(info)
+        Ok(Described {
+            info,
+            socket_inode: live.and_then(|l| l.socket_inode),
+            recorded_pid: record_field(&record, "pid").and_then(|p| p.parse::<u32>().ok()),
+        })
     }
 
-    /// The lock file's record; empty if unreadable (it is informational).
-    fn read_record(lock: &Path) -> String {
-        use std::io::Read;
-        let mut text = String::new();
-        // O_NOFOLLOW: never read through a link someone planted.
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(lock);
-        if let Ok(file) = file {
-            let _ = file.take(4096).read_to_string(&mut text);
-        }
-        text
+    /// Adds the server process of each live pipe: the process holding its socket
+    /// (`/proc/*/fd`, processes this user may inspect), else the pid its record
+    /// names.
+    fn finish(described: Vec<Described>) -> Vec<PipeInfo> {
+        let inodes: HashSet<u64> = described
+            .iter()
+            .filter(|d| d.info.is_live())
+            .filter_map(|d| d.socket_inode)
+            .collect();
+        let owners = sys::socket_owners(&inodes);
+        described
+            .into_iter()
+            .map(|d| {
+                let mut info = d.info;
+                if info.is_live() {
+                    info.server_pid = d
+                        .socket_inode
+                        .and_then(|inode| owners.get(&inode).copied())
+                        .or(d.recorded_pid);
+                }
+                if let Some(pid) = info.server_pid {
+                    info.server_process = process_name(pid);
+                    if info.owner_uid.is_none() {
+                        info.owner_uid = process_uid(pid);
+                    }
+                }
+                info.owner_name = info.owner_uid.and_then(user_name);
+                info
+            })
+            .collect()
     }
 
     fn process_name(pid: u32) -> Option<String> {
-        let comm = fs::read_to_string(PathBuf::from(format!("/proc/{pid}/comm"))).ok()?;
+        let comm = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/comm"))).ok()?;
         let comm = comm.trim_end();
         (!comm.is_empty()).then(|| comm.to_owned())
     }
 
     fn process_uid(pid: u32) -> Option<u32> {
-        fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{pid}"))
+            .ok()
+            .map(|m| m.uid())
     }
 
     fn user_name(uid: u32) -> Option<String> {
@@ -424,130 +415,16 @@ mod imp {
     }
 }
 
-/// Linux `/proc` parsing: pure functions over the table text, plus the fd scan.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod procfs {
-    use std::collections::{HashMap, HashSet};
-
-    /// The listening stream sockets in a `/proc/net/unix` table: `(inode, path)`, the
-    /// path as `@name` for abstract sockets. Unparsable lines are skipped.
-    pub(super) fn listening(table: &[u8]) -> Vec<(u64, Vec<u8>)> {
-        const SO_ACCEPTCON: u32 = 0x0001_0000;
-        let mut out = Vec::new();
-        for line in table.split(|b| *b == b'\n').skip(1) {
-            // Num RefCount Protocol Flags Type St Inode Path (the path may hold spaces)
-            let mut fields = line.split(|b| *b == b' ').filter(|f| !f.is_empty());
-            let fixed: Vec<&[u8]> = fields.by_ref().take(7).collect();
-            let [_, _, _, flags, kind, _, inode] = fixed[..] else {
-                continue;
-            };
-            let flags = std::str::from_utf8(flags)
-                .ok()
-                .and_then(|f| u32::from_str_radix(f, 16).ok())
-                .unwrap_or(0);
-            let inode = std::str::from_utf8(inode)
-                .ok()
-                .and_then(|i| i.parse::<u64>().ok());
-            // Type 0001 is SOCK_STREAM.
-            let (Some(inode), true) = (inode, flags & SO_ACCEPTCON != 0 && kind == b"0001") else {
-                continue;
-            };
-            let path: Vec<&[u8]> = fields.collect();
-            if !path.is_empty() {
-                out.push((inode, path.join(&b' ')));
-            }
-        }
-        out
-    }
-
-    /// `socket:[INODE]` → INODE.
-    pub(super) fn socket_inode(link: &[u8]) -> Option<u64> {
-        let digits = link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    }
-
-    /// Which process holds each of `inodes`, scanning `/proc/*/fd` (only processes
-    /// this user may inspect). The lowest pid wins when several share a socket.
-    pub(super) fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, u32> {
-        use std::os::unix::ffi::OsStrExt;
-        let mut owners = HashMap::new();
-        if inodes.is_empty() {
-            return owners;
-        }
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return owners;
-        };
-        let mut pids: Vec<u32> = procs
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        pids.sort_unstable();
-        for pid in pids {
-            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                let Ok(link) = std::fs::read_link(fd.path()) else {
-                    continue;
-                };
-                if let Some(inode) = socket_inode(link.as_os_str().as_bytes()) {
-                    if inodes.contains(&inode) {
-                        owners.entry(inode).or_insert(pid);
-                    }
-                }
-            }
-            if owners.len() == inodes.len() {
-                break;
-            }
-        }
-        owners
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        const TABLE: &[u8] = b"Num       RefCount Protocol Flags    Type St Inode Path
-000000005e76ac8c: 00000002 00000000 00010000 0001 01 1510614 /tmp/npipe-demo
-000000000f29abee: 00000002 00000000 00010000 0001 01 228778 @abstract
-00000000d0f91e68: 00000003 00000000 00000000 0001 03 228143 /tmp/npipe-connected
-00000000d0f91e69: 00000002 00000000 00010000 0002 01 228144 /tmp/dgram
-00000000d0f91e6a: 00000002 00000000 00010000 0001 01 228145 /tmp/with space
-00000000d0f91e6b: 00000002 00000000 00010000 0001 01 228146
-garbage line
-";
-
-        #[test]
-        fn listening_sockets_are_parsed() {
-            let got = listening(TABLE);
-            assert_eq!(
-                got,
-                vec![
-                    (1510614, b"/tmp/npipe-demo".to_vec()),
-                    (228778, b"@abstract".to_vec()),
-                    (228145, b"/tmp/with space".to_vec()),
-                ]
-            );
-        }
-
-        #[test]
-        fn socket_links_are_parsed() {
-            assert_eq!(socket_inode(b"socket:[1510614]"), Some(1510614));
-            assert_eq!(socket_inode(b"pipe:[12]"), None);
-            assert_eq!(socket_inode(b"socket:[x]"), None);
-            assert_eq!(socket_inode(b"/dev/null"), None);
-        }
-    }
-}
-
 #[cfg(windows)]
 mod imp {
     use std::io;
 
     use super::{PipeInfo, PipeState};
-    use crate::name::{Address, PipeName};
+    use crate::name::PipeName;
     use crate::sys;
 
-    pub(super) fn inspect(name: PipeName, address: Address) -> io::Result<PipeInfo> {
+    pub(super) fn inspect(name: PipeName) -> io::Result<PipeInfo> {
+        let address = name.address()?;
         let mut info = PipeInfo::new(name, address);
         if sys::is_listening(&info.name)? {
             info.state = PipeState::Live;

@@ -133,8 +133,11 @@ pub use stream::{PeerCredentials, Stream};
 
 /// Waits until a server owns the pipe (`WaitNamedPipe`), up to `timeout`.
 ///
-/// It does not connect (on Linux it reads `/proc/net/unix`), so the server sees no
-/// connection. As on Windows, another client may take the free instance before this
+/// It does not connect (on Linux it asks the kernel which sockets listen, with
+/// `sock_diag`), so the server sees no connection. "Live" means what it means for
+/// [`inspect`] and [`list`]: a listening socket is bound to the very file now at the
+/// pipe's path, so a server whose socket file was deleted or replaced is not waited
+/// for. As on Windows, another client may take the free instance before this
 /// caller connects.
 ///
 /// # Errors

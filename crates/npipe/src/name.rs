@@ -125,37 +125,50 @@ impl PipeName {
     /// Where this pipe lives on this operating system.
     ///
     /// On Unix, `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME` when
-    /// `NPIPE_DIR` is set. `@NAME` is the abstract socket `NAME` (Linux). On Windows it
-    /// is `\\.\pipe\NAME`.
+    /// `NPIPE_DIR` is set (with the directory's canonical path: symlinks resolved).
+    /// `@NAME` is the abstract socket `NAME` (Linux). On Windows it is `\\.\pipe\NAME`.
     ///
     /// # Errors
     ///
     /// - [`ErrorKind::Unsupported`] for remote names, and for `@NAME` outside Linux.
     /// - [`ErrorKind::InvalidName`] when the socket path would not fit in `sun_path`
     ///   (the message gives the limit): it is never truncated.
-    /// - [`ErrorKind::AccessDenied`] when `$NPIPE_DIR` is a directory others could use
-    ///   to swap sockets (writable by others without the sticky bit, or owned by
-    ///   another non-root user); the message says which.
+    /// - [`ErrorKind::AccessDenied`] when another user could change what the pipe
+    ///   directory holds: `$NPIPE_DIR`, or any directory above it, is writable by
+    ///   others without the sticky bit, or owned by another non-root user; the
+    ///   message names that directory, its owner and mode, and the fix.
     /// - `NotFound` when `$NPIPE_DIR` does not exist.
     pub fn address(&self) -> io::Result<Address> {
+        #[cfg(unix)]
+        return self.endpoint().map(|endpoint| endpoint.address());
+        #[cfg(windows)]
         match &self.kind {
-            NameKind::Remote { host, name } => Err(err(
-                ErrorKind::Unsupported,
-                format!("remote pipes are not supported yet (\\\\{host}\\pipe\\{name})"),
-            )),
-            #[cfg(windows)]
+            NameKind::Remote { host, name } => Err(remote_unsupported(host, name)),
             NameKind::Local(name) => Ok(Address::Windows(format!(r"\\.\pipe\{name}"))),
-            #[cfg(windows)]
             NameKind::Abstract(name) => Err(err(
                 ErrorKind::Unsupported,
                 format!("abstract socket names (@{name}) exist only on Linux"),
             )),
-            #[cfg(unix)]
-            NameKind::Local(name) => crate::sys::unix_address(name),
-            #[cfg(unix)]
-            NameKind::Abstract(name) => crate::sys::abstract_address(name),
         }
     }
+
+    /// The pipe resolved for the Unix backend: its socket file in the held pipe
+    /// directory, or its abstract name. Errors as for [`address`](Self::address).
+    #[cfg(unix)]
+    pub(crate) fn endpoint(&self) -> io::Result<crate::sys::Endpoint> {
+        match &self.kind {
+            NameKind::Remote { host, name } => Err(remote_unsupported(host, name)),
+            NameKind::Local(name) => crate::sys::local_endpoint(name),
+            NameKind::Abstract(name) => crate::sys::abstract_endpoint(name),
+        }
+    }
+}
+
+fn remote_unsupported(host: &str, name: &str) -> io::Error {
+    err(
+        ErrorKind::Unsupported,
+        format!("remote pipes are not supported yet (\\\\{host}\\pipe\\{name})"),
+    )
 }
 
 impl fmt::Display for PipeName {

@@ -131,6 +131,61 @@ fn nobody(role: &str, args: &[&str]) -> util::Child {
     as_user(65534, 65534, None, role, args)
 }
 
+/// A role run as user `nobody` with `NPIPE_DIR` set to `dir`.
+fn nobody_in(dir: &Path, role: &str, args: &[&str]) -> util::Child {
+    let inner = util::drive::command(role, args);
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("NPIPE_DIR", dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    util::drive::spawn(cmd)
+}
+
+/// The value of `key=` in a role's `key=value ...` line (the last key takes the
+/// rest of the line).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        + key.len()
+        + 1;
+    let rest = &line[start..];
+    if key == "first" {
+        rest
+    } else {
+        rest.split(' ').next().unwrap_or("")
+    }
+}
+
+/// Name, inode, permission bits and content (regular files) of every entry of
+/// `dir`, sorted: what must not change when npipe is attacked.
+fn snapshot(dir: &Path) -> Vec<(String, u64, u32, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            let content = if meta.is_file() {
+                std::fs::read(entry.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                meta.ino(),
+                meta.mode(),
+                content,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Open descriptors of process `pid`.
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
@@ -545,7 +600,8 @@ fn a_client_killed_mid_reply_frees_its_instance() {
 
 /// Someone deletes the socket file of a live server. Nobody can reach that socket
 /// any more, but the server still owns the name through its lock:
-/// - new clients get `NotFound`, and `wait` does not report the pipe as live;
+/// - new clients get `NotFound`; `wait` does not report the pipe as live, nor do
+///   `inspect` and `list` (stale: its lock remains);
 /// - a second server gets `AddrInUse`, naming the live server's pid;
 /// - the live server keeps serving the connections it has;
 /// - when it stops, it removes its lock (not someone else's socket), and the name
@@ -567,6 +623,15 @@ fn deleting_the_socket_file_under_a_live_server() {
         kind(npipe::wait(&name, Duration::from_millis(200))),
         ErrorKind::Timeout
     );
+    // One notion of liveness: `inspect` and `list` agree with `connect` and `wait`.
+    let info = npipe::inspect(&name).unwrap();
+    assert_eq!(info.state(), npipe::PipeState::Stale, "{info:?}");
+    let listed = npipe::list().unwrap();
+    let entry = listed
+        .iter()
+        .find(|p| p.name().as_str() == name)
+        .expect("listed");
+    assert_eq!(entry.state(), npipe::PipeState::Stale, "{entry:?}");
     let e = Listener::bind(&name).unwrap_err();
     assert_eq!(ErrorKind::of(&e), ErrorKind::AddrInUse, "{e}");
     assert!(
@@ -635,6 +700,57 @@ fn unsafe_pipe_directories_are_refused_with_the_reason() {
     let refused = bind_in(&base);
     assert!(refused.starts_with("error AccessDenied"), "{refused}");
     assert!(refused.contains("belongs to uid 65534"), "{refused}");
+
+    // Root's own directory, below one that another user owns or may write: they
+    // could swap `pipes` for a symlink at any moment. Servers and clients refuse it
+    // up front, naming the directory above and why.
+    let connect_in = |dir: &Path| {
+        let mut cmd = util::drive::command("hard-connect", &["svc"]);
+        cmd.env("NPIPE_DIR", dir);
+        util::drive::spawn(cmd).expect_line("")
+    };
+    let pipes = base.join("pipes");
+    std::fs::create_dir(&pipes).unwrap();
+    std::fs::set_permissions(&pipes, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (owner, mode, why) in [
+        (65534, 0o755, "belongs to uid 65534"),
+        (0, 0o777, "no sticky bit"),
+        (0, 0o775, "no sticky bit"),
+    ] {
+        nix::unistd::chown(&base, Some(nix::unistd::Uid::from_raw(owner)), None).unwrap();
+        set_mode(mode).unwrap();
+        for said in [bind_in(&pipes), connect_in(&pipes)] {
+            assert!(
+                said.starts_with("error AccessDenied"),
+                "{owner} {mode:o}: {said}"
+            );
+            let above = format!("the directory {} above it", base.display());
+            assert!(said.contains(&above), "{said}");
+            assert!(said.contains(why), "{said}");
+        }
+        assert!(!pipes.join("svc").exists());
+    }
+    // NPIPE_DIR a symlink that another user owns, leading to root's `pipes`: its
+    // owner decides where it leads. Refused, naming the link; root's own link to
+    // the same directory is followed.
+    nix::unistd::chown(&base, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    set_mode(0o755).unwrap();
+    let link = std::env::temp_dir().join(unique("link"));
+    std::os::unix::fs::symlink(&pipes, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    for said in [bind_in(&link), connect_in(&link)] {
+        assert!(said.starts_with("error AccessDenied"), "{said}");
+        assert!(
+            said.contains(&format!(
+                "{} is a symbolic link that belongs to uid 65534",
+                link.display()
+            )),
+            "{said}"
+        );
+    }
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    assert_eq!(bind_in(&link), "created");
+    std::fs::remove_file(&link).unwrap();
     std::fs::remove_dir_all(&base).unwrap();
 }
 
@@ -922,7 +1038,7 @@ fn planted_symlinks_and_files_are_refused_and_victims_untouched() {
         (
             "lock-symlink",
             |_, lock, v| symlink(v, lock).unwrap(),
-            ErrorKind::AccessDenied,
+            ErrorKind::AddrInUse,
             "symbolic link",
         ),
         (
@@ -998,6 +1114,339 @@ fn planted_symlinks_and_files_are_refused_and_victims_untouched() {
     assert!(!lock.exists());
     std::fs::remove_file(&sock).unwrap();
     std::fs::remove_file(&victim).unwrap();
+}
+
+/// Another user who can write a directory above `NPIPE_DIR` swaps `NPIPE_DIR`,
+/// thousands of times a second, for a symlink to a directory of root's (with a
+/// stale root socket and a root lock file where the pipe's files would be) and to
+/// a directory of their own (where they serve the same name, open to everyone),
+/// while a root process creates the pipe and connects to it hundreds of times.
+/// npipe refuses the directory up front, naming the one above it, so nothing can
+/// be redirected: root's files keep their mode, content and inode, nothing is
+/// created or removed beside them, and no root client reaches the other server.
+#[test]
+fn a_directory_swapped_above_npipe_dir_redirects_nothing() {
+    let _w = Watchdog::start("a_directory_swapped_above_npipe_dir");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to race user nobody (setpriv)");
+    }
+    let nobody_uid = Some(nix::unistd::Uid::from_raw(65534));
+    let name = unique("swapped-dir");
+    let base = std::env::temp_dir().join(unique("swap"));
+    let (parent, victim, squat) = (base.join("parent"), base.join("victim"), base.join("squat"));
+    let pipes = parent.join("pipes");
+    for dir in [&base, &parent, &victim, &squat, &pipes] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    nix::unistd::chown(&parent, nobody_uid, None).unwrap();
+    nix::unistd::chown(&squat, nobody_uid, None).unwrap();
+    // Root's files where the pipe's socket and lock would be.
+    drop(std::os::unix::net::UnixListener::bind(victim.join(&name)).unwrap());
+    std::fs::set_permissions(victim.join(&name), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let lock = victim.join(format!(".{name}.lock"));
+    std::fs::write(&lock, b"precious lock").unwrap();
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = snapshot(&victim);
+
+    let mut squatter = nobody_in(&squat, "hard-squat", &[&name]);
+    let said = squatter.expect_line("");
+    assert!(said.starts_with("ready"), "{said}");
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let mut swapper = nobody(
+        "hard-swap",
+        &[&path(&parent), "3000", &path(&victim), &path(&squat)],
+    );
+    swapper.expect_line("swapping");
+    let mut race = util::drive::command("hard-dir-race", &[&name, "300", "2500"]);
+    race.env("NPIPE_DIR", &pipes);
+    let result = util::drive::spawn(race).expect_line("done ");
+    let swaps: u64 = swapper.expect_line("swapped ").parse().unwrap();
+    squatter.kill();
+    eprintln!("{result}; {swaps} swaps");
+
+    assert!(swaps >= 200, "the swapping hardly ran: {swaps} swaps");
+    assert!(field(&result, "attempts").parse::<u64>().unwrap() >= 300);
+    assert_eq!(
+        field(&result, "other"),
+        "0",
+        "a root client reached nobody's server: {result}"
+    );
+    assert_eq!(field(&result, "bound"), "0", "{result}");
+    assert_eq!(field(&result, "connected"), "0", "{result}");
+    let first = field(&result, "first");
+    assert!(
+        first.contains(&format!("the directory {} above it", parent.display()))
+            && first.contains("belongs to uid 65534"),
+        "{first}"
+    );
+    assert_eq!(
+        snapshot(&victim),
+        before,
+        "root's files beside the swapped directory changed"
+    );
+    assert!(std::fs::symlink_metadata(&pipes).unwrap().is_dir());
+    assert!(snapshot(&pipes).is_empty(), "{:?}", snapshot(&pipes));
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// In a directory shared with another user (`/tmp`, sticky), that user plants
+/// symlinks at the pipe's socket and lock paths — to a file of root's and to a
+/// listening socket only root may use — hundreds of times, and also puts a socket
+/// of their own there and renames a symlink over it, while root creates the pipe
+/// and connects to it over and over. npipe follows none of them: every
+/// refusal is `AddrInUse` (something else holds the name), every connect without a
+/// server of root's is `NotFound`, root's file keeps its content, mode and inode,
+/// and the private socket's server never sees a connection. (A client connects
+/// only to a socket; to another user's through an `O_PATH | O_NOFOLLOW`
+/// descriptor of it, so a symlink swapped in meanwhile is not followed.)
+#[test]
+fn symlinks_planted_in_a_shared_directory_are_never_followed() {
+    let _w = Watchdog::start("symlinks_planted_in_a_shared_directory");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to race user nobody (setpriv)");
+    }
+    let name = unique("planted-race");
+    let (sock, lock) = (socket_path(&name), lock_path(&name));
+    let victim = std::env::temp_dir().join(unique("victim"));
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let victim_before = std::fs::metadata(&victim).unwrap();
+    let private = std::env::temp_dir().join(unique("private"));
+    let private_listener = std::os::unix::net::UnixListener::bind(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    private_listener.set_nonblocking(true).unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acceptor = {
+        let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match private_listener.accept() {
+                    Ok(_) => {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        })
+    };
+
+    // Deterministic first: a symlink at the socket path to the private socket.
+    std::os::unix::fs::symlink(&private, &sock).unwrap();
+    assert_eq!(kind(Stream::try_connect(&name)), ErrorKind::NotFound);
+    assert_eq!(kind(Listener::bind(&name)), ErrorKind::AddrInUse);
+    std::fs::remove_file(&sock).unwrap();
+
+    let text = |p: &Path| p.to_str().unwrap().to_owned();
+    let mut planter = nobody(
+        "hard-plant",
+        &[
+            &name,
+            "3000",
+            &text(&sock),
+            &text(&private),
+            &text(&sock),
+            &text(&victim),
+            &text(&lock),
+            &text(&victim),
+            &text(&lock),
+            &text(&private),
+            &format!("swap:{}", text(&sock)),
+            &text(&private),
+        ],
+    );
+    planter.expect_line("planting");
+    let start = Instant::now();
+    let (mut attempts, mut served, mut refused) = (0u64, 0u64, 0u64);
+    while attempts < 300 || start.elapsed() < Duration::from_millis(2500) {
+        attempts += 1;
+        match ListenerOptions::new()
+            .access(Access::Everyone)
+            .create(name.as_str())
+        {
+            Ok(listener) => {
+                served += 1;
+                let meta = std::fs::symlink_metadata(&sock).unwrap();
+                assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+                assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o666));
+                let client = Stream::try_connect(&name).expect("root's own server");
+                let server = client.peer_credentials().unwrap();
+                assert_eq!(server.pid(), Some(std::process::id()));
+                drop(client);
+                drop(listener);
+            }
+            Err(e) => {
+                assert_eq!(ErrorKind::of(&e), ErrorKind::AddrInUse, "{e}");
+                refused += 1;
+            }
+        }
+        match Stream::try_connect(&name) {
+            Ok(s) => panic!(
+                "connected with no server of root's: followed a planted symlink (server {:?})",
+                s.peer_credentials()
+            ),
+            Err(e) => assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound, "{e}"),
+        }
+    }
+    let planted: u64 = planter.expect_line("planted ").parse().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    acceptor.join().unwrap();
+    eprintln!(
+        "{attempts} attempts: {served} served, {refused} refused; {planted} symlinks planted"
+    );
+
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        0,
+        "the private socket saw a connection"
+    );
+    assert!(planted >= 100, "the planting hardly ran: {planted}");
+    assert!(refused > 0, "no plant was ever in the way");
+    assert!(served > 0, "root never served");
+    let now = std::fs::metadata(&victim).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(
+        (now.ino(), now.mode(), now.uid()),
+        (
+            victim_before.ino(),
+            victim_before.mode(),
+            victim_before.uid()
+        )
+    );
+    for leftover in [&sock, &lock] {
+        if let Ok(meta) = std::fs::symlink_metadata(leftover) {
+            assert_eq!(meta.uid(), 65534, "{leftover:?}");
+            std::fs::remove_file(leftover).unwrap();
+        }
+    }
+    std::fs::remove_file(&victim).unwrap();
+    std::fs::remove_file(&private).unwrap();
+}
+
+/// A lock file another user created before root's server starts (with a record of
+/// their choosing) is never adopted: root's server refuses with `AddrInUse` naming
+/// that user, and leaves the file as it was. A fifo at the lock path is refused the
+/// same way, before anything is written to it.
+#[test]
+fn a_lock_file_planted_by_another_user_or_a_fifo_is_never_adopted() {
+    let _w = Watchdog::start("a_lock_file_planted");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to plant the file as user nobody (setpriv)");
+    }
+    let name = unique("planted-lock");
+    let lock = lock_path(&name);
+    let record = "pid=1 mode=byte direction=inbound access=everyone\n";
+    let mut writer = nobody("hard-write-file", &[lock.to_str().unwrap(), record]);
+    assert_eq!(writer.expect_line(""), "written");
+    let before = std::fs::symlink_metadata(&lock).unwrap();
+    assert_eq!(before.uid(), 65534);
+    let e = Listener::bind(&name).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::AddrInUse, "{e}");
+    assert!(e.to_string().contains("uid 65534"), "{e}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let e = runtime
+        .block_on(async { Server::builder(&name).handler(echo).bind().map(drop) })
+        .unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::AddrInUse, "{e}");
+    let after = std::fs::symlink_metadata(&lock).unwrap();
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), record);
+    assert_eq!(
+        (after.ino(), after.uid(), after.mode(), after.len()),
+        (before.ino(), before.uid(), before.mode(), before.len())
+    );
+    assert!(
+        !socket_path(&name).exists(),
+        "the refused server created a socket"
+    );
+    std::fs::remove_file(&lock).unwrap();
+
+    // A fifo: opening it blocks nobody, and nothing is written to it.
+    let name = unique("fifo-lock");
+    let lock = lock_path(&name);
+    nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let e = Listener::bind(&name).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::AddrInUse, "{e}");
+    assert!(e.to_string().contains("is a fifo"), "{e}");
+    let meta = std::fs::symlink_metadata(&lock).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+    assert!(!socket_path(&name).exists());
+    std::fs::remove_file(&lock).unwrap();
+}
+
+/// Names with consecutive or trailing spaces are legal, and every verb agrees on
+/// them: `call` reaches the server, `wait` returns, `inspect` and `list` say live
+/// (and `inspect` names the server); after the server stops, all agree it is gone.
+/// The same for an abstract name (Linux), which `list` does not show.
+#[test]
+fn names_with_consecutive_or_trailing_spaces_agree_in_every_verb() {
+    let _w = Watchdog::start("names_with_spaces");
+    for (prefix, suffix) in [("", "a  b"), ("", "x "), ("", "  "), ("@", "a  b ")] {
+        let name = format!("{prefix}{}{suffix}", unique("sp"));
+        let server = Server::builder(&name).handler(echo).spawn().unwrap();
+        assert_eq!(call(&name, b"hi"), b"hi", "{name:?}");
+        npipe::wait(&name, Duration::from_secs(5)).unwrap();
+        let info = npipe::inspect(&name).unwrap();
+        assert_eq!(info.state(), npipe::PipeState::Live, "{name:?}");
+        assert_eq!(info.server_pid(), Some(std::process::id()), "{info:?}");
+        // `list` shows the pipe directory: abstract names have no file there.
+        if prefix.is_empty() {
+            let listed = npipe::list().unwrap();
+            let entry = listed
+                .iter()
+                .find(|p| p.name().as_str() == name)
+                .expect("listed");
+            assert!(entry.is_live(), "{name:?}: {entry:?}");
+        }
+        server.shutdown();
+        server.join().unwrap();
+        assert_eq!(kind(Stream::try_connect(&name)), ErrorKind::NotFound);
+        assert_eq!(
+            kind(npipe::wait(&name, Duration::from_millis(50))),
+            ErrorKind::Timeout
+        );
+        assert_eq!(
+            npipe::inspect(&name).unwrap().state(),
+            npipe::PipeState::Absent
+        );
+    }
+}
+
+/// A socket served by something other than npipe (a service manager, another
+/// program) has no lock file; another user can create one beside it with a record
+/// of their choosing. `inspect` and `list` show the record only when the lock
+/// file's owner is the socket's: here they show none of it.
+#[test]
+fn a_record_planted_by_another_user_is_not_shown() {
+    let _w = Watchdog::start("a_record_planted");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to plant the record as user nobody (setpriv)");
+    }
+    let name = unique("planted-record");
+    let (sock, lock) = (socket_path(&name), lock_path(&name));
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let record = "pid=1 mode=byte direction=inbound access=everyone\n";
+    let mut writer = nobody("hard-write-file", &[lock.to_str().unwrap(), record]);
+    assert_eq!(writer.expect_line(""), "written");
+    let info = npipe::inspect(&name).unwrap();
+    assert_eq!(info.state(), npipe::PipeState::Live);
+    assert_eq!(info.owner_uid(), Some(0));
+    assert_eq!(
+        (info.mode(), info.direction(), info.access()),
+        (None, None, None),
+        "{info:?}"
+    );
+    assert_eq!(info.server_pid(), Some(std::process::id()), "{info:?}");
+    let listed = npipe::list().unwrap();
+    let entry = listed
+        .iter()
+        .find(|p| p.name().as_str() == name)
+        .expect("listed");
+    assert_eq!((entry.mode(), entry.access()), (None, None), "{entry:?}");
+    assert_eq!(entry.server_pid(), Some(std::process::id()), "{entry:?}");
+    drop(listener);
+    std::fs::remove_file(&sock).unwrap();
+    std::fs::remove_file(&lock).unwrap();
 }
 
 /// At the default level (INFO), and even at TRACE, npipe's logs carry no request
@@ -1275,6 +1724,191 @@ pub(crate) mod roles {
             Ok(_) => say("ok"),
             Err(e) => say(format!("error {:?} {e}", ErrorKind::of(&e))),
         }
+        0
+    }
+
+    /// `NAME`: connects once without waiting; says `connected uid=UID` (the
+    /// server's) or `error <Kind> <message>`.
+    pub(crate) fn connect(args: &[&str]) -> i32 {
+        match Stream::try_connect(args[0]) {
+            Ok(stream) => {
+                let uid = stream.peer_credentials().ok().and_then(|c| c.uid());
+                say(format!("connected uid={}", uid.map_or(-1, i64::from)));
+            }
+            Err(e) => say(format!("error {:?} {e}", ErrorKind::of(&e))),
+        }
+        0
+    }
+
+    /// `PATH CONTENT`: writes a file as whoever runs it; says `written` or `error`.
+    pub(crate) fn write_file(args: &[&str]) -> i32 {
+        let [path, content] = args else {
+            return fail("usage: PATH CONTENT");
+        };
+        match std::fs::write(path, content) {
+            Ok(()) => say("written"),
+            Err(e) => say(format!("error {e}")),
+        }
+        0
+    }
+
+    /// `PARENT MILLIS VICTIM SQUAT`: makes the symlinks `PARENT/to-victim` →
+    /// VICTIM and `PARENT/to-squat` → SQUAT, says `swapping`, then for MILLIS
+    /// exchanges `PARENT/pipes` with each of them and back (`RENAME_EXCHANGE`, so
+    /// `PARENT/pipes` is a directory or a symlink at every instant), and says
+    /// `swapped N`. An even number of exchanges per link leaves `pipes` in place.
+    pub(crate) fn swap(args: &[&str]) -> i32 {
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        let [parent, millis, victim, squat] = args else {
+            return fail("usage: PARENT MILLIS VICTIM SQUAT");
+        };
+        let parent = Path::new(parent);
+        let pipes = parent.join("pipes");
+        let links = [parent.join("to-victim"), parent.join("to-squat")];
+        for (link, target) in links.iter().zip([victim, squat]) {
+            if let Err(e) = std::os::unix::fs::symlink(target, link) {
+                return fail(e);
+            }
+        }
+        let until = Instant::now() + Duration::from_millis(millis.parse().unwrap_or(2000));
+        say("swapping");
+        let mut swaps = 0u64;
+        while Instant::now() < until {
+            for link in &links {
+                for _ in 0..2 {
+                    let exchange = RenameFlags::RENAME_EXCHANGE;
+                    if renameat2(AT_FDCWD, &pipes, AT_FDCWD, link, exchange).is_ok() {
+                        swaps += 1;
+                    }
+                }
+            }
+        }
+        say(format!("swapped {swaps}"));
+        0
+    }
+
+    /// `NAME MIN_ATTEMPTS MILLIS` (with `NPIPE_DIR` set): at least MIN_ATTEMPTS
+    /// times and for at least MILLIS, creates the pipe (open to everyone) and
+    /// drops it, then connects once without waiting. Says `done attempts=N
+    /// bound=N connected=N other=N binds=KINDS connects=KINDS first=MESSAGE`:
+    /// `other` counts connections whose server was not this user, KINDS the
+    /// error kinds seen, MESSAGE the first refusal of a bind.
+    pub(crate) fn dir_race(args: &[&str]) -> i32 {
+        use std::collections::BTreeMap;
+        let [name, attempts, millis] = args else {
+            return fail("usage: NAME MIN_ATTEMPTS MILLIS");
+        };
+        let min_attempts: u64 = attempts.parse().unwrap_or(300);
+        let until = Instant::now() + Duration::from_millis(millis.parse().unwrap_or(2000));
+        let me = nix::unistd::geteuid().as_raw();
+        let (mut done, mut bound, mut connected, mut other) = (0u64, 0u64, 0u64, 0u64);
+        let mut binds: BTreeMap<String, u64> = BTreeMap::new();
+        let mut connects: BTreeMap<String, u64> = BTreeMap::new();
+        let mut first = None;
+        while done < min_attempts || Instant::now() < until {
+            done += 1;
+            match ListenerOptions::new()
+                .access(Access::Everyone)
+                .create(*name)
+            {
+                Ok(listener) => {
+                    bound += 1;
+                    drop(listener);
+                }
+                Err(e) => {
+                    *binds.entry(format!("{:?}", ErrorKind::of(&e))).or_default() += 1;
+                    first.get_or_insert_with(|| e.to_string());
+                }
+            }
+            match Stream::try_connect(*name) {
+                Ok(stream) => {
+                    connected += 1;
+                    let uid = stream.peer_credentials().ok().and_then(|c| c.uid());
+                    if uid != Some(me) {
+                        other += 1;
+                    }
+                }
+                Err(e) => {
+                    *connects
+                        .entry(format!("{:?}", ErrorKind::of(&e)))
+                        .or_default() += 1;
+                }
+            }
+        }
+        let kinds = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, n)| format!("{k}:{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        say(format!(
+            "done attempts={done} bound={bound} connected={connected} other={other} binds={} connects={} first={}",
+            kinds(&binds),
+            kinds(&connects),
+            first.unwrap_or_default()
+        ));
+        0
+    }
+
+    /// `NAME MILLIS PATH TARGET [PATH TARGET]...` (NAME: the pipe whose files
+    /// are targeted, for clean-up): says `planting`, then for MILLIS
+    /// plants a symlink PATH → TARGET for each pair (pairs for the same PATH take
+    /// turns; for `swap:PATH`, first a socket of its own at PATH, then the symlink
+    /// renamed over it), waits a little, removes its own symlinks, waits again;
+    /// then says `planted N`.
+    pub(crate) fn plant(args: &[&str]) -> i32 {
+        let [_, millis, rest @ ..] = args else {
+            return fail("usage: NAME MILLIS PATH TARGET...");
+        };
+        let pairs: Vec<(&str, &str)> = rest
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [path, target] => Some((*path, *target)),
+                _ => None,
+            })
+            .collect();
+        let me = nix::unistd::geteuid().as_raw();
+        let until = Instant::now() + Duration::from_millis(millis.parse().unwrap_or(2000));
+        say("planting");
+        let mut planted = 0u64;
+        let mut round = 0usize;
+        while Instant::now() < until {
+            round += 1;
+            let order: Vec<&(&str, &str)> = if round % 2 == 0 {
+                pairs.iter().collect()
+            } else {
+                pairs.iter().rev().collect()
+            };
+            for (path, target) in order {
+                if let Some(path) = path.strip_prefix("swap:") {
+                    // A socket of our own at PATH, then atomically a symlink in
+                    // its place: a client that checked the socket and then used
+                    // the path would follow the symlink.
+                    let (socket, link) = (format!("{path}.s"), format!("{path}.l"));
+                    drop(std::os::unix::net::UnixListener::bind(&socket));
+                    if std::fs::rename(&socket, path).is_ok() {
+                        planted += 1;
+                        if std::os::unix::fs::symlink(target, &link).is_ok() {
+                            let _ = std::fs::rename(&link, path);
+                        }
+                    }
+                    let _ = std::fs::remove_file(&socket);
+                    let _ = std::fs::remove_file(&link);
+                } else if std::os::unix::fs::symlink(target, path).is_ok() {
+                    planted += 1;
+                }
+            }
+            thread::sleep(Duration::from_micros(300));
+            for (path, _) in &pairs {
+                let path = path.strip_prefix("swap:").unwrap_or(path);
+                let ours = std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me);
+                if ours {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            thread::sleep(Duration::from_micros(300));
+        }
+        say(format!("planted {planted}"));
         0
     }
 

@@ -48,6 +48,16 @@ fn child_role() {
         "hard-expect-root" => hardening::roles::expect_root(&args),
         #[cfg(all(unix, feature = "tokio"))]
         "hard-logs" => hardening::roles::logs(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-connect" => hardening::roles::connect(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-write-file" => hardening::roles::write_file(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-swap" => hardening::roles::swap(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-dir-race" => hardening::roles::dir_race(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-plant" => hardening::roles::plant(&args),
         other => {
             eprintln!("unknown test role {other:?}");
             100

@@ -12,8 +12,9 @@ pub(crate) const AFTER_HELP: &str = "\
 Examples:
   npipe serve orders & npipe wait orders --timeout 10s && npipe call orders ping
 
-Prints nothing. It does not connect (on Linux it reads /proc/net/unix), so the
-server sees no client. Exit status 0 once the pipe is live, 5 when the timeout
+Prints nothing. It does not connect (on Linux it asks the kernel which sockets
+listen), so the server sees no client. Live means what it means for `info` and
+`list`: a server listens on the very socket file now at the pipe's path. Exit status 0 once the pipe is live, 5 when the timeout
 expires first, 2 for an invalid name.";
 
 /// `npipe wait` arguments.

@@ -24,13 +24,14 @@ use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
-use crate::name::Address;
+use super::Endpoint;
 
 #[derive(Debug)]
 pub(crate) struct Gate {
     max: Option<u32>,
     pending: u32,
-    address: Address,
+    /// The pipe, for the plug: a connection of the server to itself.
+    address: Endpoint,
     listener: Weak<UnixListener>,
     state: Mutex<State>,
     cond: Condvar,
@@ -62,7 +63,7 @@ impl Drop for Slot {
 impl Gate {
     pub(crate) fn new(
         listener: &Arc<UnixListener>,
-        address: Address,
+        address: Endpoint,
         max: Option<u32>,
         pending: u32,
     ) -> io::Result<Arc<Gate>> {

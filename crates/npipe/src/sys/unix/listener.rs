@@ -1,11 +1,10 @@
 //! The server end: owning a name, binding the socket securely, accepting clients.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,8 +13,10 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::socket;
 
 use super::cred::in_supplementary_group;
+use super::dir::FileId;
 use super::gate::{self, Gate};
-use super::stream::{raw_connect, unix_addr, SendBuffer, Stream};
+use super::stream::{abstract_addr, raw_connect, SendBuffer, Stream};
+use super::{Endpoint, Kind, PipePath};
 use crate::error::{err, err_src, ErrorKind};
 use crate::name::{Address, PipeName};
 use crate::options::{Access, Direction, ListenerOptions};
@@ -44,22 +45,20 @@ pub(crate) struct Listener {
 
 impl Listener {
     pub(crate) fn create(name: PipeName, opts: ListenerOptions) -> io::Result<Listener> {
-        let address = name.address()?;
+        let endpoint = name.endpoint()?;
+        let address = endpoint.address();
         let backlog = Gate::initial_backlog(opts.max_instances, opts.pending_instances);
-        let (sock, owned) = match &address {
-            Address::Path(path) => {
+        let (sock, owned) = match &endpoint {
+            Endpoint::File(path) => {
                 let (sock, owned) = bind_path(&name, path, &opts, backlog)?;
                 (sock, Some(owned))
             }
-            _ => (bind_abstract(&name, &address, backlog)?, None),
+            Endpoint::Abstract(abstract_name) => {
+                (bind_abstract(&name, abstract_name, backlog)?, None)
+            }
         };
         let sock = Arc::new(sock);
-        let gate = Gate::new(
-            &sock,
-            address.clone(),
-            opts.max_instances,
-            opts.pending_instances,
-        )?;
+        let gate = Gate::new(&sock, endpoint, opts.max_instances, opts.pending_instances)?;
         tracing::debug!(pipe = %name, address = %address, "listening");
         let check_peer = !matches!(address, Address::Path(_))
             || opts.access == Access::Group
@@ -232,9 +231,9 @@ fn socket_mode(opts: &ListenerOptions) -> u32 {
     }
 }
 
-fn bind_abstract(name: &PipeName, address: &Address, backlog: i32) -> io::Result<UnixListener> {
+fn bind_abstract(name: &PipeName, abstract_name: &str, backlog: i32) -> io::Result<UnixListener> {
     let fd = super::new_socket(false)?;
-    match socket::bind(fd.as_raw_fd(), &unix_addr(address)?) {
+    match socket::bind(fd.as_raw_fd(), &abstract_addr(abstract_name)?) {
         Ok(()) => {}
         Err(Errno::EADDRINUSE) => {
             return Err(err(
@@ -248,26 +247,45 @@ fn bind_abstract(name: &PipeName, address: &Address, backlog: i32) -> io::Result
     Ok(UnixListener::from(fd))
 }
 
-/// Takes the name, reclaims a stale socket, binds with the access policy's mode
-/// set before `listen` (connections are refused until `listen`, so there is no
-/// window in which the wrong users can connect), and records who serves it.
+/// Takes the name, reclaims a stale socket, binds with the access policy's mode,
+/// and records who serves it. Every file operation is relative to the held pipe
+/// directory and never follows a symlink (see `dir`).
+///
+/// `bind` is the one call that takes a path: there is no `bindat`. It gets the
+/// canonical path, not `/proc/self/fd/N/NAME`: the directory checks made sure that
+/// no other user can change any directory on that path, and the kernel records
+/// the string given to `bind` as the socket's address, which clients see
+/// (`getpeername`), `ss` and `/proc/net/unix` print, and which must fit in
+/// `sun_path` (`/proc/self/fd/N/` is longer than `/tmp/`). After `bind`, `fstatat`
+/// in the held directory must find a socket of ours, whose inode is recorded so
+/// that only it is ever removed.
+///
+/// The mode: Linux gives the new file the socket's own mode less the umask, so the
+/// socket gets the policy's mode (`fchmod`) before `bind` and the file never has a
+/// wider one. Where the umask took bits the policy grants (0660, 0666), they are
+/// added through the checked entry after `bind`. Other systems create the file with
+/// `0777 & ~umask`, and the policy's mode is set the same way after `bind`. Either
+/// way it is done before `listen`, and until then every connection is refused.
 fn bind_path(
     name: &PipeName,
-    path: &Path,
+    target: &PipePath,
     opts: &ListenerOptions,
     backlog: i32,
 ) -> io::Result<(UnixListener, OwnedName)> {
-    let lock_path = super::lock_path(path);
-    let lock = take_lock(name, &lock_path)?;
+    let lock = take_lock(name, target)?;
     let mut owned = OwnedName {
-        socket_path: path.to_owned(),
-        socket_ino: None,
-        lock_path,
+        target: target.clone(),
+        socket: None,
+        lock_file: target.lock_file(),
         lock: Some(lock),
     };
-    reclaim_stale(name, path)?;
+    reclaim_stale(name, target)?;
     let fd = super::new_socket(false)?;
-    match socket::bind(fd.as_raw_fd(), &unix_addr(&Address::Path(path.to_owned()))?) {
+    let mode = socket_mode(opts);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode as _))?;
+    let path = target.path();
+    match socket::bind(fd.as_raw_fd(), &target.socket_addr()?) {
         Ok(()) => {}
         Err(Errno::EADDRINUSE) => {
             return Err(err(
@@ -287,53 +305,123 @@ fn bind_path(
         }
         Err(e) => return Err(e.into()),
     }
-    let meta = fs::symlink_metadata(path)?;
-    owned.socket_ino = Some((meta.dev(), meta.ino()));
-    fs::set_permissions(path, fs::Permissions::from_mode(socket_mode(opts)))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let bound = match target.stat()? {
+        Some(entry) if entry.kind == Kind::Socket && entry.uid == me => entry,
+        other => {
+            return Err(err(
+                ErrorKind::AddrInUse,
+                format!(
+                    "pipe {name}: after bind, {} holds {} rather than npipe's socket (was the directory replaced?)",
+                    path.display(),
+                    other.map_or("nothing", |e| e.kind.describe())
+                ),
+            ))
+        }
+    };
+    owned.socket = Some(bound.id());
+    if bound.mode & 0o777 != mode {
+        target.dir().chmod_socket(target.file(), bound.id(), mode)?;
+    }
     gate::listen(&fd, backlog)?;
     owned.record(opts);
     Ok((UnixListener::from(fd), owned))
 }
 
 /// Opens and locks the name's lock file; the holder owns the name.
-fn take_lock(name: &PipeName, lock_path: &Path) -> io::Result<Flock<File>> {
+///
+/// Only a regular file of this user with one link is used: anything else planted
+/// at the lock path (a symlink, a fifo, another user's file, a hard link to some
+/// other file) is refused with `AddrInUse` naming what it is and whose, and is
+/// never truncated, written or removed.
+fn take_lock(name: &PipeName, target: &PipePath) -> io::Result<Flock<File>> {
+    let dir = target.dir();
+    let lock_file = target.lock_file();
+    let lock_path = dir.path().join(&lock_file);
+    let me = nix::unistd::geteuid().as_raw();
+    // What is at the lock path, if it is not a regular file of this user's.
+    let refusal = |entry: &super::dir::Entry| -> Option<io::Error> {
+        if entry.kind == Kind::File && entry.uid != me {
+            return Some(err(
+                ErrorKind::AddrInUse,
+                format!(
+                    "pipe {name} belongs to another user (uid {}): the lock file {} is theirs; npipe will not use or remove it",
+                    entry.uid,
+                    lock_path.display()
+                ),
+            ));
+        }
+        let whose = if entry.uid == me {
+            String::new()
+        } else {
+            format!(" that belongs to uid {}", entry.uid)
+        };
+        (entry.kind != Kind::File).then(|| {
+            err(
+                ErrorKind::AddrInUse,
+                format!(
+                    "pipe {name}: the lock file {} is {}{whose}; npipe will not use or remove it",
+                    lock_path.display(),
+                    entry.kind.describe()
+                ),
+            )
+        })
+    };
+    // Attempts to open an entry that vanished between the failed open and the look
+    // at it (someone is planting and removing things there).
+    let mut vanished = 0;
     loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o644)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(lock_path);
-        let file = match file {
+        let file = match dir.open_lock(&lock_file) {
             Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-                return Err(err_src(
-                    ErrorKind::AccessDenied,
-                    format!(
-                        "refusing the lock file {}: it is a symbolic link",
+            // The open failed: O_NOFOLLOW met a symlink (ELOOP; FreeBSD says
+            // EMLINK; Linux says EACCES for another user's symlink in a sticky
+            // directory), or it is something that cannot be opened for writing
+            // (a socket, a directory, another user's file). Say what is there.
+            Err(e) => match dir.stat(&lock_file)? {
+                Some(entry) => {
+                    return Err(refusal(&entry).unwrap_or_else(|| {
+                        err_src(
+                            ErrorKind::Io,
+                            format!("opening the lock file {}", lock_path.display()),
+                            e.into(),
+                        )
+                    }))
+                }
+                None if vanished < 100 => {
+                    vanished += 1;
+                    continue;
+                }
+                None => {
+                    return Err(err_src(
+                        ErrorKind::AddrInUse,
+                        format!(
+                        "pipe {name}: something keeps appearing and vanishing at the lock file {}",
                         lock_path.display()
                     ),
-                    e,
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                let owner = fs::symlink_metadata(lock_path)
-                    .map(|m| m.uid().to_string())
-                    .unwrap_or_else(|_| "unknown".to_owned());
-                return Err(err_src(
-                    ErrorKind::AddrInUse,
-                    format!("pipe {name} belongs to another user (uid {owner})"),
-                    e,
-                ));
-            }
-            Err(e) => return Err(e),
+                        e.into(),
+                    ))
+                }
+            },
         };
+        let entry = super::dir::Entry::from(nix::sys::stat::fstat(&file)?);
+        if let Some(refused) = refusal(&entry) {
+            return Err(refused);
+        }
+        if entry.nlink != 1 {
+            return Err(err(
+                ErrorKind::AddrInUse,
+                format!(
+                    "pipe {name}: the lock file {} has {} hard links (it is also another file); npipe will not use or remove it",
+                    lock_path.display(),
+                    entry.nlink
+                ),
+            ));
+        }
         let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, Errno::EWOULDBLOCK)) => {
                 let mut info = String::new();
-                let _ = file.read_to_string(&mut info);
+                let _ = (&mut file).take(4096).read_to_string(&mut info);
                 let pid = parse_record(&info)
                     .pid
                     .map_or_else(String::new, |p| format!(" (pid {p})"));
@@ -346,53 +434,49 @@ fn take_lock(name: &PipeName, lock_path: &Path) -> io::Result<Flock<File>> {
         };
         // The previous owner may have removed the file between our open and lock;
         // then we locked an orphan and must start again.
-        let ours = lock.metadata()?;
-        match fs::symlink_metadata(lock_path) {
-            Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => {
-                lock.set_len(0)?;
-                return Ok(lock);
-            }
-            _ => continue,
+        if dir.stat(&lock_file)?.map(|now| now.id()) == Some(entry.id()) {
+            lock.set_len(0)?;
+            return Ok(lock);
         }
     }
 }
 
 /// Removes a socket file left by a server that died, after making sure nothing
-/// listens on it. Refuses anything that is not a socket or belongs to someone else.
-fn reclaim_stale(name: &PipeName, path: &Path) -> io::Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+/// listens on it. Refuses anything that is not a socket, or not this user's (root
+/// included: npipe never removes another user's file).
+fn reclaim_stale(name: &PipeName, target: &PipePath) -> io::Result<()> {
+    let Some(entry) = target.stat()? else {
+        return Ok(());
     };
-    if !meta.file_type().is_socket() {
+    let path = target.path();
+    if entry.kind != Kind::Socket {
         return Err(err(
             ErrorKind::AddrInUse,
             format!(
-                "pipe {name}: {} exists and is not a socket; npipe will not remove it",
-                path.display()
+                "pipe {name}: {} exists and is {}, not a socket; npipe will not remove it",
+                path.display(),
+                entry.kind.describe()
             ),
         ));
     }
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me && me != 0 {
+    if entry.uid != me {
         return Err(err(
             ErrorKind::AddrInUse,
             format!(
-                "pipe {name}: the socket {} belongs to uid {}; only that user or root can remove it",
+                "pipe {name}: the socket {} belongs to uid {}; npipe will not remove another user's socket",
                 path.display(),
-                meta.uid()
+                entry.uid
             ),
         ));
     }
-    match raw_connect(&Address::Path(path.to_owned()), None) {
+    match raw_connect(&Endpoint::File(target.clone()), None) {
         Err(e) if e.raw_os_error() == Some(nix::libc::ECONNREFUSED) => {
             tracing::debug!(path = %path.display(), "reclaiming a stale socket file");
-            match fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
+            target.dir().remove_if(target.file(), entry.id())?;
+            Ok(())
         }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => Ok(()),
         Err(e) if e.raw_os_error() != Some(nix::libc::EAGAIN) => Err(e),
         _ => Err(err(
             ErrorKind::AddrInUse,
@@ -426,9 +510,10 @@ pub(crate) fn parse_record(text: &str) -> Record {
 /// The files a path-named listener owns, removed when it is dropped.
 #[derive(Debug)]
 struct OwnedName {
-    socket_path: PathBuf,
-    socket_ino: Option<(u64, u64)>,
-    lock_path: PathBuf,
+    target: PipePath,
+    /// The socket file npipe bound, once it did.
+    socket: Option<FileId>,
+    lock_file: OsString,
     lock: Option<Flock<File>>,
 }
 
@@ -450,19 +535,17 @@ impl OwnedName {
 
 impl Drop for OwnedName {
     fn drop(&mut self) {
+        let dir = self.target.dir();
         // Remove the socket only if it is still the one we bound.
-        if let (Some(ino), Ok(meta)) = (self.socket_ino, fs::symlink_metadata(&self.socket_path)) {
-            if (meta.dev(), meta.ino()) == ino {
-                let _ = fs::remove_file(&self.socket_path);
-            }
+        if let Some(socket) = self.socket {
+            let _ = dir.remove_if(self.target.file(), socket);
         }
         // Remove the lock file while still holding the lock: a process that opened
         // it meanwhile sees the inode change and starts over.
         if let Some(lock) = &self.lock {
-            if let (Ok(ours), Ok(now)) = (lock.metadata(), fs::symlink_metadata(&self.lock_path)) {
-                if ours.ino() == now.ino() && ours.dev() == now.dev() {
-                    let _ = fs::remove_file(&self.lock_path);
-                }
+            if let Ok(ours) = nix::sys::stat::fstat(&**lock) {
+                let ours = super::dir::Entry::from(ours);
+                let _ = dir.remove_if(&self.lock_file, ours.id());
             }
         }
         self.lock = None;

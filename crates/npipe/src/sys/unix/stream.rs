@@ -4,7 +4,6 @@ use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,10 +11,12 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::socket::{self, setsockopt, sockopt, UnixAddr};
 
+use super::dir::ConnectTarget;
 use super::gate::Slot;
+use super::{Endpoint, Kind};
 use crate::error::{err, err_src, ErrorKind};
 use crate::frame::{encode_header, FrameReader, Received, HEADER_LEN};
-use crate::name::{Address, PipeName};
+use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
 use crate::stream::PeerCredentials;
 
@@ -119,8 +120,8 @@ impl Stream {
     }
 
     pub(crate) fn connect(name: &PipeName, opts: &ConnectOptions) -> io::Result<Stream> {
-        let address = name.address()?;
-        let sock = connect_waiting(&address, opts.timeout)?;
+        let endpoint = name.endpoint()?;
+        let sock = connect_waiting(&endpoint, opts.timeout)?;
         Stream::finish_connect(name, opts, sock)
     }
 
@@ -134,7 +135,7 @@ impl Stream {
             // A refusal must come from one connection, made by `connect`.
             return None;
         }
-        let sock = raw_connect(&name.address().ok()?, None).ok()?;
+        let sock = raw_connect(&name.endpoint().ok()?, None).ok()?;
         Stream::finish_connect(name, opts, sock).ok()
     }
 
@@ -734,23 +735,30 @@ pub(crate) fn set_buffer_sizes(sock: &UnixStream, bytes: usize) {
     let _ = setsockopt(sock, sockopt::RcvBuf, &bytes);
 }
 
-pub(crate) fn unix_addr(address: &Address) -> io::Result<UnixAddr> {
-    match address {
-        Address::Path(path) => Ok(UnixAddr::new(path.as_path())?),
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        Address::Abstract(name) => Ok(UnixAddr::new_abstract(name.as_bytes())?),
-        other => Err(err(
-            ErrorKind::Unsupported,
-            format!("{other} is not a Unix socket address"),
-        )),
-    }
+pub(crate) fn abstract_addr(name: &str) -> io::Result<UnixAddr> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return Ok(UnixAddr::new_abstract(name.as_bytes())?);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    Err(err(
+        ErrorKind::Unsupported,
+        format!("abstract socket names (@{name}) exist only on Linux"),
+    ))
 }
 
 /// One connection attempt. `wait`: how long a blocking `connect` may wait for room in
 /// the server's accept queue (`None`: do not wait). The socket may be returned in
 /// non-blocking mode either way.
-pub(crate) fn raw_connect(address: &Address, wait: Option<Duration>) -> io::Result<UnixStream> {
-    let addr = unix_addr(address)?;
+///
+/// A socket file is reached without following a symlink at its path (see
+/// [`PipePath::connect_target`](super::dir::PipePath::connect_target)): a symlink
+/// fails like a file nobody listens on (`ECONNREFUSED`).
+pub(crate) fn raw_connect(endpoint: &Endpoint, wait: Option<Duration>) -> io::Result<UnixStream> {
+    // Held until the connects are done: it may keep the socket file's inode open.
+    let target = match endpoint {
+        Endpoint::File(path) => path.connect_target()?,
+        Endpoint::Abstract(name) => ConnectTarget::from(abstract_addr(name)?),
+    };
+    let addr = &target.addr;
     let nonblocking = wait.is_none_or(|w| w < Duration::from_micros(1));
     // First a connect that does not wait: a Unix socket connect completes at once
     // when the accept queue has room (the common case), and this spares the two
@@ -758,7 +766,7 @@ pub(crate) fn raw_connect(address: &Address, wait: Option<Duration>) -> io::Resu
     // takes the waiting path below, on a fresh socket.
     let sock = UnixStream::from(super::new_socket(true)?);
     loop {
-        match socket::connect(sock.as_raw_fd(), &addr) {
+        match socket::connect(sock.as_raw_fd(), addr) {
             Ok(()) => return Ok(sock),
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) if !nonblocking => break,
@@ -770,7 +778,7 @@ pub(crate) fn raw_connect(address: &Address, wait: Option<Duration>) -> io::Resu
     // A blocking connect to a full accept queue waits up to SO_SNDTIMEO for room.
     sock.set_write_timeout(wait)?;
     loop {
-        match socket::connect(sock.as_raw_fd(), &addr) {
+        match socket::connect(sock.as_raw_fd(), addr) {
             Ok(()) => break,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -782,12 +790,12 @@ pub(crate) fn raw_connect(address: &Address, wait: Option<Duration>) -> io::Resu
 
 /// Connects, waiting up to `timeout` while the pipe does not exist yet or every
 /// instance is busy (`CreateFile` + `WaitNamedPipe`).
-fn connect_waiting(address: &Address, timeout: Duration) -> io::Result<UnixStream> {
+fn connect_waiting(endpoint: &Endpoint, timeout: Duration) -> io::Result<UnixStream> {
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(1);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let attempt = raw_connect(address, (!remaining.is_zero()).then_some(remaining));
+        let attempt = raw_connect(endpoint, (!remaining.is_zero()).then_some(remaining));
         let failure = match attempt {
             Ok(sock) => {
                 // A non-blocking attempt leaves the socket non-blocking.
@@ -803,7 +811,7 @@ fn connect_waiting(address: &Address, timeout: Duration) -> io::Result<UnixStrea
             return Err(err_src(
                 ErrorKind::AccessDenied,
                 format!(
-                    "access to pipe {address} denied: its access policy does not admit uid {}",
+                    "access to pipe {endpoint} denied: its access policy does not admit uid {}",
                     nix::unistd::geteuid()
                 ),
                 failure,
@@ -817,12 +825,12 @@ fn connect_waiting(address: &Address, timeout: Duration) -> io::Result<UnixStrea
                 err(
                     ErrorKind::PipeBusy,
                     format!(
-                        "all instances of pipe {address} are busy (waited {})",
+                        "all instances of pipe {endpoint} are busy (waited {})",
                         fmt_duration(timeout)
                     ),
                 )
             } else {
-                not_found(address, timeout, os == Some(Errno::ECONNREFUSED))
+                not_found(endpoint, timeout)
             });
         }
         if absent {
@@ -832,21 +840,29 @@ fn connect_waiting(address: &Address, timeout: Duration) -> io::Result<UnixStrea
     }
 }
 
-fn not_found(address: &Address, timeout: Duration, refused: bool) -> io::Error {
+fn not_found(endpoint: &Endpoint, timeout: Duration) -> io::Error {
     let waited = if timeout.is_zero() {
         String::new()
     } else {
         format!(" (waited {})", fmt_duration(timeout))
     };
-    let why = match address {
-        Address::Path(path) if refused && Path::new(path).exists() => {
-            "only a stale socket file of a server that is gone remains"
+    let found = match endpoint {
+        Endpoint::File(path) => path.stat().ok().flatten(),
+        Endpoint::Abstract(_) => None,
+    };
+    let why = match found {
+        Some(entry) if entry.kind == Kind::Socket => {
+            "only a stale socket file of a server that is gone remains".to_owned()
         }
-        _ => "no server has created it",
+        Some(entry) => format!(
+            "the socket path holds {}, not a pipe's socket (npipe does not follow or use it)",
+            entry.kind.describe()
+        ),
+        None => "no server has created it".to_owned(),
     };
     err(
         ErrorKind::NotFound,
-        format!("pipe {address} not found: {why}{waited}"),
+        format!("pipe {endpoint} not found: {why}{waited}"),
     )
 }
 
