@@ -48,6 +48,8 @@ fn child_role() {
         "hard-expect-root" => hardening::roles::expect_root(&args),
         #[cfg(all(unix, feature = "tokio"))]
         "hard-logs" => hardening::roles::logs(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-refused" => hardening::roles::refused(&args),
         other => {
             eprintln!("unknown test role {other:?}");
             100
