@@ -198,7 +198,9 @@ fn byte_reply(reply: Vec<u8>, error: Option<io::Error>) -> io::Result<Vec<u8>> {
     if reply.is_empty() {
         return Err(npipe::Error::new(
             npipe::ErrorKind::Disconnected,
-            "the server closed the connection without replying",
+            "the server closed the connection without replying (a message-mode server \
+             does so when it reads a byte-mode request as an oversized length: if the \
+             pipe is in message mode, call it without `--mode byte`)",
         )
         .into());
     }
