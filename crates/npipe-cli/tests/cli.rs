@@ -461,6 +461,26 @@ fn a_byte_call_that_gets_no_reply_exits_8() {
     );
 }
 
+/// An OS error that std reports as `InvalidInput` (here `ftruncate` on a fifo
+/// planted at the lock path) is an I/O failure, not an invalid pipe name: not exit 2.
+#[test]
+fn an_invalid_argument_from_the_os_is_not_a_usage_error() {
+    let name = unique("fifo");
+    let info = json(&run(&["info", &name, "--json"]).stdout);
+    let socket = std::path::PathBuf::from(info["address"].as_str().expect("address"));
+    let lock = socket.with_file_name(format!(
+        ".{}.lock",
+        socket.file_name().unwrap().to_string_lossy()
+    ));
+    nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let out = run(&["serve", &name]);
+    let _ = std::fs::remove_file(&lock);
+    let _ = std::fs::remove_file(&socket);
+    assert_ne!(out.code(), Some(0), "{out:?}");
+    assert_ne!(out.code(), Some(2), "{out:?}");
+    assert!(!out.stderr.contains("invalid pipe name"), "{}", out.stderr);
+}
+
 #[test]
 fn second_server_exits_7() {
     let name = unique("inuse");
