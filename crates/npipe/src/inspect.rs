@@ -269,17 +269,40 @@ mod imp {
 
     impl Listening {
         fn read() -> Listening {
+            Listening::scan(None)
+        }
+
+        /// Only the socket of `address`, whose holder is looked for first in
+        /// process `hint` (the pid its lock file records): describing one pipe
+        /// then costs a few system calls, not a scan of every process (`npipe
+        /// call` checks the pipe's mode this way before each call).
+        fn read_one(address: &Address, hint: Option<u32>) -> Listening {
+            match key(address) {
+                Some(key) => Listening::scan(Some((&key, hint))),
+                None => Listening::read(),
+            }
+        }
+
+        #[cfg_attr(
+            not(any(target_os = "linux", target_os = "android")),
+            allow(unused_variables)
+        )]
+        fn scan(only: Option<(&[u8], Option<u32>)>) -> Listening {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             {
                 let Ok(table) = fs::read("/proc/net/unix") else {
                     return Listening::default();
                 };
-                let by_path: HashMap<Vec<u8>, u64> = super::procfs::listening(&table)
+                let mut by_path: HashMap<Vec<u8>, u64> = super::procfs::listening(&table)
                     .into_iter()
                     .map(|(inode, path)| (path, inode))
                     .collect();
+                if let Some((key, _)) = only {
+                    by_path.retain(|path, _| path == key);
+                }
                 let inodes: HashSet<u64> = by_path.values().copied().collect();
-                let owners = super::procfs::socket_owners(&inodes);
+                let hint = only.and_then(|(_, hint)| hint);
+                let owners = super::procfs::socket_owners(&inodes, hint);
                 Listening {
                     by_path: Some(by_path),
                     owners,
@@ -293,10 +316,8 @@ mod imp {
 
         /// `Some(pid or None)` when listening, `None` when not.
         fn lookup(&self, name: &PipeName, address: &Address) -> io::Result<Option<Option<u32>>> {
-            let key = match address {
-                Address::Path(path) => path.as_os_str().as_bytes().to_vec(),
-                Address::Abstract(name) => format!("@{name}").into_bytes(),
-                Address::Windows(_) => return Ok(None),
+            let Some(key) = key(address) else {
+                return Ok(None);
             };
             match &self.by_path {
                 Some(table) => Ok(table.get(&key).map(|inode| self.owners.get(inode).copied())),
@@ -305,8 +326,23 @@ mod imp {
         }
     }
 
+    /// How `/proc/net/unix` names the socket of `address`.
+    fn key(address: &Address) -> Option<Vec<u8>> {
+        match address {
+            Address::Path(path) => Some(path.as_os_str().as_bytes().to_vec()),
+            Address::Abstract(name) => Some(format!("@{name}").into_bytes()),
+            Address::Windows(_) => None,
+        }
+    }
+
     pub(super) fn inspect(name: PipeName, address: Address) -> io::Result<PipeInfo> {
-        describe(name, address, &Listening::read())
+        let hint = match &address {
+            Address::Path(path) => record_field(&read_record(&sys::lock_path(path)), "pid")
+                .and_then(|pid| pid.parse::<u32>().ok()),
+            _ => None,
+        };
+        let listening = Listening::read_one(&address, hint);
+        describe(name, address, &listening)
     }
 
     pub(super) fn list() -> io::Result<Vec<PipeInfo>> {
@@ -467,12 +503,19 @@ mod procfs {
     }
 
     /// Which process holds each of `inodes`, scanning `/proc/*/fd` (only processes
-    /// this user may inspect). The lowest pid wins when several share a socket.
-    pub(super) fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, u32> {
-        use std::os::unix::ffi::OsStrExt;
+    /// this user may inspect): process `first` if it holds them all, else the
+    /// lowest pid when several share a socket.
+    pub(super) fn socket_owners(inodes: &HashSet<u64>, first: Option<u32>) -> HashMap<u64, u32> {
         let mut owners = HashMap::new();
         if inodes.is_empty() {
             return owners;
+        }
+        if let Some(pid) = first {
+            holders(pid, inodes, &mut owners);
+            if owners.len() == inodes.len() {
+                return owners;
+            }
+            owners.clear();
         }
         let Ok(procs) = std::fs::read_dir("/proc") else {
             return owners;
@@ -482,24 +525,30 @@ mod procfs {
             .collect();
         pids.sort_unstable();
         for pid in pids {
-            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                let Ok(link) = std::fs::read_link(fd.path()) else {
-                    continue;
-                };
-                if let Some(inode) = socket_inode(link.as_os_str().as_bytes()) {
-                    if inodes.contains(&inode) {
-                        owners.entry(inode).or_insert(pid);
-                    }
-                }
-            }
+            holders(pid, inodes, &mut owners);
             if owners.len() == inodes.len() {
                 break;
             }
         }
         owners
+    }
+
+    /// Records `pid` as the owner of those of `inodes` it holds that have none yet.
+    fn holders(pid: u32, inodes: &HashSet<u64>, owners: &mut HashMap<u64, u32>) {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if let Some(inode) = socket_inode(link.as_os_str().as_bytes()) {
+                if inodes.contains(&inode) {
+                    owners.entry(inode).or_insert(pid);
+                }
+            }
+        }
     }
 
     #[cfg(test)]
