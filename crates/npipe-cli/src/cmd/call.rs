@@ -73,17 +73,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(uid) = args.server_uid {
         options.expect_server_uid(uid);
     }
-    let reply = check_mode(&args.name, args.mode)
-        .and_then(|()| {
-            Ok(match args.mode {
-                ModeArg::Message if args.server_uid.is_none() => {
-                    npipe::call(args.name.as_str(), &request, args.timeout)
-                }
-                ModeArg::Message => call_message(&options, &args.name, &request, args.timeout),
-                ModeArg::Byte => call_bytes(&options, &args.name, &request, args.timeout),
-            }?)
-        })
-        .with_context(|| format!("calling pipe {}", args.name))?;
+    check_mode(&args.name, args.mode).with_context(|| format!("calling pipe {}", args.name))?;
+    let reply = match args.mode {
+        ModeArg::Message if args.server_uid.is_none() => {
+            npipe::call(args.name.as_str(), &request, args.timeout)
+        }
+        ModeArg::Message => call_message(&options, &args.name, &request, args.timeout),
+        ModeArg::Byte => call_bytes(&options, &args.name, &request, args.timeout),
+    }
+    .with_context(|| format!("calling pipe {}", args.name))?;
     let mut out = reply;
     if !args.no_newline && !out.ends_with(b"\n") {
         out.push(b'\n');
