@@ -11,7 +11,8 @@ pub(crate) const INTERRUPTED: u8 = 130;
 pub(crate) const SUCCESS: u8 = 0;
 /// Any other failure (I/O errors, a failed request in `demo`, ...).
 pub(crate) const FAILURE: u8 = 1;
-/// Bad usage: unknown flag, invalid value, invalid pipe name (clap uses 2 too).
+/// Bad usage: unknown flag, invalid value, invalid pipe name, a `call --mode` that
+/// is not the pipe's (clap uses 2 too).
 pub(crate) const USAGE: u8 = 2;
 /// No server has created the pipe.
 pub(crate) const NOT_FOUND: u8 = 3;
@@ -24,7 +25,8 @@ pub(crate) const ACCESS_DENIED: u8 = 6;
 /// Another live server owns the name (`serve`, `listen`).
 pub(crate) const IN_USE: u8 = 7;
 /// The server closed the connection without replying: its handler failed (e.g. the
-/// `--exec` command of `npipe serve` exited non-zero), or a deadline expired.
+/// `--exec` command of `npipe serve` exited non-zero), a deadline expired, or (byte
+/// mode) it sent nothing at all.
 pub(crate) const DISCONNECTED: u8 = 8;
 
 /// The table printed in `--help`.
@@ -32,15 +34,30 @@ pub(crate) const TABLE: &str = "\
 Exit status:
     0  success
     1  other failure (I/O error, a failed request in `demo`, ...)
-    2  usage error: bad flag or value, invalid pipe name
+    2  usage error: bad flag or value, invalid pipe name, a `call --mode` that
+       is not the pipe's mode
     3  pipe not found: no server has created it
     4  pipe busy: every instance stayed busy for the whole timeout
     5  timed out (connect, reply, or `wait`)
     6  access denied by the pipe's access policy or the OS
     7  name in use: another live server owns it (`serve`, `listen`)
     8  no reply: the server closed the connection without replying (its handler
-       failed, e.g. `serve --exec` exited non-zero, or a deadline expired)
+       failed, e.g. `serve --exec` exited non-zero, or a deadline expired; in
+       byte mode, it sent nothing)
   130  interrupted by Ctrl-C or SIGTERM (`listen`; `serve` stops gracefully with 0)";
+
+/// A usage error found after the command line was parsed (a `call --mode` that is
+/// not the pipe's): exit status [`USAGE`].
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 /// Writing to our stdout failed because the reader went away (`npipe list | head`):
 /// not an error, the program just stops.
@@ -81,6 +98,9 @@ pub(crate) fn code_for_kind(kind: ErrorKind) -> u8 {
 /// The exit code for an error from `run`: that of the first pipe error in its chain.
 pub(crate) fn code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
+        if cause.downcast_ref::<Usage>().is_some() {
+            return USAGE;
+        }
         if let Some(io) = cause.downcast_ref::<io::Error>() {
             return code_for_kind(ErrorKind::of(io));
         }

@@ -247,8 +247,10 @@ fn serve_echo_and_json_stats() {
     assert_eq!(out.stdout, "same\n");
     let out = server.terminate();
     let stats = json(&out.stdout);
+    assert_eq!(stats["requests"], 1);
     assert_eq!(stats["completed"], 1);
     assert_eq!(stats["failed"], 0);
+    assert_eq!(stats["requests_timed_out"], 0);
 }
 
 #[test]
@@ -336,6 +338,147 @@ fn other_user_is_denied_exit_6() {
         .gid(65534);
     let out = Proc::spawn_cmd(cmd, None).finish();
     assert_eq!(out.code(), Some(6), "{out:?}");
+}
+
+/// `npipe ARGS` run as user nobody (`setpriv`, no supplementary groups), or
+/// `None` when this test process cannot switch users (then the test is skipped,
+/// except under CI, where it fails).
+fn run_as_nobody(args: &[&str]) -> Option<Output> {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true" && v != "1"),
+            "cannot run under CI: needs root to run a client as user nobody (setpriv)"
+        );
+        eprintln!("SKIPPED: needs root to run a client as user nobody (setpriv)");
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_npipe"))
+        .args(args)
+        .env_remove("NPIPE_DIR");
+    Some(Proc::spawn_cmd(cmd, None).finish())
+}
+
+/// A client that the server's access policy refuses once connected (an abstract
+/// socket has no file mode to refuse it at connect) exits 6 and says that its
+/// credentials were refused, in message and byte mode, rather than "connection
+/// reset" and 8.
+#[test]
+fn a_client_refused_after_connecting_exits_6_and_says_why() {
+    let name = format!("@{}", unique("refused"));
+    let server = serve(&name, &[]);
+    for mode in ["message", "byte"] {
+        let Some(out) = run_as_nobody(&["call", &name, "hello", "--mode", mode]) else {
+            return;
+        };
+        assert_eq!(out.code(), Some(6), "{mode}: {out:?}");
+        assert!(
+            out.stderr.contains(
+                "the server refused this client's credentials (uid 65534, gid 65534): its access policy does not admit them"
+            ),
+            "{mode}: {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{mode}: {out:?}");
+    }
+    let out = server.terminate();
+    assert!(
+        out.stdout.contains("0 busy, 2 access, 0 oversize"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// An error caused by the OS names that cause once, not once per layer.
+#[test]
+fn os_errors_are_named_once() {
+    let name = unique("owner-only");
+    let _server = serve(&name, &[]);
+    let Some(out) = run_as_nobody(&["call", &name, "hello"]) else {
+        return;
+    };
+    assert_eq!(out.code(), Some(6), "{out:?}");
+    assert_eq!(
+        out.stderr
+            .matches("Permission denied (os error 13)")
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+/// `call --mode` that is not the mode the pipe's server recorded is a usage error
+/// naming the mode to use, found before anything is sent: the server counts
+/// nothing.
+#[test]
+fn a_mode_that_is_not_the_pipes_is_a_usage_error() {
+    for (served, called) in [("message", "byte"), ("byte", "message")] {
+        let name = unique(served);
+        let server = serve(&name, &["--mode", served, "--echo"]);
+        let out = run(&["call", &name, "hello", "--mode", called]);
+        assert_eq!(out.code(), Some(2), "{served}: {out:?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "the pipe serves {served} mode, not {called} mode: call it with `--mode {served}`"
+            )),
+            "{served}: {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{served}: {out:?}");
+        let out = server.terminate();
+        assert!(
+            out.stdout.contains("connections        0"),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+/// Where the mode is not recorded (an abstract socket), a byte-mode call to a
+/// message server never exits 0 without a reply: the server reads "hell" of
+/// "hello" as a length over the cap, counts it, and closes.
+#[test]
+fn a_byte_call_that_gets_no_reply_exits_8() {
+    let name = format!("@{}", unique("unrecorded"));
+    let server = serve(&name, &[]);
+    let out = run(&["call", &name, "hello", "--mode", "byte"]);
+    assert_eq!(out.code(), Some(8), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("the server closed the connection without replying"),
+        "{}",
+        out.stderr
+    );
+    let out = server.terminate();
+    assert!(out.stdout.contains("1 oversize"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("requests           1"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// An OS error that std reports as `InvalidInput` (here `ftruncate` on a fifo
+/// planted at the lock path) is an I/O failure, not an invalid pipe name: not exit 2.
+#[test]
+fn an_invalid_argument_from_the_os_is_not_a_usage_error() {
+    let name = unique("fifo");
+    let info = json(&run(&["info", &name, "--json"]).stdout);
+    let socket = std::path::PathBuf::from(info["address"].as_str().expect("address"));
+    let lock = socket.with_file_name(format!(
+        ".{}.lock",
+        socket.file_name().unwrap().to_string_lossy()
+    ));
+    nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let out = run(&["serve", &name]);
+    let _ = std::fs::remove_file(&lock);
+    let _ = std::fs::remove_file(&socket);
+    assert_ne!(out.code(), Some(0), "{out:?}");
+    assert_ne!(out.code(), Some(2), "{out:?}");
+    assert!(!out.stderr.contains("invalid pipe name"), "{}", out.stderr);
 }
 
 #[test]

@@ -26,11 +26,10 @@ pub enum ErrorKind {
     AddrInUse,
     /// The peer is not allowed by the access policy, or the operating system refused
     /// access to the pipe (`ERROR_ACCESS_DENIED`), or the server is not the user the
-    /// client required.
+    /// client required. On Unix a client refused by the server's check of its
+    /// credentials after connecting learns it from the server's refusal notice
+    /// ([`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE)).
     AccessDenied,
-    /// A message was larger than the buffer given; the part that fit was returned and
-    /// the rest follows (`ERROR_MORE_DATA`).
-    MoreData,
     /// A message is larger than the configured maximum message size. On receive, the
     /// length was refused before any allocation and the connection can no longer be
     /// read (its framing is lost); on send, nothing was written.
@@ -47,7 +46,8 @@ pub enum ErrorKind {
     Unsupported,
     /// Malformed data from the peer (a frame that breaks the wire contract).
     InvalidData,
-    /// Any other I/O error; the `io::ErrorKind` and OS error code say more.
+    /// Any other I/O error, including invalid arguments such as a zero timeout
+    /// (`io::ErrorKind::InvalidInput`); the `io::ErrorKind` and OS error code say more.
     Io,
 }
 
@@ -57,6 +57,9 @@ impl ErrorKind {
     /// An npipe [`Error`] inside the `io::Error` gives its own kind; otherwise the
     /// `io::ErrorKind` is mapped (`NotFound` → [`NotFound`](Self::NotFound),
     /// `BrokenPipe`/`ConnectionReset`/`UnexpectedEof` → [`Disconnected`](Self::Disconnected), ...).
+    /// An `InvalidInput` from the OS or std (a zero timeout, an `ftruncate` the file
+    /// does not support) is [`Io`](Self::Io): only npipe's own checks of a pipe name
+    /// say [`InvalidName`](Self::InvalidName), and they carry it inside the error.
     ///
     /// # Examples
     ///
@@ -83,7 +86,6 @@ impl ErrorKind {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::NotConnected
             | io::ErrorKind::UnexpectedEof => ErrorKind::Disconnected,
-            io::ErrorKind::InvalidInput => ErrorKind::InvalidName,
             io::ErrorKind::InvalidData => ErrorKind::InvalidData,
             io::ErrorKind::Unsupported => ErrorKind::Unsupported,
             io::ErrorKind::ResourceBusy => ErrorKind::PipeBusy,
@@ -97,7 +99,6 @@ impl ErrorKind {
             ErrorKind::PipeBusy => io::ErrorKind::ResourceBusy,
             ErrorKind::AddrInUse => io::ErrorKind::AddrInUse,
             ErrorKind::AccessDenied => io::ErrorKind::PermissionDenied,
-            ErrorKind::MoreData => io::ErrorKind::Other,
             ErrorKind::MessageTooLarge => io::ErrorKind::InvalidData,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
@@ -115,7 +116,6 @@ impl ErrorKind {
             ErrorKind::PipeBusy => "pipe busy",
             ErrorKind::AddrInUse => "pipe name in use",
             ErrorKind::AccessDenied => "access denied",
-            ErrorKind::MoreData => "more data",
             ErrorKind::MessageTooLarge => "message too large",
             ErrorKind::Timeout => "timed out",
             ErrorKind::Disconnected => "disconnected",
@@ -138,6 +138,12 @@ impl fmt::Display for ErrorKind {
 ///
 /// It converts into `io::Error` (which is what npipe's functions return); use
 /// [`ErrorKind::of`] or [`Error::from_io`] to look inside again.
+///
+/// Its `Display` is the whole story, the OS error included ("cannot create the
+/// socket /tmp/npipe-x: Permission denied (os error 13)"), and
+/// [`source`](std::error::Error::source) is therefore `None`: a report that walks
+/// the chain of sources (`anyhow`'s `{:#}`) names the OS error once, as does a
+/// plain `{}`. The OS error itself is [`io_error`](Self::io_error).
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
@@ -155,7 +161,8 @@ impl Error {
         }
     }
 
-    /// Creates an error of `kind` caused by the OS error `source`.
+    /// Creates an error of `kind` caused by the OS error `source`, which its
+    /// `Display` appends to `message`.
     pub fn with_source(kind: ErrorKind, message: impl Into<String>, source: io::Error) -> Error {
         Error {
             kind,
@@ -174,6 +181,21 @@ impl Error {
         &self.message
     }
 
+    /// The OS (or std) error that caused this one, if any. It is part of the
+    /// `Display` text and not a [`source`](std::error::Error::source), so that
+    /// error reports print it once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let e = npipe::Listener::bind("/root/forbidden.sock").unwrap_err();
+    /// let os = npipe::Error::from_io(&e).and_then(|e| e.io_error());
+    /// println!("{e} (errno {:?})", os.and_then(|os| os.raw_os_error()));
+    /// ```
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+
     /// The npipe error inside an `io::Error`, if there is one.
     pub fn from_io(error: &io::Error) -> Option<&Error> {
         error.get_ref().and_then(|e| e.downcast_ref::<Error>())
@@ -190,13 +212,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+/// No `source`: the OS error is part of `Display` (see [`Error`]).
+impl std::error::Error for Error {}
 
 impl From<Error> for io::Error {
     fn from(error: Error) -> io::Error {
@@ -236,6 +253,50 @@ mod tests {
         assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected);
         let e = io::Error::from(io::ErrorKind::NotFound);
         assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn invalid_input_from_the_os_is_not_an_invalid_name() {
+        // What std says for a zero timeout, and Linux for ftruncate on a fifo.
+        let zero = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .set_read_timeout(Some(std::time::Duration::ZERO))
+            .unwrap_err();
+        assert_eq!(zero.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(ErrorKind::of(&zero), ErrorKind::Io);
+        let einval = io::Error::from_raw_os_error(22);
+        assert_eq!(ErrorKind::of(&einval), ErrorKind::Io);
+        // npipe's own name errors keep their kind.
+        let name: io::Error = Error::new(ErrorKind::InvalidName, "bad").into();
+        assert_eq!(ErrorKind::of(&name), ErrorKind::InvalidName);
+        assert_eq!(name.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// What `anyhow`'s `{:#}` prints: each error of the chain of sources.
+    fn report(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+
+    #[test]
+    fn the_os_error_is_named_once() {
+        let os = io::Error::from_raw_os_error(13);
+        let os_text = os.to_string();
+        let e: io::Error =
+            Error::with_source(ErrorKind::AccessDenied, "cannot create the socket /x", os).into();
+        for text in [e.to_string(), report(&e)] {
+            assert_eq!(text.matches(&os_text).count(), 1, "{text}");
+            assert!(text.starts_with("cannot create the socket /x: "), "{text}");
+        }
+        let inner = Error::from_io(&e).unwrap();
+        assert_eq!(inner.io_error().unwrap().raw_os_error(), Some(13));
+        assert_eq!(report(inner).matches(&os_text).count(), 1);
     }
 
     #[test]

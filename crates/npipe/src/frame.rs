@@ -39,8 +39,62 @@ pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]
 }
 
 // The decoding rules, shared by the blocking `FrameReader`, the async stream and the
-// tokio codec: a length over the cap is refused before anything is allocated, and an
-// end of stream inside a frame is a `Disconnected` error.
+// tokio codec: a length over the cap is refused before anything is allocated, an
+// end of stream inside a frame is a `Disconnected` error, and a client's first
+// frame may be the server's refusal notice.
+
+/// What an npipe server on Unix writes to a client that its access policy refuses
+/// after the connection was made, just before it closes the connection: the four
+/// bytes `FF FF FF FF` and the ASCII text `npipe:access-denied` and a newline.
+///
+/// Servers check the client's credentials (`SO_PEERCRED`) after accepting it when
+/// the socket file's mode cannot do the check: abstract `@NAME` sockets,
+/// [`Access::Group`](crate::Access::Group) and allow lists. A refused client may
+/// have sent its request already; without a word from the server, it would see
+/// only its connection reset. No admitted client ever receives these bytes first.
+///
+/// npipe's message-mode clients (the blocking [`Stream`](crate::Stream), the tokio
+/// `Stream` and `MessageCodec`) recognise the notice as the first frame and fail with
+/// [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied). To a message reader
+/// of any language it looks like a frame announcing 4 GiB − 1 bytes, which its cap
+/// check refuses, and the text tells a person reading the raw bytes (`socat`) what
+/// happened. Byte-mode clients receive the bytes as they are. The one ambiguity:
+/// a server allowing 4 GiB − 1-byte messages whose first reply is exactly that
+/// long and begins with `npipe:access-denied\n` would be taken for a refusal.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(&npipe::REFUSAL_NOTICE[..4], &u32::MAX.to_le_bytes());
+/// assert!(npipe::REFUSAL_NOTICE.ends_with(b"npipe:access-denied\n"));
+/// ```
+pub const REFUSAL_NOTICE: &[u8] = b"\xFF\xFF\xFF\xFFnpipe:access-denied\n";
+
+/// The error of a client that received [`REFUSAL_NOTICE`].
+pub(crate) fn refused() -> io::Error {
+    #[cfg(unix)]
+    let who = format!(
+        " (uid {}, gid {})",
+        nix::unistd::geteuid(),
+        nix::unistd::getegid()
+    );
+    #[cfg(not(unix))]
+    let who = "";
+    err(
+        ErrorKind::AccessDenied,
+        format!(
+            "the server refused this client's credentials{who}: its access policy does not admit them"
+        ),
+    )
+}
+
+/// How far `bytes` (what has arrived of a client's first frame) match the refusal
+/// notice: `Some(true)` all of it, `Some(false)` a beginning of it (more to read),
+/// `None` not it.
+pub(crate) fn match_refusal(bytes: &[u8]) -> Option<bool> {
+    let n = bytes.len().min(REFUSAL_NOTICE.len());
+    (bytes[..n] == REFUSAL_NOTICE[..n]).then_some(n == REFUSAL_NOTICE.len())
+}
 
 /// The payload length announced by a frame header, or the message for people
 /// explaining why it is refused (over `max`; the framing is lost after this).
@@ -48,11 +102,28 @@ pub(crate) fn check_announced(header: [u8; HEADER_LEN], max: u32) -> Result<usiz
     let len = u32::from_le_bytes(header);
     if len > max {
         return Err(format!(
-            "the peer announced a message of {len} bytes; the maximum message size is {max} bytes (nothing was allocated; the connection can no longer be read)"
+            "the peer announced a message of {len} bytes{}; the maximum message size is {max} bytes (nothing was allocated; the connection can no longer be read)",
+            text_hint(header)
         ));
     }
     usize::try_from(len).map_err(|_| format!("a message of {len} bytes does not fit in memory"))
 }
+
+/// A length whose four bytes are printable text was most likely written by a peer
+/// that does not frame its messages: a byte-mode client on a message pipe ("hell"
+/// of "hello"), or a byte-mode server answering a message client. Says so.
+fn text_hint(header: [u8; HEADER_LEN]) -> String {
+    let text = |b: &u8| b.is_ascii_graphic() || matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    if !header.iter().all(text) {
+        return String::new();
+    }
+    let bytes: String = header.iter().map(|&b| char::from(b)).collect();
+    format!(" (the bytes {bytes:?} look like text: {BYTE_MODE_HINT})")
+}
+
+/// The end of [`text_hint`], for the server's log (which must not quote the bytes).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) const BYTE_MODE_HINT: &str = "the peer may be writing in byte mode";
 
 /// The error for an end of stream after `got` bytes of a frame header.
 pub(crate) fn header_cut_off(got: usize) -> io::Error {
@@ -120,8 +191,11 @@ pub(crate) struct FrameReader {
     /// Payload bytes of the current message not yet delivered; `None` between messages.
     remaining: Option<usize>,
     max: u32,
-    /// Set once the framing is lost (oversized length): every later read fails.
+    /// Set once the framing is lost (oversized length, refusal): every later read fails.
     poisoned: Option<(ErrorKind, String)>,
+    /// Whether the next header may begin the server's [`REFUSAL_NOTICE`]: a
+    /// client's first.
+    notice: bool,
 }
 
 impl FrameReader {
@@ -133,7 +207,26 @@ impl FrameReader {
             remaining: None,
             max,
             poisoned: None,
+            notice: false,
         }
+    }
+
+    /// The reader of a client, whose first frame may be the server's refusal notice.
+    pub(crate) fn for_client(max: u32) -> FrameReader {
+        FrameReader {
+            notice: true,
+            ..FrameReader::new(max)
+        }
+    }
+
+    /// Whether no header has been read yet on a client (a refusal notice may wait).
+    pub(crate) fn expects_notice(&self) -> bool {
+        self.notice
+    }
+
+    /// Whether the refusal notice has been read ahead (by `peek`) and waits here.
+    pub(crate) fn holds_refusal(&self) -> bool {
+        self.notice && match_refusal(&self.buf[self.pos..self.end]) == Some(true)
     }
 
     /// Bytes read ahead from the transport and not yet delivered.
@@ -299,12 +392,40 @@ impl FrameReader {
         }
         let h = &self.buf[self.pos..self.pos + HEADER_LEN];
         let announced = [h[0], h[1], h[2], h[3]];
+        if self.notice {
+            if self.refusal_follows(src)? {
+                self.pos += REFUSAL_NOTICE.len();
+                let e = refused();
+                self.poisoned = Some((ErrorKind::AccessDenied, e.to_string()));
+                return Err(e);
+            }
+            self.notice = false;
+        }
         self.pos += HEADER_LEN;
         match check_announced(announced, self.max) {
             Ok(len) => Ok(Some(len)),
             Err(msg) => {
                 self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
                 Err(err(ErrorKind::MessageTooLarge, msg))
+            }
+        }
+    }
+
+    /// Whether the header at `pos` begins the server's refusal notice: reads on
+    /// while what has arrived matches it. Consumes nothing, so a read timeout here
+    /// leaves the header to the next call.
+    fn refusal_follows<R: Read>(&mut self, src: &mut R) -> io::Result<bool> {
+        loop {
+            match match_refusal(&self.buf[self.pos..self.end]) {
+                Some(true) => return Ok(true),
+                None => return Ok(false),
+                Some(false) => {}
+            }
+            // The notice is the first thing on the connection and shorter than the
+            // read-ahead buffer: there is room for the rest of it.
+            match read_retrying(src, &mut self.buf[self.end..])? {
+                0 => return Ok(false),
+                n => self.end += n,
             }
         }
     }
@@ -462,6 +583,83 @@ mod tests {
         assert_eq!(out.capacity(), 0, "nothing allocated");
         let e = reader.recv(&mut src, &mut out).unwrap_err();
         assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+    }
+
+    #[test]
+    fn a_clients_first_frame_may_be_the_refusal_notice() {
+        let mut wire = REFUSAL_NOTICE.to_vec();
+        wire.extend_from_slice(&frames(&[b"after"]));
+        for chunk in [1, 3, 4, 5, 23, 24, 100] {
+            let mut src = Chunked { data: &wire, chunk };
+            let mut reader = FrameReader::for_client(1024);
+            let mut out = Vec::new();
+            let e = reader.recv(&mut src, &mut out).unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "chunk {chunk}");
+            assert!(e.to_string().contains("refused this client's credentials"));
+            let e = reader.recv(&mut src, &mut out).unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "stays refused");
+        }
+        // A server's reader, and a client's after its first frame, see a length.
+        for (mut reader, wire) in [
+            (FrameReader::new(1024), REFUSAL_NOTICE.to_vec()),
+            (
+                FrameReader::for_client(1024),
+                [&frames(&[b"first"])[..], REFUSAL_NOTICE].concat(),
+            ),
+        ] {
+            let mut src = &wire[..];
+            let mut out = Vec::new();
+            let mut last = reader.recv(&mut src, &mut out);
+            if let Ok(Some(5)) = last {
+                last = reader.recv(&mut src, &mut out);
+            }
+            assert_eq!(
+                ErrorKind::of(&last.unwrap_err()),
+                ErrorKind::MessageTooLarge
+            );
+        }
+        // Bytes that only begin like the notice are a frame header like any other.
+        let mut wire = 0xFFFF_FFFFu32.to_le_bytes().to_vec();
+        wire.extend_from_slice(b"npipe:something else");
+        let e = FrameReader::for_client(1024)
+            .recv(&mut &wire[..], &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+    }
+
+    #[test]
+    fn a_timeout_inside_the_notice_loses_nothing() {
+        let (head, tail) = REFUSAL_NOTICE.split_at(10);
+        let head: &'static [u8] = head;
+        let tail: &'static [u8] = tail;
+        let mut src = props::Script::new(vec![Some(head), None, Some(tail)]);
+        let mut reader = FrameReader::for_client(1024);
+        let e = reader.recv(&mut src, &mut Vec::new()).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout);
+        let e = reader.recv(&mut src, &mut Vec::new()).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied);
+    }
+
+    #[test]
+    fn a_length_that_looks_like_text_says_byte_mode() {
+        let mut reader = FrameReader::new(16 * 1024 * 1024);
+        let e = reader
+            .recv(&mut &b"hello"[..], &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+        let text = e.to_string();
+        assert!(text.contains("1819043176 bytes"), "{text}");
+        assert!(
+            text.contains(
+                "(the bytes \"hell\" look like text: the peer may be writing in byte mode)"
+            ),
+            "{text}"
+        );
+        // Not every oversized length is text.
+        let e = FrameReader::new(16)
+            .recv(&mut &u32::MAX.to_le_bytes()[..], &mut Vec::new())
+            .unwrap_err();
+        assert!(!e.to_string().contains("look like text"), "{e}");
     }
 
     #[test]
@@ -682,7 +880,13 @@ mod props {
 
     /// A socket playing a script: each step is the bytes one read returns, or
     /// `None` for a read that times out.
-    struct Script(Vec<Option<&'static [u8]>>);
+    pub(super) struct Script(Vec<Option<&'static [u8]>>);
+
+    impl Script {
+        pub(super) fn new(steps: Vec<Option<&'static [u8]>>) -> Script {
+            Script(steps)
+        }
+    }
 
     impl Read for Script {
         fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {

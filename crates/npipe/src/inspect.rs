@@ -371,7 +371,8 @@ mod imp {
             .filter(|d| d.info.is_live())
             .filter_map(|d| d.socket_inode)
             .collect();
-        let owners = sys::socket_owners(&inodes);
+        let hints: Vec<u32> = described.iter().filter_map(|d| d.recorded_pid).collect();
+        let owners = sys::socket_owners(&inodes, &hints);
         described
             .into_iter()
             .map(|d| {

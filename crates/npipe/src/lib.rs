@@ -119,7 +119,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use error::{Error, ErrorKind};
-pub use frame::Received;
+pub use frame::{Received, REFUSAL_NOTICE};
 pub use inspect::{inspect, list, PipeInfo, PipeState};
 pub use listener::{Incoming, Listener};
 pub use name::{Address, PipeName, ToPipeName, MAX_NAME_LEN};

@@ -430,6 +430,15 @@ impl ConnectOptions {
     ///   refuses this user, or the server is not the expected user.
     /// - [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName),
     ///   [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): as for names.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// On Unix, where the socket file's mode cannot tell who may connect (abstract
+    /// `@NAME` sockets, [`Access::Group`], allow lists), the server checks the
+    /// client's credentials after accepting it, so connecting succeeds and the
+    /// refusal comes with the first `send` or `recv` of a message client, as
+    /// `AccessDenied` (see [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE)). A byte-mode
+    /// client reads the notice's bytes.
     pub fn connect(&self, name: impl ToPipeName) -> io::Result<Stream> {
         Stream::connect_with(&name.to_pipe_name()?, self)
     }

@@ -150,6 +150,10 @@ impl Stream {
     ///   end's maximum message size; nothing was sent.
     /// - [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected): the peer closed,
     ///   or does not read (an outbound pipe).
+    /// - [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied) (Unix, message
+    ///   mode, a client that has read nothing yet): the server closed after sending
+    ///   its [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE): its access policy refused
+    ///   this client's credentials.
     /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the write timeout expired;
     ///   part of the message may have been sent and the connection should be closed.
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is read-only.
@@ -173,6 +177,10 @@ impl Stream {
     ///   connection can no longer be read.
     /// - [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected): the peer closed in
     ///   the middle of a message.
+    /// - [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied) (Unix, message
+    ///   mode, a client's first message): the server sent its
+    ///   [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE): its access policy refused this
+    ///   client's credentials. Every later call fails the same way.
     /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the read timeout expired.
     ///   If part of a message had arrived, it is in `buf` and the next call returns
     ///   the rest.

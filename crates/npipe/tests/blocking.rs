@@ -742,7 +742,7 @@ fn abstract_sockets_are_guarded_by_the_peer_check() {
         respond(&mut s);
     });
     let mut peer = as_nobody("connect-kind", &[&name]);
-    assert_eq!(peer.expect_line(""), "error Disconnected");
+    assert_eq!(peer.expect_line(""), "error AccessDenied");
     assert!(peer.wait_for(Duration::from_secs(10)).success());
     // The owner is still served.
     let mut me = Stream::connect(&name).unwrap();

@@ -343,7 +343,12 @@ fn frames_cut_off_mid_length_and_mid_payload() {
         assert_eq!(call(&name, b"whole"), b"whole");
     }
     let stats = wait_stats(&server, "every connection closed", |s| s.active == 0);
-    assert_eq!((stats.completed, stats.failed), (3, 0), "{stats:?}");
+    // Each cut-off frame began a request that ended without a reply: failed.
+    assert_eq!(
+        (stats.requests, stats.completed, stats.failed),
+        (6, 3, 3),
+        "{stats:?}"
+    );
 }
 
 /// One instance only: until the server gives up on the silent client, nobody else
@@ -840,7 +845,7 @@ fn another_user_is_refused_by_a_default_server() {
     let name = format!("@{}", unique("owner-only-abs"));
     let abstract_server = Server::builder(&name).handler(echo).spawn().unwrap();
     let mut peer = nobody("connect-kind", &[&name]);
-    assert_eq!(peer.expect_line(""), "error Disconnected");
+    assert_eq!(peer.expect_line(""), "error AccessDenied");
     assert!(peer.wait_for(Duration::from_secs(20)).success());
     let stats = abstract_server.stats();
     assert_eq!((stats.rejected_access, stats.accepted), (1, 0), "{stats:?}");
@@ -942,9 +947,87 @@ fn group_and_allow_list_policies() {
             assert_eq!(outcome, format!("ok uid {uid}"), "{label}");
             assert_eq!(stats.rejected_access, 0, "{label}");
         } else {
-            assert!(outcome.starts_with("error "), "{label}: {outcome}");
+            assert_eq!(outcome, "error AccessDenied", "{label}");
             assert_eq!(stats.accepted, 0, "{label}: reached the handler");
         }
+    }
+}
+
+/// What every npipe message client of user nobody says when the server's access
+/// policy refuses it after the connection was made (see `roles::refused`).
+const REFUSED: &str = "AccessDenied the server refused this client's credentials (uid 65534, gid 65534): its access policy does not admit them";
+
+/// A client refused after connecting (an abstract socket, with `Access::Owner` or
+/// `Group`; a socket file open to all, mode 0666, with an allow list: the checks
+/// made on `SO_PEERCRED` at accept; a socket file with `Owner` or `Group` refuses
+/// at connect by its mode, which is already `AccessDenied`) learns that its
+/// credentials were refused — `AccessDenied`, not a reset connection — whether
+/// it sent its request before the server closed or after, through the blocking
+/// and the tokio API and the codec; a byte-mode client reads the notice itself.
+#[test]
+fn a_client_refused_after_connecting_is_told_its_credentials_were_refused() {
+    let _w = Watchdog::new(
+        "a_client_refused_after_connecting",
+        Duration::from_secs(120),
+    );
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to run the client as user nobody (setpriv)");
+    }
+    let notice_hex: String = npipe::REFUSAL_NOTICE
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    type Policy = fn(&mut ListenerOptions);
+    let cases: [(String, Policy, bool); 3] = [
+        (format!("@{}", unique("refuse-abs")), |_| {}, false),
+        (
+            format!("@{}", unique("refuse-group")),
+            |o| {
+                o.access(Access::Group);
+            },
+            true,
+        ),
+        (
+            unique("refuse-allow"),
+            |o| {
+                o.allow_uid(12345);
+            },
+            false,
+        ),
+    ];
+    for (name, policy, async_handler) in cases {
+        let mut options = ListenerOptions::new();
+        policy(&mut options);
+        let builder = Server::builder(&name).options(options);
+        // Both ways of accepting: threads that accept (sync handler) and tasks.
+        let server = if async_handler {
+            builder.async_handler(|r: Request| async move { echo(r) })
+        } else {
+            builder.handler(echo)
+        }
+        .spawn()
+        .unwrap();
+        let mut peer = nobody("hard-refused", &[&name]);
+        for how in [
+            "call",
+            "recv",
+            "send",
+            "tokio-recv",
+            "tokio-send",
+            "tokio-framed",
+        ] {
+            assert_eq!(
+                peer.expect_line(&format!("{how} ")),
+                REFUSED,
+                "{name}: {how}"
+            );
+        }
+        assert_eq!(peer.expect_line("bytes "), notice_hex, "{name}: byte mode");
+        assert!(peer.wait_for(Duration::from_secs(20)).success());
+        let stats = server.stats();
+        assert_eq!((stats.accepted, stats.rejected_access), (0, 7), "{name}");
+        // The owner is served as before.
+        assert_eq!(call(&name, b"me"), b"me");
     }
 }
 
@@ -1710,6 +1793,89 @@ pub(crate) mod roles {
                 }
             });
         }
+        0
+    }
+
+    /// Waits until `stream`'s server has closed the connection (its notice, if
+    /// any, is then waiting to be read).
+    fn wait_closed(stream: &impl std::os::fd::AsFd) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        // Not POLLIN: that comes with the notice, just before the close. POLLHUP
+        // needs no asking: once the server has closed, poll reports it.
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::empty())];
+        let _ = poll(&mut fds, PollTimeout::from(20_000u16));
+    }
+
+    /// `NAME`: a client that the server's access policy refuses once connected,
+    /// in every way npipe talks to a server; says `HOW <Kind> <message>` (or
+    /// `HOW ok <reply>`) for `call`, `recv` (send, then read), `send` (after the
+    /// server closed), `tokio-recv`, `tokio-send`, `tokio-framed`, then `bytes
+    /// <hex>`: what a byte-mode client reads before the connection ends.
+    pub(crate) fn refused(args: &[&str]) -> i32 {
+        use futures_util::{SinkExt, StreamExt};
+        use std::io::Result;
+
+        let name = args[0];
+        let outcome = |how: &str, result: Result<Vec<u8>>| match result {
+            Ok(reply) => say(format!("{how} ok {}", String::from_utf8_lossy(&reply))),
+            Err(e) => say(format!("{how} {:?} {e}", ErrorKind::of(&e))),
+        };
+        let timeout = Duration::from_secs(10);
+        outcome("call", npipe::call(name, b"hello", timeout));
+        let recv = || -> Result<Vec<u8>> {
+            let mut s = Stream::connect(name)?;
+            s.send(b"hello")?;
+            let mut reply = Vec::new();
+            s.recv(&mut reply)?;
+            Ok(reply)
+        };
+        outcome("recv", recv());
+        let send = || -> Result<Vec<u8>> {
+            let mut s = Stream::connect(name)?;
+            wait_closed(&s);
+            s.send(b"hello")?;
+            Ok(Vec::new())
+        };
+        outcome("send", send());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let recv = async {
+                let mut s = npipe::tokio::Stream::connect(name).await?;
+                s.send(b"hello").await?;
+                let mut reply = Vec::new();
+                s.recv(&mut reply).await?;
+                Ok(reply)
+            };
+            outcome("tokio-recv", recv.await);
+            let send = async {
+                let mut s = npipe::tokio::Stream::connect(name).await?;
+                wait_closed(&s);
+                s.send(b"hello").await?;
+                Ok(Vec::new())
+            };
+            outcome("tokio-send", send.await);
+            let framed = async {
+                let s = npipe::tokio::Stream::connect(name).await?;
+                let mut framed = s.into_framed().expect("message mode");
+                // The server may have closed already: what the next frame says counts.
+                let _ = framed.send(bytes::Bytes::from_static(b"hello")).await;
+                match framed.next().await {
+                    Some(reply) => Ok(reply?.to_vec()),
+                    None => Ok(b"<end>".to_vec()),
+                }
+            };
+            outcome("tokio-framed", framed.await);
+        });
+        let mut raw = raw(name);
+        let _ = raw.write_all(b"hello");
+        let bytes = read_until_closed(&mut raw);
+        say(format!(
+            "bytes {}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
         0
     }
 

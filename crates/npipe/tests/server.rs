@@ -930,3 +930,127 @@ fn dropping_run(kind: Kind) {
     // watchdog would fail the test).
     drop(runtime);
 }
+
+/// Every request that begins is counted once however it ends (`Stats` states the
+/// sum): answered; failed — the handler failed it, its reply was over the cap,
+/// the client was killed in the middle of it, the grace period cut it off; timed
+/// out; oversized. A connection that sends nothing is no request.
+#[cfg(unix)]
+#[test]
+fn every_request_is_counted_once_however_it_ends() {
+    requests_counted(Kind::Sync);
+}
+
+#[cfg(unix)]
+#[test]
+fn every_request_is_counted_once_however_it_ends_async() {
+    requests_counted(Kind::Async);
+}
+
+#[cfg(unix)]
+fn requests_counted(kind: Kind) {
+    let _w = Watchdog::start("every_request_is_counted_once");
+    let name = unique("srv-count");
+    let release = Arc::new(AtomicBool::new(false));
+    // What the handler does with a request; `Some(delay)`: answer after it.
+    let plan = |body: &[u8]| -> Result<Option<Duration>, Response> {
+        match body {
+            b"fail" => Err(Response::fail("asked to fail")),
+            b"big" => Err(Response::new(vec![7; 2048])),
+            b"slow" => Ok(Some(Duration::from_secs(3))),
+            _ => Ok(None),
+        }
+    };
+    let mut options = ListenerOptions::new();
+    options.max_message_size(1024);
+    let builder = Server::builder(&name)
+        .options(options)
+        // The grace period ends long before a request's deadline: the request
+        // in flight at shutdown is cut off by the one, not the other.
+        .request_timeout(Some(Duration::from_secs(2)))
+        .shutdown_grace(Duration::from_millis(100));
+    let builder = match kind {
+        Kind::Sync => {
+            let release = Arc::clone(&release);
+            builder.handler(move |r: Request| {
+                if r.body() == b"hang" {
+                    while !release.load(Ordering::SeqCst) {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                match plan(r.body()) {
+                    Err(response) => response,
+                    Ok(delay) => {
+                        thread::sleep(delay.unwrap_or_default());
+                        Response::new(r.into_body())
+                    }
+                }
+            })
+        }
+        Kind::Async => builder.async_handler(move |r: Request| async move {
+            if r.body() == b"hang" {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            match plan(r.body()) {
+                Err(response) => response,
+                Ok(delay) => {
+                    tokio::time::sleep(delay.unwrap_or_default()).await;
+                    Response::new(r.into_body())
+                }
+            }
+        }),
+    };
+    let server = builder.spawn().unwrap();
+    let call = |request: &[u8]| npipe::call(&name, request, Duration::from_secs(10));
+    assert_eq!(call(b"ok").unwrap(), b"ok");
+    for request in [&b"fail"[..], b"big", b"slow"] {
+        let e = call(request).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected, "{e}");
+    }
+    // A client killed in the middle of sending a frame.
+    let mut half = child("server-half-frame", &[&name]);
+    half.expect_line("sent");
+    wait_stats(&server, "the half frame", |s| s.requests == 5);
+    half.kill();
+    // A length over the cap; a client that connects and leaves without a word.
+    let mut oversized = raw_client(&name);
+    oversized.write_all(&5000u32.to_le_bytes()).unwrap();
+    drop(raw_client(&name));
+    let mut rest = Vec::new();
+    let _ = oversized.read_to_end(&mut rest);
+    let stats = wait_stats(&server, "every connection closed", |s| s.active == 0);
+    assert_eq!(stats.requests, 6, "{stats:?}");
+    // A request the end of the grace period cuts off.
+    let mut stuck = npipe::Stream::connect(&name).unwrap();
+    stuck.send(b"hang").unwrap();
+    wait_stats(&server, "the request in the handler", |s| {
+        s.instances
+            .iter()
+            .any(|i| i.state == InstanceState::Handling)
+    });
+    let handle = server.handle();
+    server.shutdown();
+    server.join().unwrap();
+    assert_eq!(stuck.recv(&mut Vec::new()).unwrap(), None);
+    // A sync handler's thread runs on until it returns, then counts its end.
+    release.store(true, Ordering::SeqCst);
+    let stats = loop {
+        let stats = handle.stats();
+        if stats.active == 0 {
+            break stats;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        (
+            stats.requests,
+            stats.completed,
+            stats.failed,
+            stats.requests_timed_out,
+            stats.rejected_oversize
+        ),
+        (7, 1, 4, 1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
+}

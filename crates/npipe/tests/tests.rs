@@ -58,6 +58,8 @@ fn child_role() {
         "hard-dir-race" => hardening::roles::dir_race(&args),
         #[cfg(all(unix, feature = "tokio"))]
         "hard-plant" => hardening::roles::plant(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-refused" => hardening::roles::refused(&args),
         other => {
             eprintln!("unknown test role {other:?}");
             100

@@ -20,7 +20,10 @@ Examples:
   npipe call raw --mode byte GET      # byte pipe: send, half-close, print all until EOF
 
 The reply is written to stdout as is, followed by a newline unless it ends with one
-(or -n is given). Errors go to stderr and set the exit status:
+(or -n is given). A --mode that is not the one the pipe's server recorded (as
+`npipe info` shows it) is a usage error. In byte mode a server that closes without
+sending anything has not replied (exit 8). Errors go to stderr and set the exit
+status:
 ";
 
 /// `npipe call` arguments.
@@ -70,6 +73,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(uid) = args.server_uid {
         options.expect_server_uid(uid);
     }
+    check_mode(&args.name, args.mode).with_context(|| format!("calling pipe {}", args.name))?;
     let reply = match args.mode {
         ModeArg::Message if args.server_uid.is_none() => {
             npipe::call(args.name.as_str(), &request, args.timeout)
@@ -84,6 +88,29 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     write_stdout(&out)?;
     Ok(exit::code(exit::SUCCESS))
+}
+
+/// Refuses a `--mode` that is not the pipe's, as its server recorded it (what
+/// `npipe info` shows; pipes without a record, such as `@NAME`, are not checked).
+/// A byte request to a message server would be read as a length prefix ("hell"
+/// of "hello" announcing 1.8 GB), and a message request to a byte server would
+/// wait for a half-close that never comes.
+fn check_mode(name: &str, mode: ModeArg) -> anyhow::Result<()> {
+    // An invalid or unreachable name is reported by the call itself.
+    let Ok(info) = npipe::inspect(name) else {
+        return Ok(());
+    };
+    let wanted = npipe::Mode::from(mode);
+    match info.mode() {
+        Some(served) if info.is_live() && served != wanted => Err(exit::Usage(format!(
+            "the pipe serves {} mode, not {} mode: call it with `--mode {}`",
+            served.as_str(),
+            wanted.as_str(),
+            served.as_str()
+        ))
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Time left of `timeout` since `start`, never zero (zero means "no timeout").
@@ -128,17 +155,72 @@ fn call_bytes(
     let left = || left(start, timeout);
     let mut stream = options.connect(name)?;
     stream.set_write_timeout(Some(left()))?;
-    stream.write_all(request)?;
-    stream.shutdown(Shutdown::Write)?;
+    let sent = stream
+        .write_all(request)
+        .and_then(|()| stream.shutdown(Shutdown::Write));
+    if let Err(e) = sent {
+        if npipe::ErrorKind::of(&e) != npipe::ErrorKind::Disconnected {
+            return Err(e);
+        }
+        // The server closed before reading the request: if its access policy
+        // refused this client, its notice waits to be read and says so.
+        stream.set_read_timeout(Some(left()))?;
+        let mut notice = [0u8; 64];
+        let got = stream.read(&mut notice).unwrap_or(0);
+        return byte_reply(notice[..got].to_vec(), Some(e));
+    }
     let mut reply = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
         stream.set_read_timeout(Some(left()))?;
         match stream.read(&mut buf) {
-            Ok(0) => return Ok(reply),
+            Ok(0) => return byte_reply(reply, None),
             Ok(n) => reply.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return byte_reply(reply, Some(e)),
         }
     }
+}
+
+/// What a byte-mode call received until the server closed (or `error` ended it):
+/// the reply, unless the server sent its refusal notice (its access policy
+/// refused this client), or nothing at all (no reply: a byte stream cannot tell
+/// an empty reply from none).
+fn byte_reply(reply: Vec<u8>, error: Option<io::Error>) -> io::Result<Vec<u8>> {
+    if reply == npipe::REFUSAL_NOTICE {
+        return Err(refused());
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if reply.is_empty() {
+        return Err(npipe::Error::new(
+            npipe::ErrorKind::Disconnected,
+            "the server closed the connection without replying (a message-mode server \
+             does so when it reads a byte-mode request as an oversized length: if the \
+             pipe is in message mode, call it without `--mode byte`)",
+        )
+        .into());
+    }
+    Ok(reply)
+}
+
+/// The error of a byte-mode client that received the server's refusal notice, in
+/// the words of npipe's message clients.
+fn refused() -> io::Error {
+    #[cfg(unix)]
+    let who = format!(
+        " (uid {}, gid {})",
+        nix::unistd::geteuid(),
+        nix::unistd::getegid()
+    );
+    #[cfg(not(unix))]
+    let who = "";
+    npipe::Error::new(
+        npipe::ErrorKind::AccessDenied,
+        format!(
+            "the server refused this client's credentials{who}: its access policy does not admit them"
+        ),
+    )
+    .into()
 }

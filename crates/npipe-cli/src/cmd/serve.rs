@@ -279,12 +279,14 @@ mod imp {
             "uptime_s": elapsed.as_secs_f64(),
             "accepted": stats.accepted,
             "active": stats.active,
+            "requests": stats.requests,
             "completed": stats.completed,
             "failed": stats.failed,
             "rejected_busy": stats.rejected_busy,
             "rejected_access": stats.rejected_access,
             "rejected_oversize": stats.rejected_oversize,
             "timed_out": stats.timed_out,
+            "requests_timed_out": stats.requests_timed_out,
             "bytes_in": stats.bytes_in,
             "bytes_out": stats.bytes_out,
         })
@@ -294,9 +296,16 @@ mod imp {
         let mut out = String::new();
         let _ = writeln!(out, "uptime             {}", format_duration(elapsed));
         let _ = writeln!(out, "connections        {}", stats.accepted);
+        let _ = writeln!(out, "requests           {}", stats.requests);
         let _ = writeln!(out, "requests answered  {}", stats.completed);
         let _ = writeln!(out, "requests failed    {}", stats.failed);
-        let _ = writeln!(out, "timed out          {}", stats.timed_out);
+        let _ = writeln!(
+            out,
+            "timed out          {} ({} requests, {} idle connections)",
+            stats.timed_out,
+            stats.requests_timed_out,
+            stats.timed_out.saturating_sub(stats.requests_timed_out)
+        );
         let _ = writeln!(
             out,
             "rejected           {} busy, {} access, {} oversize",

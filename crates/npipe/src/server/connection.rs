@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::handler::Request;
-use super::stats::{add, Phase, Tracked};
+use super::stats::{Phase, Tracked, Unanswered};
 use super::Shared;
 use crate::error::ErrorKind;
 use crate::frame::HEADER_LEN;
@@ -27,11 +27,37 @@ pub(super) enum End {
     Shutdown,
     IdleTimeout,
     RequestTimeout,
-    Oversize,
+    /// The client announced a request over the maximum message size; `text`: the
+    /// length's bytes looked like text (a byte-mode client, most likely).
+    Oversize {
+        text: bool,
+    },
     HandlerPanicked,
     /// The handler answered with `Response::fail`.
     HandlerFailed(String),
+    /// The handler's reply is over the maximum message size: nothing was sent.
+    ReplyTooLarge(io::Error),
     Io(io::Error),
+}
+
+impl End {
+    /// The end of a connection whose request could not be received.
+    pub(super) fn receiving(e: io::Error) -> End {
+        match ErrorKind::of(&e) {
+            ErrorKind::MessageTooLarge => End::Oversize {
+                text: e.to_string().contains(crate::frame::BYTE_MODE_HINT),
+            },
+            _ => End::Io(e),
+        }
+    }
+
+    /// The end of a connection whose reply could not be sent (not for a deadline).
+    pub(super) fn sending(e: io::Error) -> End {
+        match ErrorKind::of(&e) {
+            ErrorKind::MessageTooLarge => End::ReplyTooLarge(e),
+            _ => End::Io(e),
+        }
+    }
 }
 
 /// Serves one connection until it ends. Shutdown closes it by aborting the task
@@ -39,19 +65,32 @@ pub(super) enum End {
 /// polling one takes its lock, on every poll of every connection.
 pub(crate) async fn serve(mut stream: Stream, shared: Arc<Shared>, id: u64, tracked: Tracked) {
     let end = requests(&mut stream, &shared, id, &tracked).await;
-    finish(&shared, end);
+    finish(&tracked, end);
 }
 
-/// Counts and logs how a connection ended.
-pub(super) fn finish(shared: &Shared, end: End) {
+/// Counts and logs how a connection ended: a request in flight ends unanswered,
+/// counted once (see [`Stats`](super::Stats)).
+pub(super) fn finish(tracked: &Tracked, end: End) {
     match &end {
-        End::IdleTimeout | End::RequestTimeout => add(&shared.counters.timed_out, 1),
-        End::Oversize => add(&shared.counters.rejected_oversize, 1),
-        End::HandlerPanicked | End::HandlerFailed(_) => add(&shared.counters.failed, 1),
-        _ => {}
+        End::IdleTimeout => tracked.timed_out(),
+        End::RequestTimeout => {
+            tracked.timed_out();
+            tracked.unanswered(Unanswered::TimedOut);
+        }
+        End::Oversize { .. } => tracked.unanswered(Unanswered::Oversize),
+        // The client went away or broke the framing mid-request, the handler
+        // failed, or shutdown cut the request off.
+        _ => tracked.unanswered(Unanswered::Failed),
     }
     match &end {
         End::Io(e) => tracing::debug!(error = %e, "connection closed"),
+        // Not the length itself: when it is text, it is the client's bytes.
+        End::Oversize { text: true } => tracing::debug!(
+            "a request over the maximum message size: its length looks like text, so the client may be writing in byte mode; connection closed"
+        ),
+        End::ReplyTooLarge(e) => {
+            tracing::warn!(error = %e, "the handler's reply is over the maximum message size; connection closed without a reply")
+        }
         End::HandlerPanicked => {
             tracing::warn!("the handler panicked; connection closed without a reply")
         }
@@ -140,7 +179,7 @@ async fn one_request(
     }
     tracked.enter(Phase::Writing);
     let reply = response.into_body();
-    stream.send(&reply).await.map_err(End::Io)?;
+    stream.send(&reply).await.map_err(End::sending)?;
     let framing = if stream.mode() == Mode::Message {
         HEADER_LEN
     } else {
@@ -155,8 +194,7 @@ async fn receive_message(stream: &mut Stream, body: &mut Vec<u8>) -> Result<u64,
     match stream.recv(body).await {
         Ok(Some(len)) => Ok((len + HEADER_LEN) as u64),
         Ok(None) => Err(End::ClientClosed),
-        Err(e) if ErrorKind::of(&e) == ErrorKind::MessageTooLarge => Err(End::Oversize),
-        Err(e) => Err(End::Io(e)),
+        Err(e) => Err(End::receiving(e)),
     }
 }
 
@@ -172,7 +210,7 @@ async fn receive_until_half_close(
         match stream.recv(body).await {
             Ok(Some(_)) => {
                 if request.len() + body.len() > max as usize {
-                    return Err(End::Oversize);
+                    return Err(End::Oversize { text: false });
                 }
                 request.extend_from_slice(body);
             }

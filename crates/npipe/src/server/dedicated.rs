@@ -107,7 +107,7 @@ pub(super) fn serve(
 ) {
     let end = requests(&mut stream, handler, &shared, id, &tracked);
     // Counted before the connection leaves the stats, as on the async path.
-    finish(&shared, end);
+    finish(&tracked, end);
     // Unregister the socket before closing it: the shutdown paths use its
     // descriptor while it is registered.
     drop(tracked);
@@ -141,8 +141,7 @@ fn requests(
                 return match ErrorKind::of(&e) {
                     ErrorKind::Timeout if wait.begun() => End::RequestTimeout,
                     ErrorKind::Timeout => End::IdleTimeout,
-                    ErrorKind::MessageTooLarge => End::Oversize,
-                    _ => End::Io(e),
+                    _ => End::receiving(e),
                 }
             }
         };
@@ -175,7 +174,7 @@ fn requests(
             return match ErrorKind::of(&e) {
                 _ if tracked.is_closing() => End::Shutdown,
                 ErrorKind::Timeout => End::RequestTimeout,
-                _ => End::Io(e),
+                _ => End::sending(e),
             };
         }
         tracked.answered((reply.len() + HEADER_LEN) as u64);

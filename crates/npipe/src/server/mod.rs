@@ -63,9 +63,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// # Errors on the wire
 ///
 /// Every byte sequence is a valid reply, so npipe never invents an in-band error
-/// message. When the server cannot produce a reply — the handler panicked, the request
-/// deadline expired, the client announced a message over the maximum size — it
-/// **closes the connection without replying**. The client's `recv` then returns
+/// message. When the server cannot produce a reply — the handler panicked or failed,
+/// its reply is over the maximum message size, the request deadline expired, the
+/// client announced a message over the maximum size — it **closes the connection
+/// without replying**, and counts the request once (see [`Stats`]). The client's `recv` then returns
 /// `None` (end of stream) or fails with
 /// [`ErrorKind::Disconnected`], and [`crate::call`]
 /// fails with `Disconnected`. Nothing else is affected: other connections, and the
@@ -80,7 +81,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 ///   byte of a request to the last byte of its reply (read + handle + write), so a
 ///   client that sends half a message and stalls frees its instance.
 ///
-/// Expired connections are closed and counted in [`Stats::timed_out`]. A sync handler
+/// Expired connections are closed and counted in [`Stats::timed_out`] (and their
+/// requests in [`Stats::requests_timed_out`]). A sync handler
 /// still running then finishes on its thread; its reply is discarded. (On Unix its
 /// instance counts against `max_instances` until the handler returns.)
 ///

@@ -1,7 +1,7 @@
 //! What a running server has done and what each instance is doing.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,23 @@ use crate::stream::PeerCredentials;
 
 /// A snapshot of a server's counters and instances, from
 /// [`ServerHandle::stats`](super::ServerHandle::stats).
+///
+/// # Requests
+///
+/// A request begins with its first byte, and is then counted in
+/// [`requests`](Self::requests). It ends either answered
+/// ([`completed`](Self::completed)) or without a reply, which closes its
+/// connection; it is then counted in exactly one of [`failed`](Self::failed),
+/// [`requests_timed_out`](Self::requests_timed_out) and
+/// [`rejected_oversize`](Self::rejected_oversize). So at any time
+///
+/// ```text
+/// requests == completed + failed + requests_timed_out + rejected_oversize + (requests in flight)
+/// ```
+///
+/// and once the server is idle (or has stopped), nothing is in flight. Bytes that
+/// arrive on a connection that shutdown has already claimed as idle are not a
+/// request: the connection is closed without reading them.
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -16,9 +33,16 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections open now.
     pub active: u64,
-    /// Requests answered (the reply was written in full).
+    /// Requests begun: their first byte arrived.
+    pub requests: u64,
+    /// Requests answered (the reply was written in full; on an inbound pipe, the
+    /// handler returned).
     pub completed: u64,
-    /// Requests whose handler panicked; their connections were closed without a reply.
+    /// Requests that ended without a reply for any reason but their deadline or an
+    /// oversized request: the handler panicked or failed it
+    /// ([`Response::fail`](super::Response::fail)), its reply was over the maximum
+    /// message size, the client went away or broke the framing in the middle of it,
+    /// or the server stopped it at the end of the shutdown grace period.
     pub failed: u64,
     /// Times every instance was connected (`max_instances` reached), so that new
     /// clients had to wait for one to be released. On Unix a waiting client is
@@ -27,11 +51,16 @@ pub struct Stats {
     pub rejected_busy: u64,
     /// Clients refused by the access policy (never reached the handler).
     pub rejected_access: u64,
-    /// Connections closed because the client announced a message over the maximum
-    /// message size (nothing was allocated for it).
+    /// Requests refused because the client announced a message over the maximum
+    /// message size (nothing was allocated for it); their connections were closed.
     pub rejected_oversize: u64,
-    /// Connections closed because the idle timeout or the request deadline expired.
+    /// Connections closed because the idle timeout or the request deadline expired:
+    /// the idle ones, and those counted in
+    /// [`requests_timed_out`](Self::requests_timed_out).
     pub timed_out: u64,
+    /// Requests cut off by the request deadline (read, handle and reply); their
+    /// connections were closed without a reply.
+    pub requests_timed_out: u64,
     /// Bytes received, frame headers included.
     pub bytes_in: u64,
     /// Bytes sent, frame headers included.
@@ -107,6 +136,7 @@ pub(crate) struct Counters {
     pub(crate) rejected_busy: AtomicU64,
     pub(crate) rejected_oversize: AtomicU64,
     pub(crate) timed_out: AtomicU64,
+    pub(crate) requests_timed_out: AtomicU64,
     /// Totals of the connections that have closed.
     closed: Figures,
     connections: Mutex<BTreeMap<u64, Entry>>,
@@ -122,6 +152,7 @@ impl Default for Counters {
             rejected_busy: AtomicU64::new(0),
             rejected_oversize: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
+            requests_timed_out: AtomicU64::new(0),
             closed: Figures::default(),
             connections: Mutex::new(BTreeMap::new()),
             epoch: Instant::now(),
@@ -129,9 +160,10 @@ impl Default for Counters {
     }
 }
 
-/// Requests answered and bytes moved.
+/// Requests begun and answered, and bytes moved.
 #[derive(Debug, Default)]
 struct Figures {
+    begun: AtomicU64,
     completed: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -140,6 +172,7 @@ struct Figures {
 impl Figures {
     fn fold_into(&self, total: &Figures) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        add(&total.begun, get(&self.begun));
         add(&total.completed, get(&self.completed));
         add(&total.bytes_in, get(&self.bytes_in));
         add(&total.bytes_out, get(&self.bytes_out));
@@ -255,6 +288,7 @@ impl Counters {
             counters: Arc::clone(self),
             conn,
             id,
+            in_flight: AtomicBool::new(false),
         }
     }
 
@@ -353,32 +387,36 @@ impl Counters {
             })
             .collect();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut requests = get(&self.closed.begun);
         let mut completed = get(&self.closed.completed);
         let mut bytes_in = get(&self.closed.bytes_in);
         let mut bytes_out = get(&self.closed.bytes_out);
         for (id, entry) in connections.iter() {
             let conn = &entry.conn;
-            let requests = get(&conn.figures.completed);
-            completed += requests;
+            requests += get(&conn.figures.begun);
+            let answered = get(&conn.figures.completed);
+            completed += answered;
             bytes_in += get(&conn.figures.bytes_in);
             bytes_out += get(&conn.figures.bytes_out);
             instances.push(InstanceStatus {
                 state: Phase::from_u8(conn.phase.load(Ordering::Relaxed)).shown(),
                 connection: Some(*id),
                 peer: conn.peer,
-                requests,
+                requests: answered,
                 since: Duration::from_nanos(now.saturating_sub(get(&conn.since))),
             });
         }
         Stats {
             accepted: get(&self.accepted),
             active: connections.len() as u64,
+            requests,
             completed,
             failed: get(&self.failed),
             rejected_busy: get(&self.rejected_busy),
             rejected_access,
             rejected_oversize: get(&self.rejected_oversize),
             timed_out: get(&self.timed_out),
+            requests_timed_out: get(&self.requests_timed_out),
             bytes_in,
             bytes_out,
             instances,
@@ -407,6 +445,17 @@ pub(crate) struct Tracked {
     counters: Arc<Counters>,
     conn: Arc<Conn>,
     id: u64,
+    /// Whether a request has begun and is neither answered nor counted as
+    /// unanswered yet (only the connection's own task or thread writes it).
+    in_flight: AtomicBool,
+}
+
+/// How a request ended without a reply, for [`Tracked::unanswered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unanswered {
+    Failed,
+    TimedOut,
+    Oversize,
 }
 
 impl Tracked {
@@ -434,6 +483,10 @@ impl Tracked {
             // fewer per phase, and `since` tells how old the request is.
             conn.since
                 .store(self.counters.nanos_now(), Ordering::Relaxed);
+        }
+        if phase == Phase::Reading {
+            add(&conn.figures.begun, 1);
+            self.in_flight.store(true, Ordering::Relaxed);
         }
         true
     }
@@ -478,13 +531,39 @@ impl Tracked {
 
     /// A request was answered; `bytes` of reply were written.
     pub(crate) fn answered(&self, bytes: u64) {
+        self.in_flight.store(false, Ordering::Relaxed);
         add(&self.conn.figures.completed, 1);
         add(&self.conn.figures.bytes_out, bytes);
+    }
+
+    /// The request in flight, if there is one, ended without a reply: counts it,
+    /// once, as `how`.
+    pub(crate) fn unanswered(&self, how: Unanswered) {
+        if !self.in_flight.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let counters = &self.counters;
+        add(
+            match how {
+                Unanswered::Failed => &counters.failed,
+                Unanswered::TimedOut => &counters.requests_timed_out,
+                Unanswered::Oversize => &counters.rejected_oversize,
+            },
+            1,
+        );
+    }
+
+    /// The connection was closed by a deadline (see [`Stats::timed_out`]).
+    pub(crate) fn timed_out(&self) {
+        add(&self.counters.timed_out, 1);
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
+        // A request still in flight here was cut off without the connection's
+        // code seeing its end: its task was aborted at the hard stop.
+        self.unanswered(Unanswered::Failed);
         let mut connections = self.counters.connections();
         connections.remove(&self.id);
         // Under the lock: a snapshot sees these figures either live or folded.

@@ -6,7 +6,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{err, ErrorKind};
-use crate::frame::{check_announced, encode_header, header_cut_off, payload_cut_off, HEADER_LEN};
+use crate::frame::{
+    check_announced, encode_header, header_cut_off, match_refusal, payload_cut_off, refused,
+    HEADER_LEN, REFUSAL_NOTICE,
+};
 use crate::options::DEFAULT_MAX_MESSAGE;
 
 /// npipe's message framing as a [`tokio_util::codec`] codec: each message is a
@@ -21,8 +24,12 @@ use crate::options::DEFAULT_MAX_MESSAGE;
 /// # Errors
 ///
 /// Decoding fails with [`ErrorKind::MessageTooLarge`] for an oversized length (the
-/// framing is lost; every later call fails the same way) and with
-/// [`ErrorKind::Disconnected`] when the stream ends inside a message. Encoding fails
+/// framing is lost; every later call fails the same way), with
+/// [`ErrorKind::Disconnected`] when the stream ends inside a message. The codec of
+/// a client stream ([`Stream::into_framed`](super::Stream::into_framed) on a
+/// client) fails with [`ErrorKind::AccessDenied`] when the first frame is the
+/// server's [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE): the server's access policy
+/// refused this client. Encoding fails
 /// with `MessageTooLarge` when a message is over the maximum (nothing is written).
 ///
 /// # Examples
@@ -42,7 +49,9 @@ use crate::options::DEFAULT_MAX_MESSAGE;
 #[derive(Debug, Clone)]
 pub struct MessageCodec {
     max: u32,
-    poisoned: Option<String>,
+    poisoned: Option<(ErrorKind, String)>,
+    /// Whether the next frame may be a server's refusal notice: the first, on a client.
+    notice: bool,
 }
 
 impl Default for MessageCodec {
@@ -62,7 +71,16 @@ impl MessageCodec {
         MessageCodec {
             max,
             poisoned: None,
+            notice: false,
         }
+    }
+
+    /// Whether to look for a server's refusal notice in the first frame: on a
+    /// fresh client stream (`into_framed`), never on a hand-made codec. (Windows
+    /// pipes refuse clients at `CreateFile`: no notice there.)
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn expect_notice(&mut self, on: bool) {
+        self.notice = on;
     }
 
     /// The maximum message size.
@@ -84,16 +102,29 @@ impl Decoder for MessageCodec {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
-        if let Some(msg) = &self.poisoned {
-            return Err(err(ErrorKind::MessageTooLarge, msg.clone()));
+        if let Some((kind, msg)) = &self.poisoned {
+            return Err(err(*kind, msg.clone()));
         }
         if src.len() < HEADER_LEN {
             return Ok(None);
         }
+        if self.notice {
+            match match_refusal(src) {
+                Some(true) => {
+                    src.advance(REFUSAL_NOTICE.len());
+                    let e = refused();
+                    self.poisoned = Some((ErrorKind::AccessDenied, e.to_string()));
+                    return Err(e);
+                }
+                // Wait for the rest of what may be the notice.
+                Some(false) => return Ok(None),
+                None => self.notice = false,
+            }
+        }
         let len = match check_announced([src[0], src[1], src[2], src[3]], self.max) {
             Ok(len) => len,
             Err(msg) => {
-                self.poisoned = Some(msg.clone());
+                self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
                 return Err(err(ErrorKind::MessageTooLarge, msg));
             }
         };
@@ -177,6 +208,27 @@ mod tests {
         let e = codec.decode_eof(&mut src).unwrap_err();
         assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected);
         assert!(e.to_string().contains("(2 of 3 bytes)"), "{e}");
+    }
+
+    #[test]
+    fn a_client_codec_recognises_the_refusal_notice() {
+        let mut client = MessageCodec::new();
+        client.expect_notice(true);
+        let mut src = BytesMut::from(&crate::REFUSAL_NOTICE[..10]);
+        assert_eq!(client.decode(&mut src).unwrap(), None, "waits for the rest");
+        src.extend_from_slice(&crate::REFUSAL_NOTICE[10..]);
+        let e = client.decode(&mut src).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied);
+        assert!(
+            e.to_string().contains("refused this client's credentials"),
+            "{e}"
+        );
+        let e = client.decode(&mut src).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "stays refused");
+        // A hand-made codec (a server's, say) reads a length over the cap.
+        let mut src = BytesMut::from(crate::REFUSAL_NOTICE);
+        let e = MessageCodec::new().decode(&mut src).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{err, ErrorKind};
 use crate::frame::{
-    check_announced, encode_header, header_cut_off, payload_cut_off, Received, HEADER_LEN,
+    check_announced, encode_header, header_cut_off, match_refusal, payload_cut_off, refused,
+    Received, HEADER_LEN, REFUSAL_NOTICE,
 };
 use crate::options::Mode;
 
@@ -55,8 +56,11 @@ pub(crate) struct Reader {
     pub(crate) buf: BytesMut,
     /// The message being delivered: (its length, payload bytes not yet delivered).
     current: Option<(usize, usize)>,
-    /// Set once an oversized length was refused: the framing is lost.
-    poisoned: Option<String>,
+    /// Set once an oversized length (or a refusal notice) arrived: the framing is lost.
+    poisoned: Option<(ErrorKind, String)>,
+    /// Whether the next header may begin the server's refusal notice: a client's
+    /// first (see [`REFUSAL_NOTICE`]).
+    notice: bool,
     max: u32,
     pub(crate) mode: Mode,
     can_read: bool,
@@ -71,6 +75,7 @@ impl Reader {
             buf: BytesMut::new(),
             current: None,
             poisoned: None,
+            notice: !is_server && mode == Mode::Message,
             max,
             mode,
             can_read,
@@ -86,6 +91,17 @@ impl Reader {
 
     pub(crate) fn max(&self) -> u32 {
         self.max
+    }
+
+    /// Whether no header has been read yet on a message client (a refusal notice
+    /// may wait).
+    pub(crate) fn expects_notice(&self) -> bool {
+        self.notice
+    }
+
+    /// Whether the refusal notice has been read ahead (by `peek`) and waits here.
+    pub(crate) fn holds_refusal(&self) -> bool {
+        self.notice && match_refusal(&self.buf) == Some(true)
     }
 
     /// Reads until `buf` holds `want` bytes; `false` at end of stream before that.
@@ -109,14 +125,23 @@ impl Reader {
         if let Some((total, left)) = self.current {
             return Ok(Some((total, left)));
         }
-        if let Some(msg) = &self.poisoned {
-            return Err(err(ErrorKind::MessageTooLarge, msg.clone()));
+        if let Some((kind, msg)) = &self.poisoned {
+            return Err(err(*kind, msg.clone()));
         }
         if !self.fill(io, HEADER_LEN).await? {
             return match self.buf.len() {
                 0 => Ok(None),
                 got => Err(header_cut_off(got)),
             };
+        }
+        if self.notice {
+            if self.refusal_follows(io).await? {
+                self.buf.advance(REFUSAL_NOTICE.len());
+                let e = refused();
+                self.poisoned = Some((ErrorKind::AccessDenied, e.to_string()));
+                return Err(e);
+            }
+            self.notice = false;
         }
         let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
         match check_announced(header, self.max) {
@@ -126,8 +151,24 @@ impl Reader {
                 Ok(self.current)
             }
             Err(msg) => {
-                self.poisoned = Some(msg.clone());
+                self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
                 Err(err(ErrorKind::MessageTooLarge, msg))
+            }
+        }
+    }
+
+    /// Whether the bytes at the front of `buf` begin the server's refusal notice:
+    /// reads on while what has arrived matches it. Consumes nothing (cancel safe).
+    async fn refusal_follows<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> io::Result<bool> {
+        loop {
+            match match_refusal(&self.buf) {
+                Some(true) => return Ok(true),
+                None => return Ok(false),
+                Some(false) => {}
+            }
+            let more = self.buf.len() + 1;
+            if !self.fill(io, more).await? {
+                return Ok(false);
             }
         }
     }
@@ -251,8 +292,8 @@ impl Reader {
         out: &mut [u8],
     ) -> io::Result<usize> {
         self.check_read()?;
-        if let Some(msg) = &self.poisoned {
-            return Err(err(ErrorKind::MessageTooLarge, msg.clone()));
+        if let Some((kind, msg)) = &self.poisoned {
+            return Err(err(*kind, msg.clone()));
         }
         self.buf.reserve(READ_AHEAD);
         match try_read(&mut self.buf) {

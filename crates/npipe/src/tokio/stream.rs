@@ -190,7 +190,18 @@ impl Stream {
     /// Not cancel safe: if the future is dropped before it completes, part of the
     /// message may have been written and the connection must be closed.
     pub async fn send(&mut self, message: &[u8]) -> io::Result<()> {
-        self.writer.send(&mut self.io, message).await
+        let sent = self.writer.send(&mut self.io, message).await;
+        sent.map_err(|e| {
+            // As the blocking client: a send that finds the connection closed
+            // before anything was read may be the server's access refusal.
+            if self.reader.expects_notice()
+                && ErrorKind::of(&e) == ErrorKind::Disconnected
+                && (self.reader.holds_refusal() || sys::refusal_waiting(self.io.as_fd()))
+            {
+                return crate::frame::refused();
+            }
+            e
+        })
     }
 
     /// Receives one whole message into `buf` (cleared first). `None`: the peer closed
@@ -321,7 +332,8 @@ impl Stream {
         if self.reader.mode != Mode::Message || self.reader.in_message() {
             return Err(self);
         }
-        let codec = MessageCodec::with_max_message_size(self.reader.max());
+        let mut codec = MessageCodec::with_max_message_size(self.reader.max());
+        codec.expect_notice(self.reader.expects_notice());
         let buffered = std::mem::take(&mut self.reader.buf);
         self.reader.mode = Mode::Byte;
         self.writer.mode = Mode::Byte;

@@ -15,7 +15,7 @@ use nix::sys::socket;
 use super::cred::in_supplementary_group;
 use super::dir::FileId;
 use super::gate::{self, Gate};
-use super::stream::{abstract_addr, raw_connect, SendBuffer, Stream};
+use super::stream::{abstract_addr, raw_connect, SendBuffer, Stream, SEND_FLAGS};
 use super::{Endpoint, Kind, PipePath};
 use crate::error::{err, err_src, ErrorKind};
 use crate::name::{Address, PipeName};
@@ -111,6 +111,7 @@ impl Listener {
                     self.gate.unreserve();
                     self.denied.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(pipe = %self.name, peer = ?creds.ok(), "client refused by the access policy");
+                    send_refusal(&conn);
                     return Ok(None);
                 }
             }
@@ -208,6 +209,17 @@ impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }
+}
+
+/// Tells a client refused after connecting why it is about to be disconnected:
+/// writes [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE), which the kernel delivers
+/// before the reset that closing a connection with unread bytes (the client's
+/// request) causes. Never waits: a refused client must not stall the acceptor,
+/// and the socket of a fresh connection has room for 24 bytes anyway.
+fn send_refusal(conn: &UnixStream) {
+    let flags = SEND_FLAGS | socket::MsgFlags::MSG_DONTWAIT;
+    // The client may be gone already; it then needs no explanation.
+    let _ = socket::send(conn.as_raw_fd(), crate::frame::REFUSAL_NOTICE, flags);
 }
 
 /// Accept failures that concern one connection only (it was reset before being

@@ -210,10 +210,18 @@ fn parse_proc_net_unix(table: &[u8]) -> Vec<TableSocket> {
 /// Which process holds each of `inodes` (socket inodes), scanning `/proc/*/fd`
 /// (only processes this user may inspect). The lowest pid wins when several share
 /// a socket. Empty where there is no `/proc`.
-pub(crate) fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, u32> {
-    use std::os::unix::ffi::OsStrExt;
+pub(crate) fn socket_owners(inodes: &HashSet<u64>, hints: &[u32]) -> HashMap<u64, u32> {
     let mut owners = HashMap::new();
     if inodes.is_empty() {
+        return owners;
+    }
+    // The pids the lock files record first: describing one pipe then costs a few
+    // system calls, not a scan of every process (`npipe call` checks the pipe's
+    // mode this way before each call).
+    for &pid in hints {
+        scan_fds(pid, inodes, &mut owners);
+    }
+    if owners.len() == inodes.len() {
         return owners;
     }
     let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -224,24 +232,31 @@ pub(crate) fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, u32> {
         .collect();
     pids.sort_unstable();
     for pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(link) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            if let Some(inode) = socket_inode(link.as_os_str().as_bytes()) {
-                if inodes.contains(&inode) {
-                    owners.entry(inode).or_insert(pid);
-                }
-            }
-        }
+        scan_fds(pid, inodes, &mut owners);
         if owners.len() == inodes.len() {
             break;
         }
     }
     owners
+}
+
+/// Records process `pid` as the owner of each of `inodes` it holds (the lowest pid
+/// scanned first wins).
+fn scan_fds(pid: u32, inodes: &HashSet<u64>, owners: &mut HashMap<u64, u32>) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return;
+    };
+    for fd in fds.flatten() {
+        let Ok(link) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        if let Some(inode) = socket_inode(link.as_os_str().as_bytes()) {
+            if inodes.contains(&inode) {
+                owners.entry(inode).or_insert(pid);
+            }
+        }
+    }
 }
 
 /// `socket:[INODE]` → INODE.

@@ -48,7 +48,9 @@ pub(crate) use tokio_io::{
     AsyncListener, OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream,
 };
 #[cfg(feature = "tokio")]
-pub(crate) use {gate::Slot, listener::is_transient_accept_error, stream::RequestWait};
+pub(crate) use {
+    gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting, stream::RequestWait,
+};
 
 use crate::error::{err, ErrorKind};
 use crate::name::{Address, PipeName};

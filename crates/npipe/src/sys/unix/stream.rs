@@ -28,9 +28,9 @@ const COALESCE_LIMIT: usize = 16 * 1024;
 const SMALL_MESSAGE: usize = 252;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::MSG_NOSIGNAL;
+pub(crate) const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::empty();
+pub(crate) const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::empty();
 
 #[derive(Debug)]
 pub(crate) struct Stream {
@@ -170,7 +170,10 @@ impl Stream {
             can_write,
             is_server: false,
             max_message: opts.max_message_size,
-            reader: FrameReader::new(opts.max_message_size),
+            reader: match opts.mode {
+                Mode::Message => FrameReader::for_client(opts.max_message_size),
+                Mode::Byte => FrameReader::new(opts.max_message_size),
+            },
             write_buf: Vec::new(),
             send_buffer,
             _slot: None,
@@ -188,6 +191,20 @@ impl Stream {
 
     pub(crate) fn send(&mut self, message: &[u8]) -> io::Result<()> {
         self.send_wire(&[message], send_all)
+            .map_err(|e| self.refused_or(e))
+    }
+
+    /// A message client whose send found the connection closed before it read
+    /// anything may have been refused by the server's access policy: then the
+    /// server's refusal notice waits to be read, and says so better than `EPIPE`.
+    fn refused_or(&self, e: io::Error) -> io::Error {
+        if self.reader.expects_notice()
+            && ErrorKind::of(&e) == ErrorKind::Disconnected
+            && (self.reader.holds_refusal() || refusal_waiting(self.sock.as_fd()))
+        {
+            return crate::frame::refused();
+        }
+        e
     }
 
     /// `Write::write_vectored`: the slices are one message in message mode (one
@@ -205,7 +222,8 @@ impl Stream {
             heap = bufs.iter().map(|buf| &**buf).collect();
             &heap
         };
-        self.send_wire(parts, send_all)?;
+        self.send_wire(parts, send_all)
+            .map_err(|e| self.refused_or(e))?;
         Ok(parts.iter().map(|part| part.len()).sum())
     }
 
@@ -652,6 +670,18 @@ fn send_error(e: Errno) -> io::Error {
             Errno::EPIPE.into(),
         ),
         e => e.into(),
+    }
+}
+
+/// Whether the server's [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) waits unread on
+/// the client socket `sock`: looked at with `MSG_PEEK`, so nothing is consumed,
+/// and without waiting (the notice arrives before the server closes).
+pub(crate) fn refusal_waiting(sock: BorrowedFd<'_>) -> bool {
+    let mut head = [0u8; 32];
+    let flags = socket::MsgFlags::MSG_PEEK | socket::MsgFlags::MSG_DONTWAIT;
+    match socket::recv(sock.as_raw_fd(), &mut head, flags) {
+        Ok(n) => crate::frame::match_refusal(&head[..n]) == Some(true),
+        Err(_) => false,
     }
 }
 
