@@ -42,6 +42,16 @@ Exit status:
        failed, e.g. `serve --exec` exited non-zero, or a deadline expired)
   130  interrupted by Ctrl-C or SIGTERM (`listen`; `serve` stops gracefully with 0)";
 
+/// Prints what the command-line parser said: help and version go to stdout
+/// with status 0, usage errors to stderr with status 2.
+pub(crate) fn parse_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    code(match e.exit_code() {
+        0 => SUCCESS,
+        _ => USAGE,
+    })
+}
+
 /// Writing to our stdout failed because the reader went away (`npipe list | head`):
 /// not an error, the program just stops.
 #[derive(Debug)]
