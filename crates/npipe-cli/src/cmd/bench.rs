@@ -16,8 +16,8 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use npipe_bench::hist::Latency;
 use npipe_bench::orchestrate::{self, RowResult};
-use npipe_bench::workload::Placement;
-use npipe_bench::{command, registry, workload};
+use npipe_bench::workload::{Placement, Workload as HarnessWorkload};
+use npipe_bench::{command, registry};
 use serde::Serialize;
 
 use crate::cmd::{print_json, write_stdout};
@@ -192,12 +192,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The harness's workload for `workload` with the sizes and duration of `args`.
-fn harness_workload(workload: Workload, args: &Args) -> workload::Workload {
-    let clients = args.clients as usize;
+fn harness_workload(workload: Workload, args: &Args) -> HarnessWorkload {
+    // The quick settings' warm-ups even when measured for --duration.
     let w = match workload {
-        Workload::Latency => workload::Workload::latency(args.size, true),
-        Workload::Throughput => workload::Workload::throughput(args.block, true),
-        Workload::ConnectRate => workload::Workload::conn_rate(clients, args.size, true),
+        Workload::Latency => HarnessWorkload::latency(args.size, true),
+        Workload::Throughput => HarnessWorkload::throughput(args.block, true),
+        Workload::ConnectRate => HarnessWorkload::conn_rate(args.clients as usize, args.size, true),
     };
     if args.quick {
         w
