@@ -1,7 +1,10 @@
-//! A tiny mergeable log-linear latency histogram (128 sub-buckets per power of
-//! two, so any reported quantile is within ~0.8% of the true value).
+//! Latency statistics, written once for the harness and the `npipe` command
+//! line: nearest-rank percentiles ([`Latency`]) of exact samples or of a tiny
+//! mergeable log-linear histogram ([`Hist`]: 128 sub-buckets per power of two,
+//! so any reported quantile is within ~0.8% of the true value).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +16,11 @@ pub struct Hist {
     /// bucket index -> count (sparse)
     counts: BTreeMap<u32, u64>,
     total: u64,
+    /// Exact sum and largest value, for the mean and the maximum.
+    #[serde(default)]
+    sum: u64,
+    #[serde(default)]
+    max: u64,
 }
 
 fn index(v: u64) -> u32 {
@@ -39,6 +47,8 @@ impl Hist {
     pub fn record(&mut self, v: u64) {
         *self.counts.entry(index(v)).or_insert(0) += 1;
         self.total += 1;
+        self.sum = self.sum.saturating_add(v);
+        self.max = self.max.max(v);
     }
 
     pub fn merge(&mut self, other: &Hist) {
@@ -46,6 +56,8 @@ impl Hist {
             *self.counts.entry(k).or_insert(0) += c;
         }
         self.total += other.total;
+        self.sum = self.sum.saturating_add(other.sum);
+        self.max = self.max.max(other.max);
     }
 
     pub fn len(&self) -> u64 {
@@ -61,7 +73,7 @@ impl Hist {
         if self.total == 0 {
             return None;
         }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let rank = nearest_rank(q, self.total);
         let mut seen = 0;
         for (&k, &c) in &self.counts {
             seen += c;
@@ -85,13 +97,70 @@ impl Hist {
     }
 }
 
-/// Exact nearest-rank quantile of an already sorted slice.
-pub fn exact_quantile(sorted: &[u64], q: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
+/// The nearest rank (1-based) of quantile `q` in [0, 1] among `n` > 0 values:
+/// the smallest value that at least `q` of them do not exceed.
+fn nearest_rank(q: f64, n: u64) -> u64 {
+    ((q * n as f64).ceil() as u64).clamp(1, n)
+}
+
+/// Percentiles of a set of latency samples, in nanoseconds (all zero when
+/// there are none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub samples: usize,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+impl Latency {
+    /// Exact percentiles of `samples` (sorted in place).
+    pub fn of(samples: &mut [u64]) -> Latency {
+        if samples.is_empty() {
+            return Latency::default();
+        }
+        samples.sort_unstable();
+        let n = samples.len();
+        let at = |q: f64| samples[nearest_rank(q, n as u64) as usize - 1];
+        let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
+        Latency {
+            samples: n,
+            mean_ns: u64::try_from(sum / n as u128).unwrap_or(u64::MAX),
+            p50_ns: at(0.5),
+            p90_ns: at(0.9),
+            p99_ns: at(0.99),
+            max_ns: samples[n - 1],
+        }
     }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
+
+    /// Percentiles of the histogram (within its precision; the mean and the
+    /// maximum are exact).
+    pub fn of_hist(hist: &Hist) -> Latency {
+        let at = |q: f64| hist.quantile(q).unwrap_or(0);
+        Latency {
+            samples: usize::try_from(hist.total).unwrap_or(usize::MAX),
+            mean_ns: hist.sum.checked_div(hist.total).unwrap_or(0),
+            p50_ns: at(0.5),
+            p90_ns: at(0.9),
+            p99_ns: at(0.99),
+            max_ns: hist.max,
+        }
+    }
+
+    pub fn p50(&self) -> Duration {
+        Duration::from_nanos(self.p50_ns)
+    }
+    pub fn p90(&self) -> Duration {
+        Duration::from_nanos(self.p90_ns)
+    }
+    pub fn p99(&self) -> Duration {
+        Duration::from_nanos(self.p99_ns)
+    }
+    pub fn max(&self) -> Duration {
+        Duration::from_nanos(self.max_ns)
+    }
 }
 
 #[cfg(test)]
@@ -123,5 +192,31 @@ mod tests {
         assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.01);
         let p99 = h.quantile(0.99).unwrap() as f64;
         assert!((p99 - 990_000.0).abs() / 990_000.0 < 0.01);
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let mut samples: Vec<u64> = (1..=100).rev().collect();
+        let l = Latency::of(&mut samples);
+        assert_eq!(
+            (l.p50_ns, l.p90_ns, l.p99_ns, l.max_ns, l.mean_ns),
+            (50, 90, 99, 100, 50)
+        );
+        assert_eq!(Latency::of(&mut [7]).p99_ns, 7);
+        assert_eq!(Latency::of(&mut []), Latency::default());
+    }
+
+    #[test]
+    fn a_histogram_gives_the_same_percentiles_where_its_buckets_are_exact() {
+        // Below 128 every value has a bucket of its own.
+        let mut samples: Vec<u64> = (1..=100).collect();
+        let mut h = Hist::default();
+        for &s in &samples {
+            h.record(s);
+        }
+        let mut merged = Hist::default();
+        merged.merge(&h);
+        assert_eq!(Latency::of_hist(&merged), Latency::of(&mut samples));
+        assert_eq!(Latency::of_hist(&Hist::default()), Latency::default());
     }
 }

@@ -2,20 +2,21 @@
 //! same binary re-executed with a hidden role), enforces timeouts, and turns
 //! client reports into results.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::child::{self, Child, Event, Stderr};
 use crate::hist::Hist;
 use crate::registry::{self, Entry};
-use crate::roles::ClientReport;
+use crate::roles::{self, ClientReport};
 use crate::workload::{Placement, Workload};
 
 /// One row of the benchmark: a workload, a transport, a placement.
@@ -77,6 +78,10 @@ pub struct RowResult {
     /// Rate workloads: connections/s or requests/s (all clients together).
     pub ops_per_s: Option<f64>,
     pub ops: u64,
+    /// Seconds from the first client's start of the measured phase to the
+    /// last one's end.
+    #[serde(default)]
+    pub measured_s: f64,
     /// Primary metric of every repetition (the reported one is the median).
     pub runs: Vec<f64>,
     pub wall_ms: f64,
@@ -104,103 +109,6 @@ impl RowResult {
     }
 }
 
-/// A child process that is killed and reaped when dropped, whose stdout is
-/// read line by line on a helper thread (so a timeout can be applied) and
-/// whose stderr is collected for error messages.
-struct Proc {
-    what: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(what: String, mut cmd: Command) -> Result<Proc> {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().with_context(|| format!("spawn {what}"))?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut stderr_pipe = child.stderr.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr_pipe.read_to_string(&mut s);
-            sink.lock().unwrap().push_str(&s);
-        });
-        let stdin = child.stdin.take();
-        Ok(Proc {
-            what,
-            child,
-            stdin,
-            lines,
-            stderr,
-        })
-    }
-
-    fn stderr_tail(&self) -> String {
-        // Give the stderr reader a moment to catch the dying words.
-        std::thread::sleep(Duration::from_millis(20));
-        let s = self.stderr.lock().unwrap();
-        let s = s.trim();
-        if s.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", &s[s.len().saturating_sub(500)..])
-        }
-    }
-
-    fn next_line(&mut self, deadline: Instant) -> Result<String> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(wait) {
-            Ok(l) => Ok(l),
-            Err(RecvTimeoutError::Timeout) => bail!("{}: timed out", self.what),
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.try_wait().ok().flatten();
-                bail!(
-                    "{} exited ({}){}",
-                    self.what,
-                    status.map_or("running".into(), |s| s.to_string()),
-                    self.stderr_tail()
-                )
-            }
-        }
-    }
-
-    fn expect_ready(&mut self, deadline: Instant) -> Result<()> {
-        let l = self.next_line(deadline)?;
-        if l.trim() != "ready" {
-            bail!("{}: expected `ready`, got {l:?}", self.what);
-        }
-        Ok(())
-    }
-
-    fn go(&mut self) -> Result<()> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("no stdin"))?;
-        stdin.write_all(b"go\n")?;
-        stdin.flush()?;
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Removes the socket path on drop, and the lock file an npipe listener keeps
 /// next to it (`.<file name>.lock`): the server is killed, so npipe cannot
 /// remove its files itself.
@@ -220,32 +128,55 @@ impl Drop for PathGuard {
 }
 
 /// npipe's lock file for the socket at `path`: `.<file name>.lock` beside it.
-fn lock_sibling(path: &std::path::Path) -> PathBuf {
+fn lock_sibling(path: &Path) -> PathBuf {
     let mut file = std::ffi::OsString::from(".");
     file.push(path.file_name().unwrap_or_default());
     file.push(".lock");
     path.with_file_name(file)
 }
 
-const SOCK_PREFIX: &str = "npipe-bench-";
+/// Where the socket of npipe pipe `name` lives: `/tmp/npipe-NAME`, or
+/// `$NPIPE_DIR/NAME` when `NPIPE_DIR` is set. Every transport of a run uses
+/// that path, so the npipe rows work wherever npipe puts its pipes. Windows
+/// pipes have no file: there the path only carries the name.
+fn socket_path(name: &str) -> PathBuf {
+    match npipe::PipeName::new(name).and_then(|n| n.address()) {
+        Ok(npipe::Address::Path(path)) => path,
+        _ => PathBuf::from(format!("/tmp/npipe-{name}")),
+    }
+}
+
+/// The pipe names of the harness's runs start with this, then `<pid>-<n>`.
+const NAME_PREFIX: &str = "bench-";
 
 /// Remove socket files left by harness processes that no longer exist (e.g.
 /// a run killed with SIGKILL, which cannot clean up after itself).
 pub fn remove_stale_sockets() {
-    let Ok(dir) = std::fs::read_dir("/tmp") else {
+    // Processes are looked up in /proc.
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    // NAME maps to a path by adding a prefix to it, so the path of the bare
+    // prefix names the directory and the start of every file name.
+    let probe = socket_path(NAME_PREFIX);
+    let (Some(dir), Some(start)) = (probe.parent(), probe.file_name().and_then(|f| f.to_str()))
+    else {
         return;
     };
-    for e in dir.flatten() {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
         let name = e.file_name();
-        // npipe lock files: `.npipe-bench-<pid>-<n>.sock.lock`.
+        // npipe lock files: `.<socket file name>.lock`.
         let name = name.to_str().map(|n| n.strip_prefix('.').unwrap_or(n));
-        let Some(rest) = name.and_then(|n| n.strip_prefix(SOCK_PREFIX)) else {
+        let Some(rest) = name.and_then(|n| n.strip_prefix(start)) else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -253,8 +184,8 @@ pub fn remove_stale_sockets() {
 
 fn unique_addr() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    PathBuf::from(format!(
-        "/tmp/{SOCK_PREFIX}{}-{}.sock",
+    socket_path(&format!(
+        "{NAME_PREFIX}{}-{}.sock",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ))
@@ -265,7 +196,7 @@ fn role_cmd(exe: &PathBuf, role: &str, row: &Row, addr: &str, cpu: Option<usize>
     // run the server (client) processes under a tool, for profiling (the
     // figures are then the tool's).
     let var = match role {
-        "__server" => "NPIPE_BENCH_SERVER_WRAP",
+        roles::SERVER => "NPIPE_BENCH_SERVER_WRAP",
         _ => "NPIPE_BENCH_CLIENT_WRAP",
     };
     let wrap = std::env::var(var).ok();
@@ -333,6 +264,32 @@ pub fn run_group(
         .collect()
 }
 
+/// Runs `rows` (as planned: grouped by workload and placement) `repeats`
+/// times each, group by group (see [`run_group`]), with a progress bar on
+/// stderr, and fills in the ratios. A row that failed has its `error` set.
+pub fn run_all(rows: &[Row], repeats: usize) -> Vec<RowResult> {
+    let pb = ProgressBar::new((rows.len() * repeats.max(1)) as u64).with_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    let mut results = Vec::with_capacity(rows.len());
+    for group in rows.chunk_by(|a, b| a.workload == b.workload && a.placement == b.placement) {
+        let group: Vec<&Row> = group.iter().collect();
+        results.extend(run_group(&group, repeats, |row, done| {
+            if done {
+                pb.inc(1);
+            } else {
+                pb.set_message(row.id());
+            }
+        }));
+    }
+    pb.finish_and_clear();
+    fill_ratios(&mut results);
+    results
+}
+
 /// The run with the median primary metric, carrying every run's metric (in
 /// round order) and the total wall time.
 fn median_run(mut runs: Vec<RowResult>) -> RowResult {
@@ -357,6 +314,7 @@ fn run_once(row: &Row) -> RowResult {
         gb_per_s: None,
         ops_per_s: None,
         ops: 0,
+        measured_s: 0.0,
         runs: Vec::new(),
         wall_ms: 0.0,
         ratio_vs_raw: None,
@@ -379,47 +337,86 @@ fn run_row_inner(row: &Row) -> Result<Vec<ClientReport>> {
     let path = unique_addr();
     let guard = PathGuard(path.clone());
     guard.remove();
-    let addr = path.to_str().expect("utf-8 path");
+    let addr = path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
     let deadline = Instant::now() + row.workload.expected() + TIMEOUT_SLACK;
+    let (tx, events) = mpsc::channel();
+    let spawn = |id: usize, what: String, role: &str, cpu: Option<usize>| {
+        let cmd = role_cmd(&exe, role, row, addr, cpu);
+        child::spawn(id, what, cmd, Stderr::Capture, tx.clone())
+    };
 
-    let mut server = Proc::spawn(
-        format!("server {}", row.id()),
-        role_cmd(&exe, "__server", row, addr, row.placement.server_cpu()),
-    )?;
-    server.expect_ready(deadline)?;
-
-    let mut clients = (0..row.workload.client_procs())
-        .map(|i| {
-            Proc::spawn(
-                format!("client#{i} {}", row.id()),
-                role_cmd(&exe, "__client", row, addr, row.placement.client_cpu()),
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    for c in &mut clients {
-        c.expect_ready(deadline)?;
+    // The server is child 0, the clients 1..=n.
+    let what = format!("server {}", row.id());
+    let mut children = vec![spawn(0, what, roles::SERVER, row.placement.server_cpu())?];
+    expect_lines(&events, &mut children, 0..1, deadline, |_, line| {
+        ensure_ready(line)
+    })?;
+    for i in 1..=row.workload.client_procs() {
+        let what = format!("client#{} {}", i - 1, row.id());
+        children.push(spawn(i, what, roles::CLIENT, row.placement.client_cpu())?);
     }
-    for c in &mut clients {
-        c.go()?;
+    let clients = 1..children.len();
+    expect_lines(
+        &events,
+        &mut children,
+        clients.clone(),
+        deadline,
+        |_, line| ensure_ready(line),
+    )?;
+    for c in &mut children[clients.clone()] {
+        c.tell("go")?;
     }
     let mut reports = Vec::with_capacity(clients.len());
-    for c in &mut clients {
-        let line = c.next_line(deadline)?;
-        let r: ClientReport = serde_json::from_str(&line)
-            .with_context(|| format!("{}: bad report {line:?}", c.what))?;
+    expect_lines(&events, &mut children, clients, deadline, |_, line| {
+        let r = serde_json::from_str(line).with_context(|| format!("bad report {line:?}"))?;
         reports.push(r);
-    }
+        Ok(())
+    })?;
     // Server and clients are killed and reaped by Drop, then the path removed.
-    drop(clients);
-    drop(server);
+    drop(children);
     drop(guard);
     Ok(reports)
+}
+
+fn ensure_ready(line: &str) -> Result<()> {
+    if line.trim() != "ready" {
+        bail!("expected `ready`, got {line:?}");
+    }
+    Ok(())
+}
+
+/// Takes the next line of each child in `ids`, by `deadline`, and hands it
+/// to `take`. A child that ends first is an error that quotes its stderr.
+fn expect_lines(
+    events: &Receiver<Event>,
+    children: &mut [Child],
+    ids: Range<usize>,
+    deadline: Instant,
+    mut take: impl FnMut(usize, &str) -> Result<()>,
+) -> Result<()> {
+    let mut waiting: Vec<usize> = ids.collect();
+    while let Some(&first) = waiting.first() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(Event::Line(id, line)) if waiting.contains(&id) => {
+                take(id, &line).with_context(|| children[id].what().to_owned())?;
+                waiting.retain(|&w| w != id);
+            }
+            Ok(Event::Closed(id)) if waiting.contains(&id) => bail!(children[id].ended()),
+            Ok(_) => {}
+            Err(_) => bail!("{}: timed out", children[first].what()),
+        }
+    }
+    Ok(())
 }
 
 fn summarize(w: &Workload, reports: &[ClientReport], res: &mut RowResult) {
     let start = reports.iter().map(|r| r.start_ns).min().unwrap_or(0);
     let end = reports.iter().map(|r| r.end_ns).max().unwrap_or(0);
     let secs = (end.saturating_sub(start)) as f64 / 1e9;
+    res.measured_s = secs;
     let mut hist = Hist::default();
     for r in reports {
         hist.merge(&r.hist);
@@ -514,6 +511,7 @@ mod tests {
             gb_per_s: None,
             ops_per_s: Some(sorted[sorted.len() / 2]),
             ops: 0,
+            measured_s: 0.0,
             runs: runs.to_vec(),
             wall_ms: 0.0,
             ratio_vs_raw: None,

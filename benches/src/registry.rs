@@ -8,6 +8,7 @@ use crate::transport::{AsyncTransport, BlockingTransport};
 use crate::transports::npipe_impl::{
     self, ManagedHandler, NpipeBlocking, NpipeBytes, NpipeDeepQueue, NpipeTokio, NpipeTokioBytes,
 };
+#[cfg(unix)]
 use crate::transports::{interprocess_ls, raw, tokio_uds};
 use crate::workload::Workload;
 
@@ -170,9 +171,12 @@ impl Entry {
 }
 
 /// Every transport row, baseline (`raw`) first. The ratio column divides by
-/// the `raw` row of the same workload and placement.
+/// the `raw` row of the same workload and placement. The baselines are Unix
+/// domain sockets: elsewhere only npipe's rows run.
 pub fn entries() -> Vec<Entry> {
-    vec![
+    let mut entries = Vec::new();
+    #[cfg(unix)]
+    entries.extend([
         Entry::blocking::<raw::RawUds>("raw", ServerModel::Iterative),
         Entry::blocking::<raw::RawUds>("raw-pool4", ServerModel::Pool(4)),
         Entry::blocking::<interprocess_ls::Interprocess>("interprocess", ServerModel::Iterative),
@@ -182,6 +186,8 @@ pub fn entries() -> Vec<Entry> {
         ),
         Entry::tokio::<tokio_uds::TokioUds>("tokio-ct", Flavor::CurrentThread),
         Entry::tokio::<tokio_uds::TokioUds>("tokio-mt", Flavor::MultiThread),
+    ]);
+    entries.extend([
         Entry::blocking::<NpipeBlocking>("npipe", ServerModel::Iterative),
         Entry::blocking::<NpipeBlocking>("npipe-pool4", ServerModel::Pool(4)),
         Entry::blocking::<NpipeDeepQueue>("npipe-pool4-q64", ServerModel::Pool(4)),
@@ -192,7 +198,8 @@ pub fn entries() -> Vec<Entry> {
         Entry::managed::<NpipeBlocking>("npipe-server", ManagedHandler::Sync),
         Entry::managed::<NpipeBlocking>("npipe-server-async", ManagedHandler::Async),
         Entry::tokio_server::<NpipeTokio, NpipeBlocking>("npipe-tokio-mt-srv", Flavor::MultiThread),
-    ]
+    ]);
+    entries
 }
 
 pub const BASELINE: &str = "raw";

@@ -1,10 +1,12 @@
 //! Output: text table, JSON document, optional SVG plot.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::orchestrate::RowResult;
+use crate::units::format_duration;
 
 #[derive(Debug, Serialize)]
 pub struct Document<'a> {
@@ -26,15 +28,8 @@ pub struct SavedDocument {
     pub rows: Vec<RowResult>,
 }
 
-pub fn fmt_ns(ns: u64) -> String {
-    let ns = ns as f64;
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.2} us", ns / 1e3)
-    } else {
-        format!("{:.2} ms", ns / 1e6)
-    }
+fn fmt_ns(ns: u64) -> String {
+    format_duration(Duration::from_nanos(ns))
 }
 
 fn fmt_rate(v: f64) -> String {
@@ -203,7 +198,7 @@ fn markdown_cell(r: &RowResult) -> String {
     } else if let Some(o) = r.ops_per_s {
         format!("{}/s", fmt_rate(o))
     } else if let Some(m) = r.median_ns {
-        fmt_ns(m).replace("us", "µs")
+        fmt_ns(m)
     } else {
         return "—".into();
     };
@@ -363,7 +358,7 @@ pub fn svg(rows: &[RowResult]) -> String {
             r##"<line x1="{x:.1}" y1="{cdf_top}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
             cdf_top + cdf_h,
             cdf_top + cdf_h + 14.0,
-            esc(&crate::report::fmt_ns(10f64.powf(d) as u64))
+            esc(&fmt_ns(10f64.powf(d) as u64))
         );
         d += 1.0;
     }

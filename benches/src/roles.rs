@@ -1,9 +1,10 @@
 //! What the child processes do: generic server and client loops, written once
-//! against the transport traits.
+//! against the transport traits, and the hidden commands that start them.
 //!
 //! Child protocol (stdout, one line each): the server prints `ready` once it
 //! listens. A client prints `ready` once its persistent connections are open,
-//! waits for `go` on stdin, runs, and prints one JSON [`ClientReport`].
+//! waits for `go` on stdin, runs, and prints one JSON [`ClientReport`]. Either
+//! ends when its stdin closes (the orchestrator is gone), so none outlives it.
 
 use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
@@ -11,10 +12,69 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::hist::{exact_quantile, Hist};
+use crate::hist::{Hist, Latency};
 use crate::transport::{AsyncConn, AsyncTransport, BlockingConn, BlockingTransport};
-use crate::util::mono_ns;
+use crate::util::clock_ns;
 use crate::workload::{Handler, Workload, SMALL};
+use crate::{registry, util};
+
+/// The hidden command of a server process.
+pub const SERVER: &str = "__bench-server";
+/// The hidden command of a client process.
+pub const CLIENT: &str = "__bench-client";
+
+/// The hidden commands of the child processes, for the command line of every
+/// program that runs the harness (`npipe-bench`, `npipe`).
+#[derive(Debug, clap::Subcommand)]
+pub enum Role {
+    #[command(name = SERVER, hide = true)]
+    Server(RoleArgs),
+    #[command(name = CLIENT, hide = true)]
+    Client(RoleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RoleArgs {
+    transport: String,
+    /// The workload as JSON.
+    workload: String,
+    addr: String,
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+/// Runs a child process's role; a server runs until it is killed or its stdin
+/// closes.
+pub fn child_main(role: Role) -> Result<()> {
+    let (is_server, a) = match role {
+        Role::Server(a) => (true, a),
+        Role::Client(a) => (false, a),
+    };
+    // Pin before any thread (runtime, workers) exists so all inherit it.
+    if let Some(cpu) = a.cpu {
+        util::pin_to_cpu(cpu)?;
+    }
+    let entry = registry::find(&a.transport)
+        .with_context(|| format!("unknown transport {:?}", a.transport))?;
+    let w: Workload = serde_json::from_str(&a.workload).context("workload JSON")?;
+    if is_server {
+        exit_when_stdin_closes();
+        entry.run_server(&a.addr, &w)
+    } else {
+        let r = entry.run_client(&a.addr, &w)?;
+        print_report(&r)
+    }
+}
+
+/// Ends this process once its stdin closes: the orchestrator holds the other
+/// end, so the process goes with it, on every OS, even when the orchestrator
+/// was killed and could not kill it.
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        std::process::exit(0);
+    });
+}
 
 /// How a blocking server serves connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,10 +124,11 @@ fn ready_and_wait_go() -> Result<()> {
     let mut line = String::new();
     io::stdin().lock().read_line(&mut line)?;
     ensure!(line.trim() == "go", "expected `go` on stdin, got {line:?}");
+    exit_when_stdin_closes();
     Ok(())
 }
 
-pub fn print_report(r: &ClientReport) -> Result<()> {
+fn print_report(r: &ClientReport) -> Result<()> {
     let mut out = io::stdout().lock();
     serde_json::to_writer(&mut out, r)?;
     writeln!(out)?;
@@ -79,25 +140,55 @@ fn eof() -> anyhow::Error {
     anyhow::anyhow!("connection closed by server")
 }
 
-fn latency_report(mut samples: Vec<u64>, start_ns: u64) -> ClientReport {
-    let mut hist = Hist::default();
-    for &s in &samples {
-        hist.record(s);
+/// Round trips kept exactly up to this many (8 MiB); a latency workload
+/// measured for a duration (`npipe bench latency --duration 1h`) may make more.
+const EXACT_MAX: u64 = 1 << 20;
+
+/// The round-trip times of the latency workload: all in a histogram, and the
+/// first [`EXACT_MAX`] exactly, for an exact median and p99 when they all fit.
+struct RoundTrips {
+    start_ns: u64,
+    exact: Vec<u64>,
+    hist: Hist,
+}
+
+impl RoundTrips {
+    /// Starts the measured phase of at most `iters` round trips.
+    fn new(iters: u64) -> RoundTrips {
+        RoundTrips {
+            start_ns: clock_ns(),
+            exact: Vec::with_capacity(iters.min(EXACT_MAX) as usize),
+            hist: Hist::default(),
+        }
     }
-    samples.sort_unstable();
-    let exact = exact_quantile(&samples, 0.5).zip(exact_quantile(&samples, 0.99));
-    ClientReport {
-        start_ns,
-        end_ns: mono_ns(),
-        ops: samples.len() as u64,
-        bytes: 0,
-        hist,
-        exact_p50_p99: exact,
+
+    fn record(&mut self, ns: u64) {
+        if (self.exact.len() as u64) < EXACT_MAX {
+            self.exact.push(ns);
+        }
+        self.hist.record(ns);
+    }
+
+    fn report(mut self) -> ClientReport {
+        let ops = self.hist.len();
+        let all_kept = ops > 0 && self.exact.len() as u64 == ops;
+        let exact = all_kept.then(|| {
+            let l = Latency::of(&mut self.exact);
+            (l.p50_ns, l.p99_ns)
+        });
+        ClientReport {
+            start_ns: self.start_ns,
+            end_ns: clock_ns(),
+            ops,
+            bytes: 0,
+            hist: self.hist,
+            exact_p50_p99: exact,
+        }
     }
 }
 
 fn rate_report(hists: Vec<(u64, Hist)>, start_ns: u64) -> ClientReport {
-    let end_ns = mono_ns();
+    let end_ns = clock_ns();
     let mut hist = Hist::default();
     let mut ops = 0;
     for (n, h) in hists {
@@ -217,19 +308,18 @@ pub fn client_blocking<T: BlockingTransport>(addr: &str, w: &Workload) -> Result
             for _ in 0..warmup {
                 round_trip(c, &msg, &mut buf)?;
             }
-            let mut samples = Vec::with_capacity(iters as usize);
-            let start_ns = mono_ns();
+            let mut samples = RoundTrips::new(iters);
             let deadline = Instant::now() + Duration::from_millis(max_ms);
             for _ in 0..iters {
                 let t = Instant::now();
                 round_trip(c, &msg, &mut buf)?;
                 let now = Instant::now();
-                samples.push((now - t).as_nanos() as u64);
+                samples.record((now - t).as_nanos() as u64);
                 if now >= deadline {
                     break;
                 }
             }
-            Ok(latency_report(samples, start_ns))
+            Ok(samples.report())
         }
         Workload::Throughput {
             size,
@@ -251,7 +341,7 @@ pub fn client_blocking<T: BlockingTransport>(addr: &str, w: &Workload) -> Result
                 return Err(eof());
             }
             check_ack(&buf, sent)?;
-            let start_ns = mono_ns();
+            let start_ns = clock_ns();
             let until = Instant::now() + Duration::from_millis(dur_ms);
             let (mut sent, mut ops) = (0u64, 0u64);
             loop {
@@ -266,7 +356,7 @@ pub fn client_blocking<T: BlockingTransport>(addr: &str, w: &Workload) -> Result
             if !c.recv(&mut buf)? {
                 return Err(eof());
             }
-            let end_ns = mono_ns();
+            let end_ns = clock_ns();
             check_ack(&buf, sent)?;
             Ok(ClientReport {
                 start_ns,
@@ -276,12 +366,12 @@ pub fn client_blocking<T: BlockingTransport>(addr: &str, w: &Workload) -> Result
                 ..Default::default()
             })
         }
-        Workload::ConnRate { dur_ms, .. } => {
-            let msg = [0x11u8; SMALL];
-            let mut buf = Vec::with_capacity(SMALL);
+        Workload::ConnRate { size, dur_ms, .. } => {
+            let msg = vec![0x11u8; size];
+            let mut buf = Vec::with_capacity(size);
             let mut hist = Hist::default();
             let mut ops = 0;
-            let start_ns = mono_ns();
+            let start_ns = clock_ns();
             let until = Instant::now() + Duration::from_millis(dur_ms);
             loop {
                 let t = Instant::now();
@@ -298,7 +388,7 @@ pub fn client_blocking<T: BlockingTransport>(addr: &str, w: &Workload) -> Result
             Ok(rate_report(vec![(ops, hist)], start_ns))
         }
         Workload::ReqResp { dur_ms, .. } => {
-            let start_ns = mono_ns();
+            let start_ns = clock_ns();
             let until = Instant::now() + Duration::from_millis(dur_ms);
             let results = std::thread::scope(|s| {
                 let handles: Vec<_> = conns
@@ -438,19 +528,18 @@ pub fn client_async<T: AsyncTransport>(
                 for _ in 0..warmup {
                     round_trip_async(c, &msg, &mut buf).await?;
                 }
-                let mut samples = Vec::with_capacity(iters as usize);
-                let start_ns = mono_ns();
+                let mut samples = RoundTrips::new(iters);
                 let deadline = Instant::now() + Duration::from_millis(max_ms);
                 for _ in 0..iters {
                     let t = Instant::now();
                     round_trip_async(c, &msg, &mut buf).await?;
                     let now = Instant::now();
-                    samples.push((now - t).as_nanos() as u64);
+                    samples.record((now - t).as_nanos() as u64);
                     if now >= deadline {
                         break;
                     }
                 }
-                Ok(latency_report(samples, start_ns))
+                Ok(samples.report())
             }
             Workload::Throughput {
                 size,
@@ -471,7 +560,7 @@ pub fn client_async<T: AsyncTransport>(
                     return Err(eof());
                 }
                 check_ack(&buf, sent)?;
-                let start_ns = mono_ns();
+                let start_ns = clock_ns();
                 let until = Instant::now() + Duration::from_millis(dur_ms);
                 let (mut sent, mut ops) = (0u64, 0u64);
                 loop {
@@ -486,7 +575,7 @@ pub fn client_async<T: AsyncTransport>(
                 if !c.recv(&mut buf).await? {
                     return Err(eof());
                 }
-                let end_ns = mono_ns();
+                let end_ns = clock_ns();
                 check_ack(&buf, sent)?;
                 Ok(ClientReport {
                     start_ns,
@@ -496,12 +585,12 @@ pub fn client_async<T: AsyncTransport>(
                     ..Default::default()
                 })
             }
-            Workload::ConnRate { dur_ms, .. } => {
-                let msg = [0x11u8; SMALL];
-                let mut buf = Vec::with_capacity(SMALL);
+            Workload::ConnRate { size, dur_ms, .. } => {
+                let msg = vec![0x11u8; size];
+                let mut buf = Vec::with_capacity(size);
                 let mut hist = Hist::default();
                 let mut ops = 0;
-                let start_ns = mono_ns();
+                let start_ns = clock_ns();
                 let until = Instant::now() + Duration::from_millis(dur_ms);
                 loop {
                     let t = Instant::now();
@@ -518,7 +607,7 @@ pub fn client_async<T: AsyncTransport>(
                 Ok(rate_report(vec![(ops, hist)], start_ns))
             }
             Workload::ReqResp { dur_ms, .. } => {
-                let start_ns = mono_ns();
+                let start_ns = clock_ns();
                 let until = Instant::now() + Duration::from_millis(dur_ms);
                 let tasks: Vec<_> = conns
                     .into_iter()

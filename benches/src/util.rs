@@ -1,34 +1,52 @@
-//! Process placement and clock helpers.
+//! Process placement and clock helpers. Pinning is Linux-only
+//! (`sched_setaffinity`); elsewhere every row runs unpinned.
 
-use anyhow::{Context, Result};
-use rustix::thread::CpuSet;
+use anyhow::Result;
+
+/// Whether processes can be pinned to a CPU here (the `same-cpu` and
+/// `cross-cpu` placements).
+pub const CAN_PIN: bool = cfg!(target_os = "linux");
 
 /// Pin the calling thread (call it before any thread is spawned, so the whole
 /// process inherits it) to one CPU.
+#[cfg(target_os = "linux")]
 pub fn pin_to_cpu(cpu: usize) -> Result<()> {
-    let mut set = CpuSet::new();
+    use anyhow::Context as _;
+    let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
     rustix::thread::sched_setaffinity(None, &set)
         .with_context(|| format!("sched_setaffinity(cpu {cpu})"))
 }
 
+#[cfg(not(target_os = "linux"))]
+pub fn pin_to_cpu(cpu: usize) -> Result<()> {
+    anyhow::bail!("cannot pin to cpu {cpu}: pinning is supported on Linux only")
+}
+
 /// Number of CPUs this process may run on.
 pub fn available_cpus() -> usize {
-    rustix::thread::sched_getaffinity(None)
-        .map(|s| s.count() as usize)
-        .unwrap_or(1)
+    #[cfg(target_os = "linux")]
+    if let Ok(set) = rustix::thread::sched_getaffinity(None) {
+        return set.count() as usize;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// CLOCK_MONOTONIC in ns: unlike `Instant`, comparable across processes.
-pub fn mono_ns() -> u64 {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Ask the kernel to SIGKILL this (child) process when its parent dies, so a
-/// crashed or killed harness never leaves orphans behind.
-pub fn die_with_parent() {
-    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+/// A clock in ns that, unlike `Instant`, is comparable across processes:
+/// CLOCK_MONOTONIC on Unix, the system time elsewhere.
+pub fn clock_ns() -> u64 {
+    #[cfg(unix)]
+    {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+    #[cfg(not(unix))]
+    {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 /// 1-minute load average (0.0 if unavailable).

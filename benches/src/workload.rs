@@ -12,7 +12,8 @@ pub const SMALL: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Workload {
-    /// Ping-pong of one `size`-byte message on one connection.
+    /// Ping-pong of one `size`-byte message on one connection: `warmup`
+    /// round trips, then at most `iters` timed ones for at most `max_ms`.
     Latency {
         size: usize,
         warmup: u64,
@@ -26,8 +27,13 @@ pub enum Workload {
         warmup_ms: u64,
         dur_ms: u64,
     },
-    /// `clients` processes each loop: connect, 64 B request, 64 B reply, close.
-    ConnRate { clients: usize, dur_ms: u64 },
+    /// `clients` processes each loop: connect, `size`-byte request, reply,
+    /// close.
+    ConnRate {
+        clients: usize,
+        size: usize,
+        dur_ms: u64,
+    },
     /// `clients` processes x `conns` persistent connections each doing closed
     /// loop 64 B request / 64 B reply.
     ReqResp {
@@ -48,10 +54,79 @@ pub enum Handler {
 }
 
 impl Workload {
+    /// The round-trip workload of the harness's suite (`quick`: its short
+    /// settings).
+    pub fn latency(size: usize, quick: bool) -> Workload {
+        let (warmup, iters, max_ms) = if quick {
+            (500, 5_000, 1_500)
+        } else {
+            (2_000, 15_000, 2_500)
+        };
+        Workload::Latency {
+            size,
+            warmup,
+            iters,
+            max_ms,
+        }
+    }
+
+    /// The streaming workload of the harness's suite.
+    pub fn throughput(size: usize, quick: bool) -> Workload {
+        let (warmup_ms, dur_ms) = if quick { (40, 150) } else { (100, 300) };
+        Workload::Throughput {
+            size,
+            warmup_ms,
+            dur_ms,
+        }
+    }
+
+    /// The connection-rate workload of the harness's suite.
+    pub fn conn_rate(clients: usize, size: usize, quick: bool) -> Workload {
+        Workload::ConnRate {
+            clients,
+            size,
+            dur_ms: if quick { 250 } else { 800 },
+        }
+    }
+
+    /// The same workload with its measured phase lasting `d` (the latency
+    /// workload: as many round trips as fit).
+    pub fn measured_for(self, d: Duration) -> Workload {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        match self {
+            Workload::Latency { size, warmup, .. } => Workload::Latency {
+                size,
+                warmup,
+                iters: u64::MAX,
+                max_ms: ms,
+            },
+            Workload::Throughput {
+                size, warmup_ms, ..
+            } => Workload::Throughput {
+                size,
+                warmup_ms,
+                dur_ms: ms,
+            },
+            Workload::ConnRate { clients, size, .. } => Workload::ConnRate {
+                clients,
+                size,
+                dur_ms: ms,
+            },
+            Workload::ReqResp { clients, conns, .. } => Workload::ReqResp {
+                clients,
+                conns,
+                dur_ms: ms,
+            },
+        }
+    }
+
     pub fn label(&self) -> String {
         match *self {
             Workload::Latency { size, .. } => format!("rtt-{}", size_label(size)),
             Workload::Throughput { size, .. } => format!("tput-{}", size_label(size)),
+            Workload::ConnRate { clients, size, .. } if size != SMALL => {
+                format!("connrate-{clients}c-{}", size_label(size))
+            }
             Workload::ConnRate { clients, .. } => format!("connrate-{clients}c"),
             Workload::ReqResp { clients, conns, .. } => format!("reqresp-{clients}x{conns}"),
         }
@@ -99,6 +174,9 @@ impl Workload {
     }
 
     pub fn placements(&self, cpus: usize) -> Vec<Placement> {
+        if !crate::util::CAN_PIN {
+            return vec![Placement::Unpinned];
+        }
         match self {
             Workload::Latency { .. } | Workload::Throughput { .. } if cpus >= 2 => {
                 vec![Placement::SameCpu, Placement::CrossCpu, Placement::Unpinned]
@@ -140,34 +218,12 @@ pub fn default_repeats(quick: bool) -> usize {
 
 /// The full list of workloads, in the order they are run.
 pub fn suite(quick: bool) -> Vec<Workload> {
-    let (lat_warmup, lat_iters, lat_max) = if quick {
-        (500, 5_000, 1_500)
-    } else {
-        (2_000, 15_000, 2_500)
-    };
-    let (tp_warm, tp_dur) = if quick { (40, 150) } else { (100, 300) };
-    let rate_dur = if quick { 250 } else { 800 };
-    let mut v = vec![Workload::Latency {
-        size: SMALL,
-        warmup: lat_warmup,
-        iters: lat_iters,
-        max_ms: lat_max,
-    }];
+    let mut v = vec![Workload::latency(SMALL, quick)];
     for size in [4 << 10, 64 << 10, 1 << 20] {
-        v.push(Workload::Throughput {
-            size,
-            warmup_ms: tp_warm,
-            dur_ms: tp_dur,
-        });
+        v.push(Workload::throughput(size, quick));
     }
-    v.push(Workload::ConnRate {
-        clients: 1,
-        dur_ms: rate_dur,
-    });
-    v.push(Workload::ConnRate {
-        clients: 8,
-        dur_ms: rate_dur,
-    });
+    v.push(Workload::conn_rate(1, SMALL, quick));
+    v.push(Workload::conn_rate(8, SMALL, quick));
     v.push(Workload::ReqResp {
         clients: 8,
         conns: 4,

@@ -2,12 +2,12 @@
 //! `npipe::Server`), where npipe frames messages itself, so `send`/`recv` just
 //! call the library; and npipe's byte mode, framed by the harness like `raw`.
 //!
-//! Names: npipe maps pipe `NAME` to the socket file `/tmp/npipe-NAME`, so the
-//! harness address `/tmp/npipe-bench-<pid>-<n>.sock` is pipe
-//! `bench-<pid>-<n>.sock`: the socket is exactly the file the harness removes,
-//! and the listener's lock file (`/tmp/.npipe-bench-<pid>-<n>.sock.lock`) is
-//! removed by the harness too (see `orchestrate::PathGuard`), since the server
-//! process is killed and cannot remove it itself.
+//! Names: the harness address is where npipe puts pipe `bench-<pid>-<n>.sock`
+//! (`/tmp/npipe-bench-<pid>-<n>.sock`, or `$NPIPE_DIR/bench-<pid>-<n>.sock`),
+//! so the socket is exactly the file the harness removes, and the listener's
+//! lock file (`.<file name>.lock` beside it) is removed by the harness too (see
+//! `orchestrate::PathGuard`), since the server process is killed and cannot
+//! remove it itself. On Windows the address only carries the pipe name.
 
 use std::io;
 use std::path::Path;
@@ -25,24 +25,25 @@ fn invalid(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, why)
 }
 
-/// The npipe pipe name whose socket file is `addr` (`/tmp/npipe-NAME`).
-/// Cheap: clients call it for every connection of the `connrate` rows.
+/// The npipe pipe name whose socket file is `addr` (`/tmp/npipe-NAME` or
+/// `$NPIPE_DIR/NAME`). Cheap: clients call it for every connection of the
+/// `connrate` rows.
 fn pipe_name(addr: &str) -> io::Result<&str> {
-    Path::new(addr)
-        .file_name()
-        .and_then(|f| f.to_str()?.strip_prefix("npipe-"))
-        .ok_or_else(|| invalid(format!("{addr}: not of the form /tmp/npipe-NAME")))
+    let file = Path::new(addr).file_name().and_then(|f| f.to_str());
+    file.map(|f| f.strip_prefix("npipe-").unwrap_or(f))
+        .ok_or_else(|| invalid(format!("{addr}: no pipe name in it")))
 }
 
-/// `pipe_name`, checked (once, by the server) to resolve back to `addr`:
-/// refuses e.g. a run with `$NPIPE_DIR` set, so the harness never leaves
-/// files it does not know about.
+/// `pipe_name`, checked (once, by the server) to resolve back to `addr`, so
+/// the harness never leaves files it does not know about.
 pub fn server_pipe_name(addr: &str) -> io::Result<&str> {
     let name = pipe_name(addr)?;
     match npipe::PipeName::new(name)?.address()? {
         npipe::Address::Path(p) if p == Path::new(addr) => Ok(name),
+        // A Windows pipe lives in the kernel's namespace: no file to leave.
+        npipe::Address::Windows(_) => Ok(name),
         other => Err(invalid(format!(
-            "pipe {name} resolves to {other}, not {addr} (is NPIPE_DIR set?)"
+            "pipe {name} resolves to {other}, not {addr}"
         ))),
     }
 }

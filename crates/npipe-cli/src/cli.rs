@@ -81,12 +81,9 @@ pub(crate) enum Command {
     /// A client process of `npipe demo` (internal).
     #[command(name = "__demo-client", hide = true)]
     DemoClient(cmd::demo::ClientArgs),
-    /// A server process of `npipe bench` (internal).
-    #[command(name = "__bench-server", hide = true)]
-    BenchServer(cmd::bench::ServerArgs),
-    /// A client process of `npipe bench` (internal).
-    #[command(name = "__bench-client", hide = true)]
-    BenchClient(cmd::bench::ClientArgs),
+    /// The server and client processes of `npipe bench` (internal, hidden).
+    #[command(flatten)]
+    BenchRole(npipe_bench::roles::Role),
 }
 
 /// `--mode`: how data is delimited on the pipe.

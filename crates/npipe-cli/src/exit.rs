@@ -59,6 +59,16 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// Prints what the command-line parser said: help and version go to stdout
+/// with status 0, usage errors to stderr with status 2.
+pub(crate) fn parse_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    code(match e.exit_code() {
+        0 => SUCCESS,
+        _ => USAGE,
+    })
+}
+
 /// Writing to our stdout failed because the reader went away (`npipe list | head`):
 /// not an error, the program just stops.
 #[derive(Debug)]

@@ -9,12 +9,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-mod child;
 mod cli;
 mod cmd;
 mod exit;
 mod relay;
-mod stats;
 mod table;
 mod units;
 
@@ -38,15 +36,7 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // Help and version go to stdout with status 0; usage errors to stderr
-            // with status 2.
-            let _ = e.print();
-            return Ok(exit::code(match e.exit_code() {
-                0 => exit::SUCCESS,
-                _ => exit::USAGE,
-            }));
-        }
+        Err(e) => return Ok(exit::parse_error(&e)),
     };
     init_logging(cli.verbose);
     match cli.command {
@@ -61,8 +51,9 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Completions(args) => cmd::completions::run(args),
         Command::DemoClient(args) => cmd::demo::run_client(args),
-        Command::BenchServer(args) => cmd::bench::run_server(args),
-        Command::BenchClient(args) => cmd::bench::run_client(args),
+        Command::BenchRole(role) => {
+            npipe_bench::roles::child_main(role).map(|()| exit::code(exit::SUCCESS))
+        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! Parsers for human-written durations (`500ms`, `5s`, `2m`) and sizes (`64KiB`,
-//! `16MiB`, `1000`), used as clap value parsers.
+//! `16MiB`, `1000`), used as clap value parsers; the formats for people are the
+//! benchmark harness's, shared with its reports.
 //!
 //! Written here rather than pulled from `humantime`/`bytesize`: each is a dozen
 //! lines, and the accepted syntax is exactly what `--help` documents.
 
 use std::time::Duration;
+
+pub(crate) use npipe_bench::units::{format_duration, format_size};
 
 /// Parses `N[unit]` with unit `ns`, `us`, `ms`, `s`, `m`, `h` (default `s`); `N` may
 /// have a fraction (`1.5s`).
@@ -84,34 +87,6 @@ pub(crate) fn parse_size_usize(text: &str) -> Result<usize, String> {
     usize::try_from(size).map_err(|_| format!("{text:?} is too large"))
 }
 
-/// Formats a duration for people: `850ns`, `12.3µs`, `4.56ms`, `1.23s`.
-pub(crate) fn format_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1}µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2}ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.2}s", ns as f64 / 1e9)
-    }
-}
-
-/// Formats a byte count for people: `512 B`, `64.0 KiB`, `1.50 MiB`.
-pub(crate) fn format_size(bytes: f64) -> String {
-    const KIB: f64 = 1024.0;
-    if bytes < KIB {
-        format!("{bytes:.0} B")
-    } else if bytes < KIB * KIB {
-        format!("{:.1} KiB", bytes / KIB)
-    } else if bytes < KIB * KIB * KIB {
-        format!("{:.2} MiB", bytes / (KIB * KIB))
-    } else {
-        format!("{:.2} GiB", bytes / (KIB * KIB * KIB))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,16 +140,5 @@ mod tests {
         assert!(parse_size("99999999999GiB").is_err());
         assert!(parse_size_u32("4GiB").is_err());
         assert_eq!(parse_size_u32("4194303KiB"), Ok(4194303 * 1024));
-    }
-
-    #[test]
-    fn formatting() {
-        assert_eq!(format_duration(Duration::from_nanos(850)), "850ns");
-        assert_eq!(format_duration(Duration::from_nanos(12_345)), "12.3µs");
-        assert_eq!(format_duration(Duration::from_micros(4_560)), "4.56ms");
-        assert_eq!(format_duration(Duration::from_millis(1_230)), "1.23s");
-        assert_eq!(format_size(512.0), "512 B");
-        assert_eq!(format_size(65536.0), "64.0 KiB");
-        assert_eq!(format_size(1.5 * 1024.0 * 1024.0), "1.50 MiB");
     }
 }

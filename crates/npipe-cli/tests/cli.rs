@@ -681,6 +681,173 @@ fn bench_reports_every_workload_as_json() {
 }
 
 #[test]
+fn bench_quick_is_accepted_directly() {
+    // The harness's short settings, without `--baselines --`.
+    let out = run(&[
+        "bench",
+        "--quick",
+        "latency",
+        "connect-rate",
+        "--clients",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let rows = json(&out.stdout);
+    assert_eq!(rows[0]["workload"], "latency");
+    // The harness's quick latency row times at most 5,000 round trips.
+    let round_trips = rows[0]["operations"].as_u64().unwrap_or(0);
+    assert!((1..=5_000).contains(&round_trips), "{rows}");
+    assert_eq!(rows[1]["clients"], 2);
+    assert!(rows[1]["operations"].as_u64().unwrap_or(0) > 0, "{rows}");
+    assert_eq!(
+        run(&["bench", "--quick", "--duration", "1s"]).code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn bench_baselines_run_in_this_program() {
+    // No `npipe-bench` binary needed: this program serves the raw-socket
+    // baseline's processes too.
+    let out = run(&[
+        "bench",
+        "--baselines",
+        "--quick",
+        "--json",
+        "--",
+        "--filter",
+        "rtt-64B/raw/unpinned,rtt-64B/npipe/unpinned",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let doc = json(&out.stdout);
+    let rows = doc["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{doc}");
+    for row in rows {
+        assert!(row["error"].is_null(), "{row}");
+    }
+    let npipe = rows
+        .iter()
+        .find(|r| r["transport"] == "npipe")
+        .expect("npipe");
+    assert!(npipe["ratio_vs_raw"].as_f64().is_some(), "{npipe}");
+    let help = run(&["bench", "--baselines", "--", "--help"]);
+    assert_eq!(help.code(), Some(0), "{help:?}");
+    assert!(help.stdout.contains("--filter"), "{}", help.stdout);
+}
+
+#[test]
+fn bench_refuses_messages_npipe_cannot_carry() {
+    // Above npipe's default message limit, and an empty throughput message
+    // (which would end a batch rather than carry data).
+    for args in [
+        ["bench", "latency", "--size", "17MiB"],
+        ["bench", "throughput", "--block", "0"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.code(), Some(2), "{args:?}: {out:?}");
+    }
+}
+
+/// A fresh directory only this user can use, for `NPIPE_DIR`.
+fn private_dir(tag: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(unique(tag));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .expect("create dir");
+    dir
+}
+
+#[test]
+fn bench_keeps_its_pipes_in_npipe_dir() {
+    let dir = private_dir("bench-dir");
+    let mut cmd = npipe();
+    cmd.env("NPIPE_DIR", &dir)
+        .args(["bench", "latency", "--duration", "50ms", "--json"]);
+    let out = Proc::spawn_cmd(cmd, None).finish();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    std::fs::remove_dir(&dir).expect("remove dir");
+}
+
+/// The processes whose parent is `parent` (from /proc).
+#[cfg(target_os = "linux")]
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid ...`: the comm may hold spaces, not `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+#[cfg(target_os = "linux")]
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn bench_processes_end_with_a_killed_bench() {
+    let dir = private_dir("bench-killed");
+    let mut cmd = npipe();
+    cmd.env("NPIPE_DIR", &dir).args([
+        "bench",
+        "connect-rate",
+        "--clients",
+        "2",
+        "--duration",
+        "60s",
+    ]);
+    let mut bench = Proc::spawn_cmd(cmd, None);
+    let start = Instant::now();
+    let children = loop {
+        let children = children_of(bench.pid());
+        if children.len() == 3 {
+            break children;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "no server and clients: {children:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    // Time for the clients to get `go` and measure (before it, they would end
+    // at the missing `go`, which proves less).
+    thread::sleep(Duration::from_secs(2));
+    // SIGKILL: `npipe bench` cannot stop its processes.
+    bench.child.kill().expect("kill");
+    bench.child.wait().expect("reap");
+    let start = Instant::now();
+    while children.iter().any(|&pid| running(pid)) {
+        // Far less than the 60 s the clients would measure for.
+        assert!(
+            start.elapsed() < LIMIT,
+            "outlived npipe bench: {children:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The server could not remove its socket and lock files.
+    std::fs::remove_dir_all(&dir).expect("remove dir");
+}
+
+#[test]
 fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let out = run(&["completions", shell]);

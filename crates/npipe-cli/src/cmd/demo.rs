@@ -21,10 +21,11 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::child::{self, Event, Worker};
+use npipe_bench::child::{self, Child, Event, Stderr};
+use npipe_bench::hist::Latency;
+
 use crate::cmd::{print_json, write_stdout};
 use crate::exit;
-use crate::stats::Latency;
 use crate::table::table;
 use crate::units::{format_duration, parse_duration, parse_size_usize};
 
@@ -130,7 +131,7 @@ pub(crate) fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
     }
 
     let (tx, rx) = mpsc::channel();
-    let mut workers: Vec<Worker> = Vec::new();
+    let mut workers: Vec<Child> = Vec::new();
     let mut tallies: BTreeMap<usize, Tally> = BTreeMap::new();
     let started = Instant::now();
     for id in 1..=args.clients as usize {
@@ -152,7 +153,10 @@ pub(crate) fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         if verbose > 0 {
             argv.push(format!("-{}", "v".repeat(usize::from(verbose))));
         }
-        let worker = child::spawn(id, &argv, tx.clone())?;
+        let mut program = child::this_program()?;
+        program.args(&argv);
+        let what = format!("demo client {id}");
+        let worker = child::spawn(id, what, program, Stderr::Inherit, tx.clone())?;
         tallies.insert(
             id,
             Tally {
