@@ -6,6 +6,8 @@ mod util;
 mod blocking;
 #[cfg(all(unix, feature = "tokio"))]
 mod hardening;
+#[cfg(all(target_os = "linux", feature = "tokio"))]
+mod memory;
 #[cfg(feature = "tokio")]
 mod server;
 #[cfg(feature = "tokio")]
@@ -48,6 +50,8 @@ fn child_role() {
         "hard-expect-root" => hardening::roles::expect_root(&args),
         #[cfg(all(unix, feature = "tokio"))]
         "hard-logs" => hardening::roles::logs(&args),
+        #[cfg(all(target_os = "linux", feature = "tokio"))]
+        "mem-server" => memory::roles::server(&args),
         other => {
             eprintln!("unknown test role {other:?}");
             100
