@@ -13,7 +13,9 @@ use crate::options::DEFAULT_MAX_MESSAGE;
 
 /// npipe's message framing as a [`tokio_util::codec`] codec: each message is a
 /// 4-byte little-endian length followed by the payload, and an announced length over
-/// the maximum is refused **before** any buffer is reserved for it.
+/// the maximum is refused **before** any buffer is reserved for it. Within the
+/// maximum, room is reserved as the payload arrives (at most twice what has arrived
+/// plus 64 KiB), not for the announced length at once.
 ///
 /// Use it through [`Stream::into_framed`](super::Stream::into_framed), or with
 /// `Framed`/`FramedRead`/`FramedWrite` over any byte transport that speaks npipe's
