@@ -25,6 +25,22 @@ const READ_AHEAD: usize = 1024;
 /// (16 x 4 KiB messages per `read` rather than 2 with 8 KiB).
 const MAX_READ_AHEAD: usize = 64 * 1024;
 
+/// A message buffer grows by at most this much beyond what has arrived of the
+/// message (see [`grown_len`]): what a header alone makes the receiver commit.
+pub(crate) const GROWTH_STEP: usize = 64 * 1024;
+
+/// How far a buffer for a `total`-byte payload may grow once `received` bytes of
+/// it have arrived: twice that plus [`GROWTH_STEP`], never more than `total`.
+///
+/// Memory then follows the bytes received, not the bytes announced: a peer that
+/// sends a header and stalls holds one step, and one that sends half a message
+/// holds about the whole of it. Doubling keeps an honest large message to a few
+/// steps, so its bytes are moved about once more at most (and not at all when
+/// the caller's buffer, which the caller allocated, already has the room).
+pub(crate) fn grown_len(received: usize, total: usize) -> usize {
+    total.min(received.saturating_mul(2).saturating_add(GROWTH_STEP))
+}
+
 /// The header for a `len`-byte message, or `MessageTooLarge` if `len` exceeds `max`.
 pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]> {
     match u32::try_from(len) {
@@ -259,17 +275,27 @@ impl FrameReader {
                 }
             },
         };
-        // Reuse the caller's allocation without zeroing what it already holds: every
-        // byte of `out[..len]` is overwritten below.
-        if out.len() < len {
-            out.resize(len, 0);
-        } else {
-            out.truncate(len);
+        // Reuse the caller's buffer without zeroing what it already holds: every byte
+        // of `out[..len]` is overwritten below. Beyond that, `out` grows (and is
+        // zeroed) a step at a time as the payload arrives, within the room the caller
+        // gave it where it can (`grown_len`): a header alone commits one step.
+        out.truncate(len);
+        self.remaining = Some(len);
+        let mut done = 0;
+        while done < len {
+            let step = grown_len(done, len);
+            if out.len() < step {
+                out.reserve_exact(step - out.len());
+                out.resize(step, 0);
+            }
+            let end = out.len();
+            if let Err(e) = self.fill_exact(src, &mut out[done..end], done) {
+                out.truncate(len - self.remaining.unwrap_or(len));
+                return Err(e);
+            }
+            done = end;
         }
-        if let Err(e) = self.fill_exact(src, out) {
-            out.truncate(len - self.remaining.unwrap_or(len));
-            return Err(e);
-        }
+        self.remaining = None;
         Ok(Some(len))
     }
 
@@ -288,7 +314,7 @@ impl FrameReader {
         };
         let take = len.min(out.len());
         self.remaining = Some(len);
-        if let Err(e) = self.fill_exact(src, &mut out[..take]) {
+        if let Err(e) = self.fill_exact(src, &mut out[..take], 0) {
             // A timeout after some bytes were stored is a short read: report them
             // (with `more_data`) rather than lose them; the next read goes on.
             let done = len - self.remaining.unwrap_or(len);
@@ -430,11 +456,18 @@ impl FrameReader {
         }
     }
 
-    /// Fills `out` completely with payload bytes of the current message (whose length
-    /// is in `self.remaining` or was just taken from it), first from the read-ahead
-    /// buffer, then straight from `src`.
-    fn fill_exact<R: Read>(&mut self, src: &mut R, out: &mut [u8]) -> io::Result<usize> {
-        let total = self.remaining.unwrap_or(out.len()).max(out.len());
+    /// Fills `out` completely with payload bytes of the current message, first from
+    /// the read-ahead buffer, then straight from `src`. `self.remaining` holds the
+    /// bytes of the message still to come, and is left holding them after what was
+    /// stored (also on an error: the framing is kept); `before` bytes of the
+    /// message were delivered earlier (for the error's count).
+    fn fill_exact<R: Read>(
+        &mut self,
+        src: &mut R,
+        out: &mut [u8],
+        before: usize,
+    ) -> io::Result<()> {
+        let left = self.remaining.unwrap_or(out.len()).max(out.len());
         let from_buf = out.len().min(self.buffered());
         out[..from_buf].copy_from_slice(&self.buf[self.pos..self.pos + from_buf]);
         self.pos += from_buf;
@@ -442,18 +475,18 @@ impl FrameReader {
         while done < out.len() {
             match read_retrying(src, &mut out[done..]) {
                 Ok(0) => {
-                    self.remaining = Some(total - done);
-                    return Err(self.cut_off_at(done, total));
+                    self.remaining = Some(left - done);
+                    return Err(payload_cut_off(before + done, before + left));
                 }
                 Ok(n) => done += n,
                 Err(e) => {
-                    // Keep the framing: the rest of this message is still to come.
-                    self.remaining = Some(total - done);
+                    self.remaining = Some(left - done);
                     return Err(e);
                 }
             }
         }
-        Ok(done)
+        self.remaining = Some(left - done);
+        Ok(())
     }
 
     fn cut_off(&self, left: usize) -> io::Error {
@@ -461,10 +494,6 @@ impl FrameReader {
             ErrorKind::Disconnected,
             format!("the peer closed the connection with {left} bytes of a message still to come"),
         )
-    }
-
-    fn cut_off_at(&self, got: usize, total: usize) -> io::Error {
-        payload_cut_off(got, total)
     }
 
     /// Makes room for at least `want` more bytes at the end of the buffer.
@@ -721,6 +750,111 @@ mod tests {
         assert_eq!(out, b"hello");
         assert_eq!(reader.peek(&mut src, &mut buf).unwrap(), 3);
         assert_eq!(&buf, b"wor");
+    }
+
+    /// A source that hands out `chunk` bytes per read and then times out (or
+    /// every `stall`-th read), noting the largest room a read was offered beyond
+    /// the bytes handed out before it.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        chunk: usize,
+        stall: usize,
+        reads: usize,
+        sent: usize,
+        widest_beyond_sent: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let beyond = out.len().saturating_sub(self.sent);
+            self.widest_beyond_sent = self.widest_beyond_sent.max(beyond);
+            if self.data.is_empty() || (self.stall > 1 && self.reads % self.stall == 0) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = self.chunk.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.sent += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_header_alone_commits_one_step_not_the_announced_length() {
+        let cap = 16 << 20;
+        let wire = encode_header(cap, cap as u32).unwrap();
+        let mut src = Trickle {
+            data: &wire,
+            chunk: usize::MAX,
+            stall: 0,
+            reads: 0,
+            sent: 0,
+            widest_beyond_sent: 0,
+        };
+        let mut reader = FrameReader::new(cap as u32);
+        let mut out = Vec::new();
+        let e = reader.recv(&mut src, &mut out).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout);
+        assert!(out.is_empty());
+        assert!(
+            out.capacity() <= GROWTH_STEP,
+            "{} bytes committed for a header alone",
+            out.capacity()
+        );
+        assert!(src.widest_beyond_sent <= GROWTH_STEP);
+    }
+
+    #[test]
+    fn a_large_message_arriving_slowly_grows_the_buffer_with_its_bytes() {
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let wire = frames(&[&big, b"after"]);
+        for reuse in [false, true] {
+            let mut src = Trickle {
+                data: &wire,
+                chunk: 1000,
+                stall: 7,
+                reads: 0,
+                sent: 0,
+                widest_beyond_sent: 0,
+            };
+            let mut reader = FrameReader::new(u32::MAX);
+            let mut out = if reuse {
+                Vec::with_capacity(big.len())
+            } else {
+                Vec::new()
+            };
+            let allocation = out.as_ptr();
+            let mut got = Vec::new();
+            let message = loop {
+                match reader.recv(&mut src, &mut out) {
+                    Ok(Some(_)) => {
+                        got.extend_from_slice(&out);
+                        break got;
+                    }
+                    Err(e) if ErrorKind::of(&e) == ErrorKind::Timeout => {
+                        got.extend_from_slice(&out);
+                        // As long as the message is incomplete, what `out` holds
+                        // follows what arrived.
+                        if !reuse {
+                            assert!(out.capacity() <= 2 * src.sent + GROWTH_STEP);
+                        }
+                    }
+                    other => panic!("{other:?}"),
+                }
+            };
+            assert!(message == big, "the message arrives whole");
+            assert!(
+                src.widest_beyond_sent <= src.sent.min(big.len()) + GROWTH_STEP,
+                "a read was offered {} bytes beyond those sent",
+                src.widest_beyond_sent
+            );
+            if reuse {
+                assert_eq!(out.as_ptr(), allocation, "the caller's buffer is reused");
+            }
+            while reader.recv(&mut src, &mut out).is_err() {}
+            assert_eq!(out, b"after");
+        }
     }
 
     #[test]

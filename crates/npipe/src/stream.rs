@@ -168,6 +168,10 @@ impl Stream {
     ///
     /// In byte mode it returns whatever bytes have arrived (up to 64 KiB).
     ///
+    /// `buf` grows with the bytes that arrive, not by the length the peer announced:
+    /// to at most twice what has arrived plus 64 KiB, reusing the capacity `buf`
+    /// already has. Reusing one buffer across messages saves the regrowth.
+    ///
     /// `ReadFile` in `PIPE_READMODE_MESSAGE`.
     ///
     /// # Errors

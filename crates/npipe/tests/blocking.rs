@@ -108,9 +108,17 @@ fn zero_length_and_large_messages_keep_their_boundaries() {
         16384,
         16385,
         65536,
+        65537,
         3 * 1024 * 1024,
         0,
         17,
+        // A message buffer grows in steps with what arrives: 64 KiB, then twice
+        // what arrived plus 64 KiB (192 KiB, 448 KiB, ...).
+        196_607,
+        196_608,
+        196_609,
+        9 * 1024 * 1024 + 7,
+        1,
     ];
     for n in sizes {
         client.send(&vec![(n % 251) as u8; n]).unwrap();

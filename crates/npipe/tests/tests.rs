@@ -6,6 +6,8 @@ mod util;
 mod blocking;
 #[cfg(all(unix, feature = "tokio"))]
 mod hardening;
+#[cfg(all(target_os = "linux", feature = "tokio"))]
+mod memory;
 #[cfg(feature = "tokio")]
 mod server;
 #[cfg(feature = "tokio")]
@@ -60,6 +62,8 @@ fn child_role() {
         "hard-plant" => hardening::roles::plant(&args),
         #[cfg(all(unix, feature = "tokio"))]
         "hard-refused" => hardening::roles::refused(&args),
+        #[cfg(all(target_os = "linux", feature = "tokio"))]
+        "mem-server" => memory::roles::server(&args),
         other => {
             eprintln!("unknown test role {other:?}");
             100

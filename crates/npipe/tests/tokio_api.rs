@@ -111,6 +111,19 @@ fn messages_round_trip_with_more_data_and_empty_messages() {
         assert_eq!((&piece[..1], r.more_data()), (&b"t"[..], true));
         assert_eq!(c.recv(&mut m).await.unwrap(), Some(3));
         assert_eq!(m, b"ail");
+        // Large messages around the steps in which a receive buffer grows (64 KiB,
+        // 192 KiB, ...), into a fresh buffer and into the one of a larger message.
+        let mut reused = Vec::new();
+        for n in [65_535, 65_537, 196_609, 9 * 1024 * 1024 + 7, 196_608] {
+            let message: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+            c.send(&message).await.unwrap();
+            let mut fresh = Vec::new();
+            assert_eq!(c.recv(&mut fresh).await.unwrap(), Some(n));
+            assert!(fresh == message, "a message of {n} bytes arrives whole");
+            c.send(&message).await.unwrap();
+            assert_eq!(c.recv(&mut reused).await.unwrap(), Some(n));
+            assert!(reused == message, "a message of {n} bytes arrives whole");
+        }
         drop(c);
         server.await.unwrap();
     });
@@ -177,6 +190,11 @@ fn framed_stream_and_sink() {
         let mut framed = c.into_framed().unwrap();
         framed.send(Bytes::from_static(b"four")).await.unwrap();
         assert_eq!(&framed.next().await.unwrap().unwrap()[..], b"re:four");
+        // The codec makes room for a large message as its bytes arrive.
+        let large: Vec<u8> = (0..3 * 1024 * 1024 + 5).map(|i| (i % 253) as u8).collect();
+        framed.send(Bytes::from(large.clone())).await.unwrap();
+        let reply = framed.next().await.unwrap().unwrap();
+        assert!(reply[3..] == large[..], "a large message arrives whole");
         drop(framed);
         server.await.unwrap();
     });

@@ -7,14 +7,16 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{err, ErrorKind};
 use crate::frame::{
-    check_announced, encode_header, header_cut_off, match_refusal, payload_cut_off, refused,
-    HEADER_LEN, REFUSAL_NOTICE,
+    check_announced, encode_header, grown_len, header_cut_off, match_refusal, payload_cut_off,
+    refused, HEADER_LEN, REFUSAL_NOTICE,
 };
 use crate::options::DEFAULT_MAX_MESSAGE;
 
 /// npipe's message framing as a [`tokio_util::codec`] codec: each message is a
 /// 4-byte little-endian length followed by the payload, and an announced length over
-/// the maximum is refused **before** any buffer is reserved for it.
+/// the maximum is refused **before** any buffer is reserved for it. Within the
+/// maximum, room is reserved as the payload arrives (at most twice what has arrived
+/// plus 64 KiB), not for the announced length at once.
 ///
 /// Use it through [`Stream::into_framed`](super::Stream::into_framed), or with
 /// `Framed`/`FramedRead`/`FramedWrite` over any byte transport that speaks npipe's
@@ -129,8 +131,10 @@ impl Decoder for MessageCodec {
             }
         };
         if src.len() < HEADER_LEN + len {
-            // Within the cap: make room for the rest of this message only.
-            src.reserve(HEADER_LEN + len - src.len());
+            // Within the cap: make room for more of this message as it arrives
+            // (`grown_len`), so a header alone reserves one step, not the message.
+            let frame = HEADER_LEN + len;
+            src.reserve(grown_len(src.len(), frame) - src.len());
             return Ok(None);
         }
         src.advance(HEADER_LEN);
@@ -194,6 +198,23 @@ mod tests {
             ErrorKind::MessageTooLarge,
             "stays refused"
         );
+    }
+
+    #[test]
+    fn a_header_alone_reserves_one_step_and_room_follows_the_bytes() {
+        let cap = 1 << 30;
+        let mut codec = MessageCodec::with_max_message_size(cap);
+        let mut src = BytesMut::from(&cap.to_le_bytes()[..]);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        assert!(
+            src.capacity() <= 2 * crate::frame::GROWTH_STEP,
+            "{} bytes reserved for a header alone",
+            src.capacity()
+        );
+        // Half a megabyte more: room for about as much again, not the gigabyte.
+        src.extend_from_slice(&vec![7u8; 512 * 1024]);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        assert!(src.capacity() <= 4 * src.len(), "{}", src.capacity());
     }
 
     #[test]

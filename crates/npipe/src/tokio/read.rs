@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{err, ErrorKind};
 use crate::frame::{
-    check_announced, encode_header, header_cut_off, match_refusal, payload_cut_off, refused,
-    Received, HEADER_LEN, REFUSAL_NOTICE,
+    check_announced, encode_header, grown_len, header_cut_off, match_refusal, payload_cut_off,
+    refused, Received, HEADER_LEN, REFUSAL_NOTICE,
 };
 use crate::options::Mode;
 
@@ -107,9 +107,11 @@ impl Reader {
     /// Reads until `buf` holds `want` bytes; `false` at end of stream before that.
     async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R, want: usize) -> io::Result<bool> {
         while self.buf.len() < want {
-            // `want` is at most a header or an announced length already checked
-            // against the cap.
-            self.buf.reserve((want - self.buf.len()).max(READ_AHEAD));
+            // `want` is at most a header, a payload of at most `LARGE` or the part
+            // of one that fits the caller's buffer: room for it is made as the bytes
+            // arrive (`grown_len`), never for an announced length at once.
+            let room = grown_len(self.buf.len(), want) - self.buf.len();
+            self.buf.reserve(room.max(READ_AHEAD));
             if io.read_buf(&mut self.buf).await? == 0 {
                 return Ok(false);
             }
@@ -221,6 +223,10 @@ impl Reader {
     /// `out` at the end, which saves copying the payload once more (a whole memory
     /// pass per message). Cancel safe like `recv`: if the future is dropped, the
     /// bytes read so far go back to the front of the read-ahead buffer.
+    ///
+    /// The buffer is the caller's previous one (`spare`), used as it is; beyond its
+    /// capacity it grows with the bytes that arrive (`grown_len`), so a peer that
+    /// announces a large message and stalls holds one step, not the message.
     async fn recv_large<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
@@ -234,12 +240,20 @@ impl Reader {
             done: false,
         };
         staged.large.clear();
-        staged.large.reserve_exact(left);
+        let first = staged.buf.len();
+        staged.large.reserve_exact(grown_len(first, left));
         staged.large.extend_from_slice(staged.buf);
         staged.buf.clear();
         while staged.large.len() < left {
-            let want = left - staged.large.len();
-            if io.read_buf(&mut (&mut staged.large).limit(want)).await? == 0 {
+            let got = staged.large.len();
+            if got == staged.large.capacity() {
+                staged.large.reserve_exact(grown_len(got, left) - got);
+            }
+            if io
+                .read_buf(&mut (&mut staged.large).limit(left - got))
+                .await?
+                == 0
+            {
                 return Err(payload_cut_off(total - left + staged.large.len(), total));
             }
         }

@@ -25,7 +25,7 @@ use windows_sys::Win32::Foundation::ERROR_MORE_DATA;
 
 use super::codec::MessageCodec;
 use crate::error::{err, err_src, ErrorKind};
-use crate::frame::{encode_header, Received, HEADER_LEN};
+use crate::frame::{encode_header, grown_len, Received, HEADER_LEN};
 use crate::name::{Address, PipeName, ToPipeName};
 use crate::options::{ConnectOptions, ListenerOptions, Mode};
 use crate::stream::PeerCredentials;
@@ -80,6 +80,8 @@ struct Reader {
     /// `recv`'s message so far.
     acc: Vec<u8>,
     next_read: usize,
+    /// Bytes of the current message read from the pipe so far (message mode).
+    message_read: usize,
     eof: bool,
     poisoned: Option<String>,
     /// `into_framed`: reads yield the Unix frame (length, payload) of each message.
@@ -102,6 +104,7 @@ impl Reader {
             in_message: false,
             acc: Vec::new(),
             next_read: FIRST_READ.min(max as usize),
+            message_read: 0,
             eof: false,
             poisoned: None,
             framed: false,
@@ -173,8 +176,13 @@ impl Reader {
                         self.header = Some((total.to_le_bytes(), 0));
                     }
                 }
+                // Each read of a long message may be larger than the last only as
+                // far as the bytes read so far allow (`grown_len`): memory follows
+                // what arrives, whatever the system says is left of the message.
+                self.message_read = if more { self.message_read + len } else { 0 };
                 self.next_read = if more {
-                    left.min(MAX_READ)
+                    let got = self.message_read;
+                    (grown_len(got, got + left) - got).min(MAX_READ)
                 } else {
                     FIRST_READ.min(self.max as usize)
                 };

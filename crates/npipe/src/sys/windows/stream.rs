@@ -27,7 +27,7 @@ use super::listener::Slot;
 use super::overlapped::{millis, run, Done, Event, Timeout};
 use super::{fmt_duration, pipe_path, wide};
 use crate::error::{err, err_src, ErrorKind};
-use crate::frame::{encode_header, Received};
+use crate::frame::{encode_header, grown_len, Received};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
 use crate::stream::PeerCredentials;
@@ -248,7 +248,7 @@ impl Stream {
             want = want.min(self.max_message as usize);
         }
         loop {
-            out.reserve(want);
+            out.reserve_exact(want);
             match self.read_spare(out, want, timeout)? {
                 Got::Data { more: false, .. } => {
                     self.in_message = false;
@@ -260,8 +260,7 @@ impl Stream {
                     if at_start {
                         self.check_size(out.len() + left.max(1))?;
                     }
-                    // Unknown (0) only if the system does not say: read on in chunks.
-                    want = if left == 0 { FIRST_READ } else { left };
+                    want = next_read(out, left);
                 }
                 Got::Eof => {
                     return if out.is_empty() && !self.in_message {
@@ -470,14 +469,14 @@ impl Stream {
         self.in_message = true;
         let left = self.left_this_message()?;
         self.check_size(len + left.max(1))?;
-        let mut want = if left == 0 { FIRST_READ } else { left };
+        let mut want = next_read(&reply, left);
         loop {
             let wait = millis(
                 deadline
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1)),
             );
-            reply.reserve(want);
+            reply.reserve_exact(want);
             match self.read_spare(&mut reply, want, wait)? {
                 Got::Data { more: false, .. } => {
                     self.in_message = false;
@@ -486,7 +485,7 @@ impl Stream {
                 Got::Data { more: true, .. } => {
                     let left = self.left_this_message()?;
                     self.check_size(reply.len() + left.max(1))?;
-                    want = if left == 0 { FIRST_READ } else { left };
+                    want = next_read(&reply, left);
                 }
                 Got::Eof => return Err(self.cut_off(reply.len())),
             }
@@ -664,6 +663,18 @@ pub(crate) fn peer_credentials(
         None,
         None,
     ))
+}
+
+/// How much the next read of a message may take once `out` holds what has been
+/// read of it and `left` bytes are still to come (`PeekNamedPipe`'s count, 0 if
+/// the system does not say): the room `out` already has, or the growth that the
+/// bytes received so far allow (`grown_len`), never the whole of `left` at once.
+/// Whether `left` counts bytes that have arrived or only bytes a writer has
+/// announced, memory then follows what was actually read.
+fn next_read(out: &Vec<u8>, left: usize) -> usize {
+    let left = if left == 0 { FIRST_READ } else { left };
+    let room = out.capacity() - out.len();
+    left.min(room.max(grown_len(out.len(), out.len() + left) - out.len()))
 }
 
 /// Copies what has arrived of the next message (or the next bytes) without
