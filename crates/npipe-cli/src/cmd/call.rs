@@ -65,6 +65,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Some(text) => text.as_bytes().to_vec(),
     };
+    // The deadline of the whole call, from before connecting.
+    let deadline = Instant::now().checked_add(args.timeout);
     let mut options = npipe::ConnectOptions::new();
     options.mode(args.mode.into()).timeout(args.timeout);
     if let Some(uid) = args.server_uid {
@@ -74,8 +76,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         ModeArg::Message if args.server_uid.is_none() => {
             npipe::call(args.name.as_str(), &request, args.timeout)
         }
-        ModeArg::Message => call_message(&options, &args.name, &request, args.timeout),
-        ModeArg::Byte => call_bytes(&options, &args.name, &request, args.timeout),
+        ModeArg::Message => call_message(&options, &args.name, &request, deadline),
+        ModeArg::Byte => call_bytes(&options, &args.name, &request, deadline),
     }
     .with_context(|| format!("calling pipe {}", args.name))?;
     let mut out = reply;
@@ -86,26 +88,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(exit::code(exit::SUCCESS))
 }
 
-/// Time left of `timeout` since `start`, never zero (zero means "no timeout").
-fn left(start: Instant, timeout: Duration) -> Duration {
-    timeout
-        .checked_sub(start.elapsed())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(Duration::from_millis(1))
-}
-
-/// `npipe::call` with connect options (for `--server-uid`).
+/// `npipe::call` with connect options (for `--server-uid`), done by `deadline`.
 fn call_message(
     options: &npipe::ConnectOptions,
     name: &str,
     request: &[u8],
-    timeout: Duration,
+    deadline: Option<Instant>,
 ) -> io::Result<Vec<u8>> {
-    let start = Instant::now();
     let mut stream = options.connect(name)?;
-    stream.set_write_timeout(Some(left(start, timeout)))?;
+    stream.set_deadline(deadline);
     stream.send(request)?;
-    stream.set_read_timeout(Some(left(start, timeout)))?;
     let mut reply = Vec::new();
     match stream.recv(&mut reply)? {
         Some(_) => Ok(reply),
@@ -117,23 +109,21 @@ fn call_message(
     }
 }
 
-/// A transaction on a byte pipe: connect, write, half-close, read until EOF.
+/// A transaction on a byte pipe, done by `deadline`: connect, write, half-close,
+/// read until EOF.
 fn call_bytes(
     options: &npipe::ConnectOptions,
     name: &str,
     request: &[u8],
-    timeout: Duration,
+    deadline: Option<Instant>,
 ) -> io::Result<Vec<u8>> {
-    let start = Instant::now();
-    let left = || left(start, timeout);
     let mut stream = options.connect(name)?;
-    stream.set_write_timeout(Some(left()))?;
+    stream.set_deadline(deadline);
     stream.write_all(request)?;
     stream.shutdown(Shutdown::Write)?;
     let mut reply = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
-        stream.set_read_timeout(Some(left()))?;
         match stream.read(&mut buf) {
             Ok(0) => return Ok(reply),
             Ok(n) => reply.extend_from_slice(&buf[..n]),
