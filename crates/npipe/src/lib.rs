@@ -128,7 +128,9 @@ pub use options::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE, DEFAULT_PENDING_INSTANCES,
 };
 #[cfg(feature = "tokio")]
-pub use server::{Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats};
+pub use server::{
+    Cancellation, Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats,
+};
 pub use stream::{PeerCredentials, Stream};
 
 /// Waits until a server owns the pipe (`WaitNamedPipe`), up to `timeout`.

@@ -151,20 +151,31 @@ fn requests(
             return End::Shutdown;
         }
         sequence += 1;
-        let request = Request::new(std::mem::take(&mut body), peer, id, sequence);
+        let deadline = wait.deadline();
+        let request = Request::new(
+            std::mem::take(&mut body),
+            peer,
+            id,
+            sequence,
+            deadline,
+            tracked.conn(),
+        );
+        // Until answered, `cut_overdue` and `close_all` cancel the request, and so
+        // does any return below that leaves it unanswered.
+        let in_flight = tracked.in_flight(sequence);
         let Ok(response) = catch_unwind(AssertUnwindSafe(|| handler(request))) else {
             return End::HandlerPanicked;
         };
         if let Some(reason) = response.failure() {
             return End::HandlerFailed(reason.to_owned());
         }
-        let deadline = wait.deadline();
         if deadline.is_some_and(|d| Instant::now() >= d) {
             // Too late: the async path would have given up on this request too.
             return End::RequestTimeout;
         }
         if !shared.replies {
             tracked.answered(0);
+            in_flight.answered();
             continue;
         }
         if !tracked.enter(Phase::Writing) {
@@ -179,6 +190,7 @@ fn requests(
             };
         }
         tracked.answered((reply.len() + HEADER_LEN) as u64);
+        in_flight.answered();
         body = reply; // keep the allocation for the next request
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use handler::{Request, Response};
+pub use handler::{Cancellation, Request, Response};
 pub use spawn::SpawnedServer;
 pub use stats::{InstanceState, InstanceStatus, Stats};
 
@@ -80,9 +80,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 ///   byte of a request to the last byte of its reply (read + handle + write), so a
 ///   client that sends half a message and stalls frees its instance.
 ///
-/// Expired connections are closed and counted in [`Stats::timed_out`]. A sync handler
-/// still running then finishes on its thread; its reply is discarded. (On Unix its
-/// instance counts against `max_instances` until the handler returns.)
+/// Expired connections are closed and counted in [`Stats::timed_out`]. The request
+/// is then cancelled ([`Request::cancellation`]): an async handler run by its
+/// connection is dropped; a sync handler still running finishes on its thread (its
+/// reply is discarded), so it should watch for the cancellation and stop early —
+/// and so should any work a handler started that may outlive it (tasks, child
+/// processes). (On Unix a sync handler's instance counts against `max_instances`
+/// until it returns.) [`Request::deadline`] tells a handler the deadline ahead.
 ///
 /// # Back-pressure
 ///
@@ -96,7 +100,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// namespace, so new clients get `NotFound`; clients queued but not yet accepted are
 /// disconnected), closes idle connections, and lets requests in flight finish within
 /// the grace period ([`ServerBuilder::shutdown_grace`], default 5 s); what is still
-/// running after that is dropped. Then [`Server::run`] returns.
+/// running after that is cut off and its requests cancelled. Then [`Server::run`]
+/// returns, without waiting for sync handlers that ignore the cancellation.
 ///
 /// # Examples
 ///
@@ -247,6 +252,9 @@ impl ServerBuilder {
     /// threads also accept: up to `pending_instances` of them (at most four or one
     /// per CPU, whichever is more) wait in `accept`, and the thread that takes a
     /// client serves it.
+    ///
+    /// Either way the handler runs on a thread of the runtime's blocking pool, so
+    /// `tokio::runtime::Handle::current()` works in it (see [`Request`]'s examples).
     pub fn handler<F>(mut self, handler: F) -> Self
     where
         F: Fn(Request) -> Response + Send + Sync + 'static,
