@@ -12,6 +12,7 @@ use clap::Parser;
 mod child;
 mod cli;
 mod cmd;
+mod exec;
 mod exit;
 mod relay;
 mod stats;

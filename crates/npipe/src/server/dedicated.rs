@@ -163,15 +163,20 @@ fn requests(
         // Until answered, `cut_overdue` and `close_all` cancel the request, and so
         // does any return below that leaves it unanswered.
         let in_flight = tracked.in_flight(sequence);
-        let Ok(response) = catch_unwind(AssertUnwindSafe(|| handler(request))) else {
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler(request)));
+        // Too late, or cut off: the async path would have given up on this request
+        // (dropped its handler) whatever the handler made of its cancellation.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return End::RequestTimeout;
+        }
+        if tracked.is_closing() {
+            return End::Shutdown;
+        }
+        let Ok(response) = outcome else {
             return End::HandlerPanicked;
         };
         if let Some(reason) = response.failure() {
             return End::HandlerFailed(reason.to_owned());
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            // Too late: the async path would have given up on this request too.
-            return End::RequestTimeout;
         }
         if !shared.replies {
             tracked.answered(0);
