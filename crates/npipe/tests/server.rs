@@ -1083,3 +1083,39 @@ fn an_answered_request_is_not_cancelled() {
     server.join().unwrap();
     assert!(!cancellation.is_cancelled(), "not even by the shutdown");
 }
+
+/// A client that reads its large reply slowly — each read well within the request
+/// deadline, the whole 8 MiB in about ten seconds — is cut off at the deadline,
+/// however the handler runs: the deadline bounds the whole write. A connection
+/// served on a thread of its own (sync handler) used to bound each wait for room
+/// in the socket's buffer on its own, and the client got the whole reply.
+#[cfg(unix)]
+#[test]
+fn a_client_that_reads_its_reply_slowly_is_cut_off_at_the_deadline() {
+    let _w = Watchdog::start("a_client_that_reads_its_reply_slowly");
+    const REPLY: usize = 8 << 20;
+    for kind in [Kind::Sync, Kind::Async] {
+        let name = unique("srv-slow-reader");
+        let builder = Server::builder(&name).request_timeout(Some(Duration::from_secs(1)));
+        let server = match kind {
+            Kind::Sync => builder.handler(|_| Response::new(vec![b'r'; REPLY])),
+            Kind::Async => builder.async_handler(|_| async { Response::new(vec![b'r'; REPLY]) }),
+        }
+        .spawn()
+        .unwrap();
+        let mut client = raw_client(&name);
+        client.write_all(b"\x03\0\0\0big").unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 128 * 1024];
+        loop {
+            thread::sleep(Duration::from_millis(200));
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        assert!(got < 4 + REPLY, "{kind:?}: all {got} bytes of the reply arrived");
+        let stats = wait_stats(&server, "the slow reader cut off", |s| s.active == 0);
+        assert_eq!((stats.timed_out, stats.completed), (1, 0), "{kind:?}: {stats:?}");
+    }
+}
