@@ -183,8 +183,8 @@ pub fn wait(name: impl ToPipeName, timeout: Duration) -> io::Result<()> {
 /// # Errors
 ///
 /// - Connect errors as for [`ConnectOptions::connect`] (`NotFound`, `PipeBusy`, ...).
-/// - [`ErrorKind::Timeout`]: the request was not sent and the whole reply received
-///   within `timeout`.
+/// - [`ErrorKind::Timeout`]: the request was not sent, or the whole reply not
+///   received, within `timeout`.
 /// - [`ErrorKind::Disconnected`]: the server closed without replying.
 /// - [`ErrorKind::MessageTooLarge`]: the request or reply exceeds 16 MiB.
 ///

@@ -150,8 +150,9 @@ impl Stream {
     ///   end's maximum message size; nothing was sent.
     /// - [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected): the peer closed,
     ///   or does not read (an outbound pipe).
-    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the write timeout expired;
-    ///   part of the message may have been sent and the connection should be closed.
+    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the write timeout or the
+    ///   [deadline](Self::set_deadline) expired; part of the message may have been
+    ///   sent and the connection should be closed.
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is read-only.
     pub fn send(&mut self, message: &[u8]) -> io::Result<()> {
         self.inner.send(message)
@@ -173,9 +174,9 @@ impl Stream {
     ///   connection can no longer be read.
     /// - [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected): the peer closed in
     ///   the middle of a message.
-    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the read timeout expired.
-    ///   If part of a message had arrived, it is in `buf` and the next call returns
-    ///   the rest.
+    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the read timeout or the
+    ///   [deadline](Self::set_deadline) expired. If part of a message had arrived, it
+    ///   is in `buf` and the next call returns the rest.
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is write-only.
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.inner.recv(buf)

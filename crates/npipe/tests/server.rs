@@ -1114,8 +1114,15 @@ fn a_client_that_reads_its_reply_slowly_is_cut_off_at_the_deadline() {
                 Ok(n) => got += n,
             }
         }
-        assert!(got < 4 + REPLY, "{kind:?}: all {got} bytes of the reply arrived");
+        assert!(
+            got < 4 + REPLY,
+            "{kind:?}: all {got} bytes of the reply arrived"
+        );
         let stats = wait_stats(&server, "the slow reader cut off", |s| s.active == 0);
-        assert_eq!((stats.timed_out, stats.completed), (1, 0), "{kind:?}: {stats:?}");
+        assert_eq!(
+            (stats.timed_out, stats.completed),
+            (1, 0),
+            "{kind:?}: {stats:?}"
+        );
     }
 }
