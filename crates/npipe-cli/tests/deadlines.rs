@@ -435,3 +435,25 @@ fn a_command_s_background_processes_are_killed_when_it_exits() {
         "the background process {pids:?} outlived its request"
     );
 }
+
+/// A client that gives up (`npipe call --timeout 1s`) while the command of its
+/// request runs has its command killed, long before the request deadline (30 s
+/// by default): its reply can reach nobody. It used to run to its end.
+#[test]
+fn a_client_that_gives_up_has_its_command_killed() {
+    let record = Record::new("gone");
+    let name = unique("gone");
+    let exec = format!(
+        "echo $$ >> {f}; sleep 300 & echo $! >> {f}; wait",
+        f = record.file()
+    );
+    let _server = serve(&name, &["--exec", &exec]);
+    let out = run(&["call", &name, "hi", "--timeout", "1s"], b"");
+    assert_eq!(out.code(), Some(5), "{out:?}");
+    let pids = record.wait_for(2);
+    let survivors = record.survivors(Duration::from_secs(10));
+    assert!(
+        survivors.is_empty(),
+        "the command's processes {pids:?} outlived the client that gave up"
+    );
+}

@@ -1056,6 +1056,29 @@ fn shutdown_past_the_grace_period_cancels_running_requests() {
     }
 }
 
+/// A client that closes its connection while a sync handler on a thread of its
+/// own works on its request cancels the request (no reply can reach it), with no
+/// request deadline to end it otherwise.
+#[cfg(unix)]
+#[test]
+fn a_client_gone_cancels_its_request() {
+    let _w = Watchdog::start("a_client_gone_cancels_its_request");
+    let name = unique("srv-cancel-gone");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let builder = Server::builder(&name).request_timeout(None);
+    let server = reporting_server(builder, Runs::SyncDedicated, tx);
+    let mut client = npipe::Stream::connect(&name).unwrap();
+    client.send(b"work").unwrap();
+    wait_stats(&server, "the request in its handler", |s| {
+        s.instances
+            .iter()
+            .any(|i| i.state == InstanceState::Handling)
+    });
+    drop(client);
+    let (_, cancelled) = rx.recv_timeout(Duration::from_secs(40)).unwrap();
+    assert!(cancelled, "the handler was told");
+}
+
 /// A request answered in full is never cancelled, even once its connection is
 /// gone; its deadline is ahead of it while the handler runs.
 #[test]

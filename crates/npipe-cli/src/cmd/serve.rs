@@ -18,7 +18,8 @@ Handlers: none (the original demo server's \"Response to: <request>\"), --echo, 
 stdout is the reply. When it exits non-zero the request fails: the server closes that
 connection without replying (`npipe call` exits 8) and counts it as failed. CMD runs
 in a process group of its own, killed when the request ends: when CMD exits (what it
-left in the background goes too), when the request deadline passes, or at shutdown.
+left in the background goes too), when the request deadline passes, when the client
+has gone (message mode), or at shutdown.
 Ctrl-C or SIGTERM stops accepting at once, lets requests in flight finish within the
 grace period, stops what is left, and prints the statistics (JSON with --json).";
 

@@ -152,7 +152,10 @@ async fn one_request(
         in_flight.answered();
         return Ok(());
     }
-    tracked.enter(Phase::Writing);
+    if !tracked.enter(Phase::Writing) {
+        // Cut off by the hard stop while the handler ran: no reply.
+        return Err(End::Shutdown);
+    }
     let reply = response.into_body();
     stream.send(&reply).await.map_err(End::Io)?;
     let framing = if stream.mode() == Mode::Message {

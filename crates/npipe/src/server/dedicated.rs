@@ -60,11 +60,14 @@ pub(super) fn eligible(listener: &Listener, shared: &Shared) -> Option<Arc<SyncF
     }
 }
 
-/// Cuts off dedicated connections whose handler overran the request deadline
-/// ([`Counters::cut_overdue`](super::stats::Counters::cut_overdue)), checking
-/// every twentieth of the deadline (at most every second), until dropped.
-pub(super) async fn cut_overdue(shared: Arc<Shared>, limit: Duration) {
-    let period = (limit / 20).clamp(Duration::from_millis(1), Duration::from_secs(1));
+/// Cuts off dedicated connections whose handler overran the request deadline or
+/// whose client has gone ([`Counters::cut_overdue`](super::stats::Counters::cut_overdue)),
+/// checking every twentieth of the deadline `limit` and at least every second,
+/// until dropped.
+pub(super) async fn cut_overdue(shared: Arc<Shared>, limit: Option<Duration>) {
+    let period = limit.map_or(Duration::from_secs(1), |limit| {
+        (limit / 20).clamp(Duration::from_millis(1), Duration::from_secs(1))
+    });
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -22,9 +22,10 @@ use crate::stream::PeerCredentials;
 /// # Cancellation
 ///
 /// When the server stops wanting the reply — the request deadline passed, the
-/// grace period of a shutdown is over, the server was dropped — the request is
-/// *cancelled*: the client has been cut off, and whatever the handler still
-/// does is wasted. An async handler run by its connection is simply dropped
+/// grace period of a shutdown is over, the server was dropped, or (for a sync
+/// handler serving a message-mode connection on Unix) the client closed its
+/// connection — the request is *cancelled*: the client has been cut off or is
+/// gone, and whatever the handler still does is wasted. An async handler run by its connection is simply dropped
 /// then. A sync handler cannot be stopped from outside, and an async one may have
 /// started work that outlives it (a task, a child process): they learn of it
 /// through [`is_cancelled`](Self::is_cancelled) or

@@ -450,13 +450,14 @@ impl Server {
         let shutdown = shared.shutdown.cancelled();
         tokio::pin!(shutdown);
         // Sync handlers on threads of their own cannot be interrupted: something
-        // else must close their connection at the deadline. Ends with `run`.
+        // else must close their connection, and cancel their request, at the
+        // deadline or when the client has gone. Ends with `run`.
         #[cfg(unix)]
-        let _cut_overdue = match (&shared.handler, shared.request_timeout) {
-            (Handler::Sync(_), Some(limit)) => Some(tokio_util::task::AbortOnDropHandle::new(
-                tokio::spawn(self::dedicated::cut_overdue(Arc::clone(&shared), limit)),
-            )),
-            _ => None,
+        let _cut_overdue = match &shared.handler {
+            Handler::Sync(_) => Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                self::dedicated::cut_overdue(Arc::clone(&shared), shared.request_timeout),
+            ))),
+            Handler::Async(_) => None,
         };
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let acceptors = match &shared.handler {

@@ -308,8 +308,6 @@ impl Counters {
                 .conn
                 .phase
                 .store(Phase::Closing as u8, Ordering::SeqCst);
-            // A handler still running learns that its reply is no longer wanted.
-            entry.conn.cancel_in_flight();
             if let Some(task) = &entry.task {
                 task.abort();
             }
@@ -318,21 +316,31 @@ impl Counters {
                 let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
                 wake.token = None;
             }
+            // A handler still running learns that its reply is no longer wanted
+            // (once its client is cut off, so that it cannot answer after all).
+            entry.conn.cancel_in_flight();
         }
     }
 
     /// Cuts off the dedicated connections whose handler has overrun the request
-    /// deadline: the client is told at the deadline (the connection closes, as on
-    /// the async path), though the handler's thread runs on until it returns.
-    /// Reads and writes need no help: their socket timeouts end them.
+    /// deadline, or whose client has gone (closed its end: no reply can reach
+    /// it), and cancels their request: the client is told at the deadline (the
+    /// connection closes, as on the async path), though the handler's thread runs
+    /// on until it returns. Reads and writes need no help: their deadlines end
+    /// them.
     #[cfg(unix)]
     pub(crate) fn cut_overdue(&self) {
         let now = self.nanos_now();
         for entry in self.connections().values() {
             let Some(wake) = &entry.wake else { continue };
             let conn = &entry.conn;
+            if conn.phase.load(Ordering::Relaxed) != Phase::Handling as u8 {
+                continue;
+            }
             let deadline = conn.deadline.load(Ordering::Relaxed);
-            if deadline == 0 || deadline > now {
+            let overdue = deadline != 0 && deadline <= now;
+            // Registered sockets are open while the lock is held (see `dedicate`).
+            if !overdue && !crate::sys::hung_up(wake.fd) {
                 continue;
             }
             if conn
