@@ -5,8 +5,8 @@
 //! On Unix each command runs in a process group of its own. The group is killed
 //! (`SIGKILL`) when the request ends, whatever ends it: the command exited (what
 //! it left running in the background goes with it), or the server cancelled the
-//! request (its deadline passed, or the grace period of a shutdown is over). At
-//! shutdown, every group still running is killed too.
+//! request (its deadline passed, its client is gone, or the grace period of a
+//! shutdown is over). At shutdown, every group still running is killed too.
 
 use std::io::{Read, Write};
 #[cfg(unix)]
@@ -129,6 +129,11 @@ impl Commands {
             watched.kill();
         });
         group.set_watcher(watcher.abort_handle());
+        if request.is_cancelled() {
+            // Cancelled before the group was registered, as at shutdown, when
+            // `kill_all` may have run already and the watcher may never run.
+            group.kill();
+        }
         group
     }
 
