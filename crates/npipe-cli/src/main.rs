@@ -11,6 +11,7 @@ use clap::Parser;
 
 mod cli;
 mod cmd;
+mod exec;
 mod exit;
 mod relay;
 mod table;

@@ -128,7 +128,9 @@ pub use options::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE, DEFAULT_PENDING_INSTANCES,
 };
 #[cfg(feature = "tokio")]
-pub use server::{Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats};
+pub use server::{
+    Cancellation, Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats,
+};
 pub use stream::{PeerCredentials, Stream};
 
 /// Waits until a server owns the pipe (`WaitNamedPipe`), up to `timeout`.
@@ -178,12 +180,14 @@ pub fn wait(name: impl ToPipeName, timeout: Duration) -> io::Result<()> {
 }
 
 /// One transaction on a message pipe (`CallNamedPipe`): connect, send `request`,
-/// receive one reply, close. `timeout` bounds the whole call.
+/// receive one reply, close. `timeout` bounds the whole call: waiting for the pipe
+/// or a free instance, sending and receiving, however the server paces its bytes.
 ///
 /// # Errors
 ///
 /// - Connect errors as for [`ConnectOptions::connect`] (`NotFound`, `PipeBusy`, ...).
-/// - [`ErrorKind::Timeout`]: no reply within `timeout`.
+/// - [`ErrorKind::Timeout`]: the request was not sent, or the whole reply not
+///   received, within `timeout`.
 /// - [`ErrorKind::Disconnected`]: the server closed without replying.
 /// - [`ErrorKind::MessageTooLarge`]: the request or reply exceeds 16 MiB.
 ///
@@ -208,17 +212,10 @@ fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<V
 
 #[cfg(unix)]
 fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-    let start = Instant::now();
+    let deadline = Instant::now().checked_add(timeout);
     let mut stream = ConnectOptions::new().timeout(timeout).connect(name)?;
-    let left = |start: Instant| {
-        timeout
-            .checked_sub(start.elapsed())
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_millis(1))
-    };
-    stream.set_write_timeout(Some(left(start)))?;
+    stream.set_deadline(deadline);
     stream.send(request)?;
-    stream.set_read_timeout(Some(left(start)))?;
     let mut reply = Vec::new();
     match stream.recv(&mut reply)? {
         Some(_) => Ok(reply),

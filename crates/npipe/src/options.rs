@@ -369,6 +369,9 @@ impl ConnectOptions {
 
     /// How long to wait while the pipe does not exist yet or all its instances are
     /// busy (`WaitNamedPipe`). `Duration::ZERO` tries once. Default: 5 s.
+    ///
+    /// It bounds connecting only; to bound what follows too, give the stream a
+    /// deadline ([`Stream::set_deadline`]), as [`call`](crate::call) does.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = timeout;
         self

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::frame::Received;
 use crate::name::{PipeName, ToPipeName};
@@ -154,8 +154,9 @@ impl Stream {
     ///   mode, a client that has read nothing yet): the server closed after sending
     ///   its [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE): its access policy refused
     ///   this client's credentials.
-    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the write timeout expired;
-    ///   part of the message may have been sent and the connection should be closed.
+    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the write timeout or the
+    ///   [deadline](Self::set_deadline) expired; part of the message may have been
+    ///   sent and the connection should be closed.
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is read-only.
     pub fn send(&mut self, message: &[u8]) -> io::Result<()> {
         self.inner.send(message)
@@ -185,9 +186,9 @@ impl Stream {
     ///   mode, a client's first message): the server sent its
     ///   [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE): its access policy refused this
     ///   client's credentials. Every later call fails the same way.
-    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the read timeout expired.
-    ///   If part of a message had arrived, it is in `buf` and the next call returns
-    ///   the rest.
+    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the read timeout or the
+    ///   [deadline](Self::set_deadline) expired. If part of a message had arrived, it
+    ///   is in `buf` and the next call returns the rest.
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is write-only.
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.inner.recv(buf)
@@ -245,6 +246,10 @@ impl Stream {
     /// Limits how long a read may block (`None`: forever, the default). An expired
     /// read fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
     ///
+    /// The timeout bounds each wait of a read on its own: a peer that sends a
+    /// message a few bytes at a time can make one [`recv`](Self::recv) last far
+    /// longer. [`set_deadline`](Self::set_deadline) bounds whole operations.
+    ///
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration.
@@ -252,13 +257,49 @@ impl Stream {
         self.inner.set_read_timeout(timeout)
     }
 
-    /// Limits how long a write may block (`None`: forever, the default).
+    /// Limits how long a write may block (`None`: forever, the default). Like the
+    /// read timeout, it bounds each wait on its own (a peer that reads slowly
+    /// can stretch a large [`send`](Self::send)); see
+    /// [`set_deadline`](Self::set_deadline).
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.inner.set_write_timeout(timeout)
+    }
+
+    /// Sets a deadline for every later read and write (`None`: no deadline, the
+    /// default). An operation that has not finished by `deadline` fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) however many system calls
+    /// it takes, and one started after it fails at once: a peer that trickles a
+    /// reply or reads a request slowly cannot stretch it. The read and write
+    /// timeouts still bound each wait within it.
+    ///
+    /// After a `Timeout`, as for the timeouts: part of a message may have been
+    /// sent (the connection should be closed), and part of a message received is
+    /// kept (the next read returns the rest of it).
+    ///
+    /// [`call`](crate::call) bounds its whole transaction this way.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    ///
+    /// // The whole exchange, connecting included, within two seconds.
+    /// let deadline = Instant::now() + Duration::from_secs(2);
+    /// let mut stream = npipe::ConnectOptions::new()
+    ///     .timeout(Duration::from_secs(2))
+    ///     .connect("demo")?;
+    /// stream.set_deadline(Some(deadline));
+    /// stream.send(b"ping")?;
+    /// let mut reply = Vec::new();
+    /// stream.recv(&mut reply)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.inner.set_deadline(deadline);
     }
 
     /// Half-closes the connection: `Shutdown::Write` tells the peer no more data will

@@ -467,6 +467,127 @@ fn call_is_one_transaction_with_a_server_in_another_process() {
     assert_eq!(caller.expect_line("reply "), "Response to: from a child");
 }
 
+// ---------------------------------------------------------------------------------
+// Deadlines of whole operations
+
+/// A server that speaks the wire contract by hand (a byte-mode listener): for one
+/// client it reads a request frame, then sends the reply frame `reply` in 12
+/// pieces 0.9 s apart, each well within any timeout below and all of them far
+/// beyond. It stops when the client is gone.
+#[cfg(unix)]
+fn trickling_server(name: &str, reply: &'static [u8]) -> thread::JoinHandle<()> {
+    let listener = ListenerOptions::new()
+        .mode(Mode::Byte)
+        .create(name)
+        .unwrap();
+    thread::spawn(move || {
+        let mut stream = listener.accept().unwrap();
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).unwrap();
+        let mut request = vec![0u8; u32::from_le_bytes(header) as usize];
+        stream.read_exact(&mut request).unwrap();
+        let mut wire = (reply.len() as u32).to_le_bytes().to_vec();
+        wire.extend_from_slice(reply);
+        for piece in wire.chunks(wire.len().div_ceil(12)) {
+            if stream.write_all(piece).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(900));
+        }
+    })
+}
+
+/// A server that reads a request (a byte-mode listener, the wire contract by
+/// hand) 256 KiB at a time, 0.3 s apart, and then replies `done`. It stops when
+/// the client is gone, and returns how many bytes of the request it got.
+#[cfg(unix)]
+fn slowly_reading_server(name: &str) -> thread::JoinHandle<usize> {
+    let listener = ListenerOptions::new()
+        .mode(Mode::Byte)
+        .create(name)
+        .unwrap();
+    thread::spawn(move || {
+        let mut stream = listener.accept().unwrap();
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).unwrap();
+        let len = u32::from_le_bytes(header) as usize;
+        let mut got = 0;
+        let mut buf = vec![0u8; 256 * 1024];
+        while got < len {
+            thread::sleep(Duration::from_millis(300));
+            match stream.read(&mut buf[..(len - got).min(256 * 1024)]) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got += n,
+            }
+        }
+        let _ = stream.write_all(b"\x04\0\0\0done");
+        got
+    })
+}
+
+/// `call`'s timeout bounds the whole call: a reply trickled a piece at a time
+/// (each piece within the timeout, all of them over ten seconds) ends the call
+/// with `Timeout`. It used to bound each read, and the call succeeded after 11 s.
+#[cfg(unix)]
+#[test]
+fn call_is_bounded_by_its_timeout_however_the_reply_trickles() {
+    let _w = Watchdog::start("call_trickle");
+    let name = unique("trickle");
+    let server = trickling_server(&name, b"a reply sent a piece at a time");
+    let e = npipe::call(&name, b"hi", Duration::from_secs(2)).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout, "{e}");
+    server.join().unwrap();
+}
+
+/// The same for the request: a server that reads slowly (each read within the
+/// timeout, the whole 8 MiB in about ten seconds) cannot stretch the call, which
+/// gives up sending. The write timeout used to bound each wait for room in the
+/// socket's buffer: the whole request was sent, over ten seconds.
+#[cfg(unix)]
+#[test]
+fn call_is_bounded_by_its_timeout_however_slowly_the_server_reads() {
+    let _w = Watchdog::start("call_slow_reader");
+    let name = unique("slowread");
+    let server = slowly_reading_server(&name);
+    let request = vec![7u8; 8 * 1024 * 1024];
+    let e = npipe::call(&name, &request, Duration::from_secs(2)).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout, "{e}");
+    let got = server.join().unwrap();
+    assert!(
+        got < request.len(),
+        "the call gave up sending at its deadline, yet the server got all {got} bytes"
+    );
+}
+
+/// `Stream::set_deadline` bounds every later operation, and a read that times out
+/// keeps what arrived: with the deadline lifted, the rest of the same message
+/// follows.
+#[cfg(unix)]
+#[test]
+fn a_deadline_bounds_each_operation_and_keeps_what_arrived() {
+    let _w = Watchdog::start("set_deadline");
+    let name = unique("deadline");
+    let reply: &[u8] = b"twelve piece";
+    let server = trickling_server(&name, reply);
+    let mut stream = Stream::connect(&name).unwrap();
+    // Pieces of 2 bytes arrive at 0, 0.9, 1.8, 2.7 s...: the header and part of
+    // the payload by the deadline.
+    stream.set_deadline(Some(std::time::Instant::now() + Duration::from_secs(3)));
+    stream.send(b"hi").unwrap();
+    let mut whole = Vec::new();
+    let mut got = Vec::new();
+    assert_eq!(kind(stream.recv(&mut got)), ErrorKind::Timeout);
+    whole.extend_from_slice(&got);
+    // A deadline already passed fails at once, with nothing lost.
+    assert_eq!(kind(stream.recv(&mut got)), ErrorKind::Timeout);
+    whole.extend_from_slice(&got);
+    stream.set_deadline(None);
+    stream.recv(&mut got).unwrap();
+    whole.extend_from_slice(&got);
+    assert_eq!(whole, reply, "the whole message, however timeouts split it");
+    server.join().unwrap();
+}
+
 #[test]
 fn many_clients_on_many_threads_all_get_their_replies() {
     let _w = Watchdog::start("many_clients");

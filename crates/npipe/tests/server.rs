@@ -1054,3 +1054,222 @@ fn requests_counted(kind: Kind) {
     );
     assert_eq!(stats.timed_out, 1, "{stats:?}");
 }
+
+// ---------------------------------------------------------------------------------
+// Request cancellation: a handler learns when its reply is no longer wanted
+
+/// The ways a handler runs, for the cancellation tests: a sync handler on a thread
+/// serving its connection (message mode, Unix), a sync handler handed to the
+/// blocking pool by the connection's task (byte mode), an async handler whose
+/// work goes on in a task of its own.
+#[derive(Debug, Clone, Copy)]
+enum Runs {
+    SyncDedicated,
+    SyncPerRequest,
+    Async,
+}
+
+/// A server whose handler reports, on `reports`, its request's deadline and
+/// whether the request was cancelled within 30 s (it never replies first).
+fn reporting_server(
+    builder: npipe::server::ServerBuilder,
+    runs: Runs,
+    reports: std::sync::mpsc::Sender<(Option<std::time::Instant>, bool)>,
+) -> SpawnedServer {
+    let builder = match runs {
+        Runs::SyncPerRequest => {
+            let mut opts = ListenerOptions::new();
+            opts.mode(Mode::Byte);
+            builder.options(opts)
+        }
+        _ => builder,
+    };
+    let builder = match runs {
+        Runs::SyncDedicated | Runs::SyncPerRequest => builder.handler(move |r: Request| {
+            // Blocks without polling until the server cancels the request.
+            let cancelled = r.cancellation().wait_timeout(Duration::from_secs(30));
+            let _ = reports.send((r.deadline(), cancelled));
+            echo(r)
+        }),
+        Runs::Async => builder.async_handler(move |r: Request| {
+            let reports = reports.clone();
+            async move {
+                // Work of its own outlives the handler, which the server drops.
+                let (deadline, cancellation) = (r.deadline(), r.cancellation());
+                tokio::spawn(async move {
+                    let wait = cancellation.cancelled();
+                    let cancelled = tokio::time::timeout(Duration::from_secs(30), wait)
+                        .await
+                        .is_ok();
+                    let _ = reports.send((deadline, cancelled));
+                });
+                std::future::pending::<Response>().await
+            }
+        }),
+    };
+    builder.spawn().unwrap()
+}
+
+/// Sends one request in the mode of `runs` and expects no reply.
+fn call_without_reply(name: &str, runs: Runs) {
+    match runs {
+        Runs::SyncPerRequest => {
+            let mut s = raw_client(name);
+            s.write_all(b"work").unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut reply = Vec::new();
+            let _ = s.read_to_end(&mut reply);
+            assert!(reply.is_empty(), "no reply expected, got {reply:?}");
+        }
+        _ => {
+            let e = npipe::call(name, b"work", Duration::from_secs(20)).unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::Disconnected, "{e}");
+        }
+    }
+}
+
+/// A request whose deadline passes while its handler works is cancelled, and the
+/// handler (or the work it left running) learns it, however the handler runs; the
+/// request tells its deadline.
+#[cfg(unix)]
+#[test]
+fn a_request_past_its_deadline_is_cancelled() {
+    let _w = Watchdog::start("a_request_past_its_deadline_is_cancelled");
+    for runs in [Runs::SyncDedicated, Runs::SyncPerRequest, Runs::Async] {
+        let name = unique("srv-cancel");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let builder = Server::builder(&name).request_timeout(Some(Duration::from_millis(300)));
+        let server = reporting_server(builder, runs, tx);
+        call_without_reply(&name, runs);
+        let (deadline, cancelled) = rx.recv_timeout(Duration::from_secs(40)).unwrap();
+        assert!(deadline.is_some(), "{runs:?}: a request deadline was set");
+        assert!(cancelled, "{runs:?}: the handler was told");
+        let stats = wait_stats(&server, "the request counted", |s| s.active == 0);
+        assert_eq!(stats.timed_out, 1, "{runs:?}: {stats:?}");
+    }
+}
+
+/// Shutdown past its grace period cancels the requests still in their handler,
+/// and `join` returns without waiting for them.
+#[cfg(unix)]
+#[test]
+fn shutdown_past_the_grace_period_cancels_running_requests() {
+    let _w = Watchdog::start("shutdown_past_the_grace_period_cancels_running_requests");
+    for runs in [Runs::SyncDedicated, Runs::SyncPerRequest, Runs::Async] {
+        let name = unique("srv-cancel-grace");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let builder = Server::builder(&name)
+            .request_timeout(None)
+            .shutdown_grace(Duration::from_millis(200));
+        let server = reporting_server(builder, runs, tx);
+        let client = {
+            let name = name.clone();
+            thread::spawn(move || call_without_reply(&name, runs))
+        };
+        wait_stats(&server, "the request in its handler", |s| {
+            s.instances
+                .iter()
+                .any(|i| i.state == InstanceState::Handling)
+        });
+        server.shutdown();
+        server.join().unwrap();
+        let (deadline, cancelled) = rx.recv_timeout(Duration::from_secs(40)).unwrap();
+        assert!(deadline.is_none(), "{runs:?}: no request deadline was set");
+        assert!(cancelled, "{runs:?}: the handler was told");
+        client.join().unwrap();
+    }
+}
+
+/// A client that closes its connection while a sync handler on a thread of its
+/// own works on its request cancels the request (no reply can reach it), with no
+/// request deadline to end it otherwise.
+#[cfg(unix)]
+#[test]
+fn a_client_gone_cancels_its_request() {
+    let _w = Watchdog::start("a_client_gone_cancels_its_request");
+    let name = unique("srv-cancel-gone");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let builder = Server::builder(&name).request_timeout(None);
+    let server = reporting_server(builder, Runs::SyncDedicated, tx);
+    let mut client = npipe::Stream::connect(&name).unwrap();
+    client.send(b"work").unwrap();
+    wait_stats(&server, "the request in its handler", |s| {
+        s.instances
+            .iter()
+            .any(|i| i.state == InstanceState::Handling)
+    });
+    drop(client);
+    let (_, cancelled) = rx.recv_timeout(Duration::from_secs(40)).unwrap();
+    assert!(cancelled, "the handler was told");
+}
+
+/// A request answered in full is never cancelled, even once its connection is
+/// gone; its deadline is ahead of it while the handler runs.
+#[test]
+fn an_answered_request_is_not_cancelled() {
+    let _w = Watchdog::start("an_answered_request_is_not_cancelled");
+    let name = unique("srv-not-cancelled");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = Server::builder(&name)
+        .request_timeout(Some(Duration::from_secs(30)))
+        .handler(move |r: Request| {
+            let ahead = r.deadline().is_some_and(|d| d > std::time::Instant::now());
+            let _ = tx.send((ahead, r.cancellation()));
+            echo(r)
+        })
+        .spawn()
+        .unwrap();
+    let reply = npipe::call(&name, b"hi", Duration::from_secs(10)).unwrap();
+    assert_eq!(reply, b"Response to: hi");
+    let (ahead, cancellation) = rx.recv().unwrap();
+    assert!(ahead, "the deadline is ahead while the handler runs");
+    wait_stats(&server, "the connection closed", |s| s.active == 0);
+    assert!(!cancellation.is_cancelled());
+    assert!(!cancellation.wait_timeout(Duration::from_millis(100)));
+    server.shutdown();
+    server.join().unwrap();
+    assert!(!cancellation.is_cancelled(), "not even by the shutdown");
+}
+
+/// A client that reads its large reply slowly — each read well within the request
+/// deadline, the whole 8 MiB in about ten seconds — is cut off at the deadline,
+/// however the handler runs: the deadline bounds the whole write. A connection
+/// served on a thread of its own (sync handler) used to bound each wait for room
+/// in the socket's buffer on its own, and the client got the whole reply.
+#[cfg(unix)]
+#[test]
+fn a_client_that_reads_its_reply_slowly_is_cut_off_at_the_deadline() {
+    let _w = Watchdog::start("a_client_that_reads_its_reply_slowly");
+    const REPLY: usize = 8 << 20;
+    for kind in [Kind::Sync, Kind::Async] {
+        let name = unique("srv-slow-reader");
+        let builder = Server::builder(&name).request_timeout(Some(Duration::from_secs(1)));
+        let server = match kind {
+            Kind::Sync => builder.handler(|_| Response::new(vec![b'r'; REPLY])),
+            Kind::Async => builder.async_handler(|_| async { Response::new(vec![b'r'; REPLY]) }),
+        }
+        .spawn()
+        .unwrap();
+        let mut client = raw_client(&name);
+        client.write_all(b"\x03\0\0\0big").unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 128 * 1024];
+        loop {
+            thread::sleep(Duration::from_millis(200));
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        assert!(
+            got < 4 + REPLY,
+            "{kind:?}: all {got} bytes of the reply arrived"
+        );
+        let stats = wait_stats(&server, "the slow reader cut off", |s| s.active == 0);
+        assert_eq!(
+            (stats.timed_out, stats.completed),
+            (1, 0),
+            "{kind:?}: {stats:?}"
+        );
+    }
+}

@@ -282,6 +282,42 @@ fn a_transaction_reply_larger_than_the_first_read_is_whole() {
     server.join().unwrap();
 }
 
+/// `Stream::set_deadline` bounds a whole operation of many `ReadFile`s: a server
+/// that sends twelve pieces 0.9 s apart, each within the read timeout, cannot
+/// stretch `read_to_end` past the deadline.
+#[test]
+fn a_deadline_bounds_reads_however_the_bytes_trickle() {
+    let _w = Watchdog::start("deadline");
+    let name = unique("trickle");
+    let listener = ListenerOptions::new()
+        .mode(Mode::Byte)
+        .create(&name)
+        .unwrap();
+    let server = thread::spawn(move || {
+        let mut stream = listener.accept().unwrap();
+        for piece in b"twelve bytes".chunks(1) {
+            if stream.write_all(piece).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(900));
+        }
+    });
+    let mut client = ConnectOptions::new()
+        .mode(Mode::Byte)
+        .connect(&name)
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.set_deadline(Some(Instant::now() + Duration::from_secs(2)));
+    let mut got = Vec::new();
+    let e = client.read_to_end(&mut got).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout, "{e}");
+    assert!(got.len() < 12, "the deadline ended the read: {got:?}");
+    drop(client);
+    server.join().unwrap();
+}
+
 /// The pipe's DACL as SDDL, read through a client handle.
 fn dacl_of(name: &str) -> String {
     let client = Stream::connect(name).unwrap();

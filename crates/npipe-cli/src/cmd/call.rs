@@ -68,6 +68,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Some(text) => text.as_bytes().to_vec(),
     };
+    // The deadline of the whole call, from before connecting.
+    let deadline = Instant::now().checked_add(args.timeout);
     let mut options = npipe::ConnectOptions::new();
     options.mode(args.mode.into()).timeout(args.timeout);
     if let Some(uid) = args.server_uid {
@@ -78,8 +80,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         ModeArg::Message if args.server_uid.is_none() => {
             npipe::call(args.name.as_str(), &request, args.timeout)
         }
-        ModeArg::Message => call_message(&options, &args.name, &request, args.timeout),
-        ModeArg::Byte => call_bytes(&options, &args.name, &request, args.timeout),
+        ModeArg::Message => call_message(&options, &args.name, &request, deadline),
+        ModeArg::Byte => call_bytes(&options, &args.name, &request, deadline),
     }
     .with_context(|| format!("calling pipe {}", args.name))?;
     let mut out = reply;
@@ -113,26 +115,16 @@ fn check_mode(name: &str, mode: ModeArg) -> anyhow::Result<()> {
     }
 }
 
-/// Time left of `timeout` since `start`, never zero (zero means "no timeout").
-fn left(start: Instant, timeout: Duration) -> Duration {
-    timeout
-        .checked_sub(start.elapsed())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(Duration::from_millis(1))
-}
-
-/// `npipe::call` with connect options (for `--server-uid`).
+/// `npipe::call` with connect options (for `--server-uid`), done by `deadline`.
 fn call_message(
     options: &npipe::ConnectOptions,
     name: &str,
     request: &[u8],
-    timeout: Duration,
+    deadline: Option<Instant>,
 ) -> io::Result<Vec<u8>> {
-    let start = Instant::now();
     let mut stream = options.connect(name)?;
-    stream.set_write_timeout(Some(left(start, timeout)))?;
+    stream.set_deadline(deadline);
     stream.send(request)?;
-    stream.set_read_timeout(Some(left(start, timeout)))?;
     let mut reply = Vec::new();
     match stream.recv(&mut reply)? {
         Some(_) => Ok(reply),
@@ -144,17 +136,16 @@ fn call_message(
     }
 }
 
-/// A transaction on a byte pipe: connect, write, half-close, read until EOF.
+/// A transaction on a byte pipe, done by `deadline`: connect, write, half-close,
+/// read until EOF.
 fn call_bytes(
     options: &npipe::ConnectOptions,
     name: &str,
     request: &[u8],
-    timeout: Duration,
+    deadline: Option<Instant>,
 ) -> io::Result<Vec<u8>> {
-    let start = Instant::now();
-    let left = || left(start, timeout);
     let mut stream = options.connect(name)?;
-    stream.set_write_timeout(Some(left()))?;
+    stream.set_deadline(deadline);
     let sent = stream
         .write_all(request)
         .and_then(|()| stream.shutdown(Shutdown::Write));
@@ -164,7 +155,6 @@ fn call_bytes(
         }
         // The server closed before reading the request: if its access policy
         // refused this client, its notice waits to be read and says so.
-        stream.set_read_timeout(Some(left()))?;
         let mut notice = [0u8; 64];
         let got = stream.read(&mut notice).unwrap_or(0);
         return byte_reply(notice[..got].to_vec(), Some(e));
@@ -172,7 +162,6 @@ fn call_bytes(
     let mut reply = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
-        stream.set_read_timeout(Some(left()))?;
         match stream.read(&mut buf) {
             Ok(0) => return byte_reply(reply, None),
             Ok(n) => reply.extend_from_slice(&buf[..n]),

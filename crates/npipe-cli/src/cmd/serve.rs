@@ -16,9 +16,12 @@ Examples:
 Handlers: none (the original demo server's \"Response to: <request>\"), --echo, or
 --exec CMD: CMD runs through `sh -c` for each request, with the request on stdin; its
 stdout is the reply. When it exits non-zero the request fails: the server closes that
-connection without replying (`npipe call` exits 8) and counts it as failed.
-Ctrl-C or SIGTERM stops accepting at once, lets requests in flight finish, and prints
-the statistics (JSON with --json).";
+connection without replying (`npipe call` exits 8) and counts it as failed. CMD runs
+in a process group of its own, killed when the request ends: when CMD exits (what it
+left in the background goes too), when the request deadline passes, when the client
+has gone (message mode), or at shutdown.
+Ctrl-C or SIGTERM stops accepting at once, lets requests in flight finish within the
+grace period, stops what is left, and prints the statistics (JSON with --json).";
 
 /// `npipe serve` arguments.
 #[derive(Debug, clap::Args)]
@@ -32,6 +35,7 @@ pub(crate) struct Args {
 
     /// Run CMD (with `sh -c`) for each request: the request on its stdin, its stdout
     /// is the reply; on a non-zero exit the connection is closed without a reply.
+    /// Every process CMD starts is killed when its request ends.
     #[arg(long, value_name = "CMD")]
     pub(crate) exec: Option<String>,
 
@@ -65,7 +69,8 @@ pub(crate) struct Args {
     #[arg(short, long, value_enum, default_value_t = AccessArg::Owner)]
     pub(crate) access: AccessArg,
 
-    /// How long requests in flight may take to finish at shutdown.
+    /// How long requests in flight may take to finish at shutdown; then they are cut
+    /// off, their commands killed, and the server exits.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
     pub(crate) grace: Duration,
 
@@ -87,8 +92,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The server, on `npipe::Server` (the library's tokio feature).
 mod imp {
     use std::fmt::Write as _;
-    use std::io::Write as _;
-    use std::process::{Command, ExitCode, Stdio};
+    use std::process::ExitCode;
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use anyhow::Context;
@@ -96,8 +101,13 @@ mod imp {
 
     use super::Args;
     use crate::cmd::{print_json, write_stdout};
+    use crate::exec::Commands;
     use crate::exit;
     use crate::units::format_duration;
+
+    /// How long the exit may wait for handler threads, once their commands are
+    /// killed and their requests cut off.
+    const THREADS_AT_EXIT: Duration = Duration::from_millis(500);
 
     /// Runs `npipe serve`.
     pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -105,7 +115,12 @@ mod imp {
             .enable_all()
             .build()
             .context("starting the tokio runtime")?;
-        runtime.block_on(serve(args))
+        let result = runtime.block_on(serve(args));
+        // A handler past the grace period has been cut off and its command killed.
+        // Dropping the runtime would still wait for its thread, however long the
+        // handler takes to return: the server must exit after the grace period.
+        runtime.shutdown_timeout(THREADS_AT_EXIT);
+        result
     }
 
     async fn serve(args: Args) -> anyhow::Result<ExitCode> {
@@ -116,7 +131,8 @@ mod imp {
             .pending_instances(args.pending)
             .max_instances(args.instances)
             .max_message_size(args.max_message);
-        let handler = Handler::from_args(&args);
+        let commands = Arc::new(Commands::new(tokio::runtime::Handle::current()));
+        let handler = Handler::from_args(&args, &commands);
         let stop = shutdown_signal()?;
         let server = npipe::Server::builder(args.name.as_str())
             .options(options)
@@ -136,7 +152,10 @@ mod imp {
         );
         let handle = server.handle();
         let started = Instant::now();
-        server.run_until(stop).await.context("serving")?;
+        let served = server.run_until(stop).await;
+        // Commands of requests cut off after the grace period, if any, go now.
+        commands.kill_all();
+        served.context("serving")?;
         let stats = handle.stats();
         let elapsed = started.elapsed();
         if args.json {
@@ -190,13 +209,13 @@ mod imp {
         /// The original demo server: `Response to: <request>`.
         Demo,
         Echo,
-        Exec(String),
+        Exec(String, Arc<Commands>),
     }
 
     impl Handler {
-        fn from_args(args: &Args) -> Handler {
+        fn from_args(args: &Args, commands: &Arc<Commands>) -> Handler {
             match (&args.exec, args.echo) {
-                (Some(cmd), _) => Handler::Exec(cmd.clone()),
+                (Some(cmd), _) => Handler::Exec(cmd.clone(), Arc::clone(commands)),
                 (None, true) => Handler::Echo,
                 (None, false) => Handler::Demo,
             }
@@ -219,7 +238,7 @@ mod imp {
                     npipe::Response::from(reply)
                 }
                 Handler::Echo => npipe::Response::from(request.into_body()),
-                Handler::Exec(cmd) => match run_command(cmd, request.body()) {
+                Handler::Exec(cmd, commands) => match commands.run(cmd, &request) {
                     Ok(reply) => npipe::Response::from(reply),
                     Err(e) => {
                         tracing::warn!(command = %cmd, connection = request.connection(), "{e:#}");
@@ -230,48 +249,6 @@ mod imp {
                 },
             }
         }
-    }
-
-    /// Runs `cmd` through the shell with `input` on stdin; its stdout, or an error
-    /// when it could not start or exited unsuccessfully.
-    fn run_command(cmd: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
-        #[cfg(unix)]
-        let mut command = {
-            let mut c = Command::new("sh");
-            c.arg("-c").arg(cmd);
-            c
-        };
-        #[cfg(not(unix))]
-        let mut command = {
-            let mut c = Command::new("cmd");
-            c.arg("/C").arg(cmd);
-            c
-        };
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting `{cmd}`"))?;
-        // Feed stdin from another thread so a command that writes before it has read
-        // everything cannot deadlock with us.
-        let feeder = child.stdin.take().map(|mut stdin| {
-            let input = input.to_vec();
-            std::thread::spawn(move || {
-                // A command that ignores its input closes the pipe early: not an error.
-                let _ = stdin.write_all(&input);
-            })
-        });
-        let output = child
-            .wait_with_output()
-            .with_context(|| format!("running `{cmd}`"))?;
-        if let Some(feeder) = feeder {
-            let _ = feeder.join();
-        }
-        if !output.status.success() {
-            anyhow::bail!("`{cmd}` failed ({})", output.status);
-        }
-        Ok(output.stdout)
     }
 
     fn stats_json(stats: &npipe::Stats, elapsed: Duration) -> serde_json::Value {

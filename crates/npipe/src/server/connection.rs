@@ -134,7 +134,7 @@ async fn requests(stream: &mut Stream, shared: &Shared, id: u64, tracked: &Track
         let deadline = after(tracked, shared.request_timeout);
         let byte_mode = stream.mode() == Mode::Byte;
         let one = pin!(one_request(
-            stream, shared, tracked, &mut body, peer, id, sequence
+            stream, shared, tracked, &mut body, peer, id, sequence, deadline
         ));
         match within(sleep.as_mut(), deadline, one).await {
             None => return End::RequestTimeout,
@@ -148,6 +148,8 @@ async fn requests(stream: &mut Stream, shared: &Shared, id: u64, tracked: &Track
     }
 }
 
+// One argument per thing a request needs; a struct would only move them.
+#[allow(clippy::too_many_arguments)]
 async fn one_request(
     stream: &mut Stream,
     shared: &Shared,
@@ -156,6 +158,7 @@ async fn one_request(
     peer: Option<crate::PeerCredentials>,
     id: u64,
     sequence: u64,
+    deadline: Option<Instant>,
 ) -> Result<(), End> {
     let received = match stream.mode() {
         Mode::Message => receive_message(stream, body).await?,
@@ -163,7 +166,17 @@ async fn one_request(
     };
     tracked.received(received);
     tracked.enter(Phase::Handling);
-    let request = Request::new(std::mem::take(body), peer, id, sequence);
+    let request = Request::new(
+        std::mem::take(body),
+        peer,
+        id,
+        sequence,
+        deadline.map(Instant::into_std),
+        tracked.conn(),
+    );
+    // Dropped unanswered (the deadline passed and `within` dropped this future,
+    // the task was aborted, the handler failed): the request is cancelled.
+    let in_flight = tracked.in_flight(sequence);
     let response = shared
         .handler
         .call(request)
@@ -175,9 +188,13 @@ async fn one_request(
     if !shared.replies {
         // An inbound pipe: the server cannot write, the handler's reply is dropped.
         tracked.answered(0);
+        in_flight.answered();
         return Ok(());
     }
-    tracked.enter(Phase::Writing);
+    if !tracked.enter(Phase::Writing) {
+        // Cut off by the hard stop while the handler ran: no reply.
+        return Err(End::Shutdown);
+    }
     let reply = response.into_body();
     stream.send(&reply).await.map_err(End::sending)?;
     let framing = if stream.mode() == Mode::Message {
@@ -186,6 +203,7 @@ async fn one_request(
         0
     };
     tracked.answered((reply.len() + framing) as u64);
+    in_flight.answered();
     *body = reply; // keep the allocation for the next request
     Ok(())
 }

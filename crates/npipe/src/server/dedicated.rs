@@ -60,11 +60,14 @@ pub(super) fn eligible(listener: &Listener, shared: &Shared) -> Option<Arc<SyncF
     }
 }
 
-/// Cuts off dedicated connections whose handler overran the request deadline
-/// ([`Counters::cut_overdue`](super::stats::Counters::cut_overdue)), checking
-/// every twentieth of the deadline (at most every second), until dropped.
-pub(super) async fn cut_overdue(shared: Arc<Shared>, limit: Duration) {
-    let period = (limit / 20).clamp(Duration::from_millis(1), Duration::from_secs(1));
+/// Cuts off dedicated connections whose handler overran the request deadline or
+/// whose client has gone ([`Counters::cut_overdue`](super::stats::Counters::cut_overdue)),
+/// checking every twentieth of the deadline `limit` and at least every second,
+/// until dropped.
+pub(super) async fn cut_overdue(shared: Arc<Shared>, limit: Option<Duration>) {
+    let period = limit.map_or(Duration::from_secs(1), |limit| {
+        (limit / 20).clamp(Duration::from_millis(1), Duration::from_secs(1))
+    });
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -150,20 +153,36 @@ fn requests(
             return End::Shutdown;
         }
         sequence += 1;
-        let request = Request::new(std::mem::take(&mut body), peer, id, sequence);
-        let Ok(response) = catch_unwind(AssertUnwindSafe(|| handler(request))) else {
+        let deadline = wait.deadline();
+        let request = Request::new(
+            std::mem::take(&mut body),
+            peer,
+            id,
+            sequence,
+            deadline,
+            tracked.conn(),
+        );
+        // Until answered, `cut_overdue` and `close_all` cancel the request, and so
+        // does any return below that leaves it unanswered.
+        let in_flight = tracked.in_flight(sequence);
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler(request)));
+        // Too late, or cut off: the async path would have given up on this request
+        // (dropped its handler) whatever the handler made of its cancellation.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return End::RequestTimeout;
+        }
+        if tracked.is_closing() {
+            return End::Shutdown;
+        }
+        let Ok(response) = outcome else {
             return End::HandlerPanicked;
         };
         if let Some(reason) = response.failure() {
             return End::HandlerFailed(reason.to_owned());
         }
-        let deadline = wait.deadline();
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            // Too late: the async path would have given up on this request too.
-            return End::RequestTimeout;
-        }
         if !shared.replies {
             tracked.answered(0);
+            in_flight.answered();
             continue;
         }
         if !tracked.enter(Phase::Writing) {
@@ -178,6 +197,7 @@ fn requests(
             };
         }
         tracked.answered((reply.len() + HEADER_LEN) as u64);
+        in_flight.answered();
         body = reply; // keep the allocation for the next request
     }
 }

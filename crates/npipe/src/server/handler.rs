@@ -2,21 +2,100 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::stats::Conn;
 use crate::stream::PeerCredentials;
 
 /// One request received by a [`Server`](super::Server): the message (or, in byte
-/// mode, every byte until the client half-closed) and who sent it.
+/// mode, every byte until the client half-closed), who sent it, and when the
+/// server gives up on it.
+///
+/// # Cancellation
+///
+/// When the server stops wanting the reply — the request deadline passed, the
+/// grace period of a shutdown is over, the server was dropped, or (for a sync
+/// handler serving a message-mode connection on Unix) the client closed its
+/// connection — the request is *cancelled*: the client has been cut off or is
+/// gone, and whatever the handler still does is wasted. An async handler run by its connection is simply dropped
+/// then. A sync handler cannot be stopped from outside, and an async one may have
+/// started work that outlives it (a task, a child process): they learn of it
+/// through [`is_cancelled`](Self::is_cancelled) or
+/// [`cancellation`](Self::cancellation), which can also wait for it, without
+/// polling, from a thread or a task. A request answered in full is never
+/// cancelled; one whose handler failed or panicked is, once its handler returned.
+///
+/// # Examples
+///
+/// A sync handler that works in steps and stops when its reply is no longer
+/// wanted:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use npipe::{Request, Response, Server};
+///
+/// fn checksum(request: Request) -> Response {
+///     let mut sum = 0u64;
+///     for chunk in request.body().chunks(4096) {
+///         if request.is_cancelled() {
+///             return Response::fail("cancelled");
+///         }
+///         sum = chunk.iter().fold(sum, |sum, &b| sum.rotate_left(5) ^ u64::from(b));
+///     }
+///     Response::from(sum.to_string())
+/// }
+///
+/// let server = Server::builder("checksum")
+///     .request_timeout(Some(Duration::from_secs(2)))
+///     .handler(checksum)
+///     .spawn()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// A sync handler that runs a child process and kills it when the request is
+/// cancelled. Sync handlers run on the blocking threads of the server's tokio
+/// runtime, so they can wait for two things at once with
+/// `Handle::current().block_on`:
+///
+/// ```no_run
+/// use npipe::{Request, Response};
+///
+/// fn run_job(request: Request) -> Response {
+///     let cancellation = request.cancellation();
+///     tokio::runtime::Handle::current().block_on(async {
+///         let mut job = match tokio::process::Command::new("sleep")
+///             .arg("60")
+///             .kill_on_drop(true)
+///             .spawn()
+///         {
+///             Ok(job) => job,
+///             Err(e) => return Response::fail(e.to_string()),
+///         };
+///         tokio::select! {
+///             status = job.wait() => Response::from(format!("{status:?}")),
+///             // Dropping `job` kills it.
+///             _ = cancellation.cancelled() => Response::fail("cancelled"),
+///         }
+///     })
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Request {
     body: Vec<u8>,
     peer: Option<PeerCredentials>,
     connection: u64,
     sequence: u64,
+    deadline: Option<Instant>,
+    /// Its connection, where the server marks it cancelled.
+    conn: Arc<Conn>,
 }
 
 impl Request {
@@ -25,12 +104,16 @@ impl Request {
         peer: Option<PeerCredentials>,
         connection: u64,
         sequence: u64,
+        deadline: Option<Instant>,
+        conn: Arc<Conn>,
     ) -> Request {
         Request {
             body,
             peer,
             connection,
             sequence,
+            deadline,
+            conn,
         }
     }
 
@@ -60,6 +143,192 @@ impl Request {
     /// Which request of its connection this is, starting at 1.
     pub fn sequence(&self) -> u64 {
         self.sequence
+    }
+
+    /// When the server gives up on this request: its first byte's arrival plus the
+    /// request deadline ([`ServerBuilder::request_timeout`](super::ServerBuilder::request_timeout)).
+    /// `None` without a request deadline. The reply must be written by then, so a
+    /// handler that can shorten its work (a timeout of its own, a query's limit)
+    /// should finish well before it.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether the request has been cancelled: its reply is no longer wanted (see
+    /// [Cancellation](Self#cancellation)). Cheap: one atomic load.
+    pub fn is_cancelled(&self) -> bool {
+        self.conn.cancels.is_cancelled(self.sequence)
+    }
+
+    /// A handle that tells when this request is cancelled, to check, await, or
+    /// wait for on a thread; clones of it may go to other threads and tasks and
+    /// outlive the request.
+    pub fn cancellation(&self) -> Cancellation {
+        Cancellation {
+            token: self.conn.cancels.token(self.sequence),
+        }
+    }
+}
+
+/// Tells when a [`Request`] is cancelled: the server no longer wants its reply
+/// (see [Cancellation](Request#cancellation)). From [`Request::cancellation`];
+/// cheap to clone, and usable from any thread or task.
+#[derive(Debug, Clone)]
+pub struct Cancellation {
+    token: CancellationToken,
+}
+
+impl Cancellation {
+    /// Whether the request has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes when the request is cancelled (never, if its reply is written).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future loses nothing; a new one completes just
+    /// the same.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{Request, Response};
+    ///
+    /// // Work that goes on in a task of its own stops with the request.
+    /// async fn handle(request: Request) -> Response {
+    ///     let cancellation = request.cancellation();
+    ///     let work = tokio::spawn(async move {
+    ///         tokio::select! {
+    ///             _ = cancellation.cancelled() => None,
+    ///             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => Some(b"done".to_vec()),
+    ///         }
+    ///     });
+    ///     match work.await {
+    ///         Ok(Some(reply)) => Response::from(reply),
+    ///         _ => Response::fail("cancelled"),
+    ///     }
+    /// }
+    /// ```
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// Blocks the calling thread until the request is cancelled (forever, if its
+    /// reply is written: wait on a thread that is dropped with the work, or use
+    /// [`wait_timeout`](Self::wait_timeout)). The thread sleeps meanwhile and is
+    /// woken by the cancellation itself, without polling.
+    ///
+    /// # Panics
+    ///
+    /// Never; it may be called inside or outside a tokio runtime, though blocking a
+    /// runtime's worker thread stalls its tasks.
+    pub fn wait(&self) {
+        self.block_until(None);
+    }
+
+    /// Blocks the calling thread until the request is cancelled or `timeout` has
+    /// passed; `true` if it was cancelled. As [`wait`](Self::wait), without polling.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::{Request, Response};
+    ///
+    /// // Retries a busy resource until it is free or the request is cancelled.
+    /// fn handle(request: Request, try_take: impl Fn() -> Option<Vec<u8>>) -> Response {
+    ///     let cancellation = request.cancellation();
+    ///     loop {
+    ///         if let Some(reply) = try_take() {
+    ///             return Response::from(reply);
+    ///         }
+    ///         if cancellation.wait_timeout(Duration::from_millis(50)) {
+    ///             return Response::fail("cancelled");
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.block_until(Some(Instant::now().checked_add(timeout)).flatten()) || self.is_cancelled()
+    }
+
+    /// Parks the thread until cancelled or `deadline` (`None`: no deadline, or
+    /// one too far to represent).
+    fn block_until(&self, deadline: Option<Instant>) -> bool {
+        /// Wakes a parked thread.
+        struct Unpark(thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut cancelled = pin!(self.token.cancelled());
+        loop {
+            if cancelled.as_mut().poll(&mut cx).is_ready() {
+                return true;
+            }
+            // A spurious wake-up polls again.
+            match deadline {
+                None => thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    thread::park_timeout(deadline - now);
+                }
+            }
+        }
+    }
+}
+
+/// A connection's record of which of its requests was cancelled. At most one
+/// ever is: a cancelled request ends its connection.
+#[derive(Debug, Default)]
+pub(crate) struct Cancels {
+    /// The sequence number of the cancelled request; 0: none.
+    cancelled: AtomicU64,
+    /// The token of the request whose handler asked for one, made on demand so
+    /// that requests that never ask cost nothing.
+    token: Mutex<Option<(u64, CancellationToken)>>,
+}
+
+impl Cancels {
+    /// Cancels request `sequence` (1 or more).
+    pub(crate) fn cancel(&self, sequence: u64) {
+        // Before taking the lock: `token` checks it under the lock, so a token
+        // made at any moment is cancelled by one side or the other.
+        self.cancelled.store(sequence, Ordering::SeqCst);
+        let token = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((of, token)) = &*token {
+            if *of == sequence {
+                token.cancel();
+            }
+        }
+    }
+
+    fn is_cancelled(&self, sequence: u64) -> bool {
+        self.cancelled.load(Ordering::SeqCst) == sequence
+    }
+
+    /// The token of request `sequence`, made now if needed.
+    fn token(&self, sequence: u64) -> CancellationToken {
+        let mut slot = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((of, token)) = &*slot {
+            if *of == sequence {
+                return token.clone();
+            }
+        }
+        let token = CancellationToken::new();
+        if self.is_cancelled(sequence) {
+            token.cancel();
+        }
+        *slot = Some((sequence, token.clone()));
+        token
     }
 }
 

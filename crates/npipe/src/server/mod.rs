@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use handler::{Request, Response};
+pub use handler::{Cancellation, Request, Response};
 pub use spawn::SpawnedServer;
 pub use stats::{InstanceState, InstanceStatus, Stats};
 
@@ -82,9 +82,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 ///   client that sends half a message and stalls frees its instance.
 ///
 /// Expired connections are closed and counted in [`Stats::timed_out`] (and their
-/// requests in [`Stats::requests_timed_out`]). A sync handler
-/// still running then finishes on its thread; its reply is discarded. (On Unix its
-/// instance counts against `max_instances` until the handler returns.)
+/// requests in [`Stats::requests_timed_out`]). The request is then cancelled
+/// ([`Request::cancellation`]): an async handler run by its connection is dropped; a
+/// sync handler still running finishes on its thread (its reply is discarded), so it
+/// should watch for the cancellation and stop early — and so should any work a
+/// handler started that may outlive it (tasks, child processes). (On Unix a sync
+/// handler's instance counts against `max_instances` until it returns.)
+/// [`Request::deadline`] tells a handler the deadline ahead.
 ///
 /// # Back-pressure
 ///
@@ -98,7 +102,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// namespace, so new clients get `NotFound`; clients queued but not yet accepted are
 /// disconnected), closes idle connections, and lets requests in flight finish within
 /// the grace period ([`ServerBuilder::shutdown_grace`], default 5 s); what is still
-/// running after that is dropped. Then [`Server::run`] returns.
+/// running after that is cut off and its requests cancelled. Then [`Server::run`]
+/// returns, without waiting for sync handlers that ignore the cancellation.
 ///
 /// # Examples
 ///
@@ -249,6 +254,9 @@ impl ServerBuilder {
     /// threads also accept: up to `pending_instances` of them (at most four or one
     /// per CPU, whichever is more) wait in `accept`, and the thread that takes a
     /// client serves it.
+    ///
+    /// Either way the handler runs on a thread of the runtime's blocking pool, so
+    /// `tokio::runtime::Handle::current()` works in it (see [`Request`]'s examples).
     pub fn handler<F>(mut self, handler: F) -> Self
     where
         F: Fn(Request) -> Response + Send + Sync + 'static,
@@ -444,13 +452,14 @@ impl Server {
         let shutdown = shared.shutdown.cancelled();
         tokio::pin!(shutdown);
         // Sync handlers on threads of their own cannot be interrupted: something
-        // else must close their connection at the deadline. Ends with `run`.
+        // else must close their connection, and cancel their request, at the
+        // deadline or when the client has gone. Ends with `run`.
         #[cfg(unix)]
-        let _cut_overdue = match (&shared.handler, shared.request_timeout) {
-            (Handler::Sync(_), Some(limit)) => Some(tokio_util::task::AbortOnDropHandle::new(
-                tokio::spawn(self::dedicated::cut_overdue(Arc::clone(&shared), limit)),
-            )),
-            _ => None,
+        let _cut_overdue = match &shared.handler {
+            Handler::Sync(_) => Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                self::dedicated::cut_overdue(Arc::clone(&shared), shared.request_timeout),
+            ))),
+            Handler::Async(_) => None,
         };
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let acceptors = match &shared.handler {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::handler::Cancels;
 use crate::stream::PeerCredentials;
 
 /// A snapshot of a server's counters and instances, from
@@ -212,6 +213,11 @@ pub(crate) struct Conn {
     /// same unit; 0: none.
     #[cfg(unix)]
     deadline: AtomicU64,
+    /// The request whose handler runs or whose reply is being written (its
+    /// sequence number); 0: none. What a hard stop or an overdue cut cancels.
+    in_flight: AtomicU64,
+    /// Which of its requests was cancelled (see `Request::cancellation`).
+    pub(crate) cancels: Cancels,
     figures: Figures,
     peer: Option<PeerCredentials>,
 }
@@ -272,6 +278,8 @@ impl Counters {
             since: AtomicU64::new(self.nanos_now()),
             #[cfg(unix)]
             deadline: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            cancels: Cancels::default(),
             figures: Figures::default(),
             peer,
         });
@@ -342,21 +350,31 @@ impl Counters {
                 let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
                 wake.token = None;
             }
+            // A handler still running learns that its reply is no longer wanted
+            // (once its client is cut off, so that it cannot answer after all).
+            entry.conn.cancel_in_flight();
         }
     }
 
     /// Cuts off the dedicated connections whose handler has overrun the request
-    /// deadline: the client is told at the deadline (the connection closes, as on
-    /// the async path), though the handler's thread runs on until it returns.
-    /// Reads and writes need no help: their socket timeouts end them.
+    /// deadline, or whose client has gone (closed its end: no reply can reach
+    /// it), and cancels their request: the client is told at the deadline (the
+    /// connection closes, as on the async path), though the handler's thread runs
+    /// on until it returns. Reads and writes need no help: their deadlines end
+    /// them.
     #[cfg(unix)]
     pub(crate) fn cut_overdue(&self) {
         let now = self.nanos_now();
         for entry in self.connections().values() {
             let Some(wake) = &entry.wake else { continue };
             let conn = &entry.conn;
+            if conn.phase.load(Ordering::Relaxed) != Phase::Handling as u8 {
+                continue;
+            }
             let deadline = conn.deadline.load(Ordering::Relaxed);
-            if deadline == 0 || deadline > now {
+            let overdue = deadline != 0 && deadline <= now;
+            // Registered sockets are open while the lock is held (see `dedicate`).
+            if !overdue && !crate::sys::hung_up(wake.fd) {
                 continue;
             }
             if conn
@@ -370,6 +388,7 @@ impl Counters {
                 .is_ok()
             {
                 let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
+                conn.cancel_in_flight();
             }
         }
     }
@@ -425,6 +444,14 @@ impl Counters {
 }
 
 impl Conn {
+    /// Cancels the request in flight, if any.
+    fn cancel_in_flight(&self) {
+        let sequence = self.in_flight.load(Ordering::SeqCst);
+        if sequence != 0 {
+            self.cancels.cancel(sequence);
+        }
+    }
+
     /// Shutdown's claim on an idle connection: `true` if it was idle (and is now
     /// closing), `false` if a request is in flight.
     fn claim_idle(&self) -> bool {
@@ -529,6 +556,22 @@ impl Tracked {
         add(&self.conn.figures.bytes_in, bytes);
     }
 
+    /// The connection, for its requests to learn whether they were cancelled.
+    pub(crate) fn conn(&self) -> Arc<Conn> {
+        Arc::clone(&self.conn)
+    }
+
+    /// Request `sequence` goes to the handler. Until [`InFlight::answered`], a hard
+    /// stop or an overdue cut cancels it, and so does dropping the guard: the
+    /// request then ended without its reply (deadline, failure, connection cut).
+    pub(crate) fn in_flight(&self, sequence: u64) -> InFlight<'_> {
+        self.conn.in_flight.store(sequence, Ordering::SeqCst);
+        InFlight {
+            conn: &self.conn,
+            sequence,
+        }
+    }
+
     /// A request was answered; `bytes` of reply were written.
     pub(crate) fn answered(&self, bytes: u64) {
         self.in_flight.store(false, Ordering::Relaxed);
@@ -556,6 +599,28 @@ impl Tracked {
     /// The connection was closed by a deadline (see [`Stats::timed_out`]).
     pub(crate) fn timed_out(&self) {
         add(&self.counters.timed_out, 1);
+    }
+}
+
+/// A request between its handler's start and its reply: see [`Tracked::in_flight`].
+#[derive(Debug)]
+pub(crate) struct InFlight<'a> {
+    conn: &'a Conn,
+    sequence: u64,
+}
+
+impl InFlight<'_> {
+    /// The reply was written in full (or, on an inbound pipe, none was due).
+    pub(crate) fn answered(self) {
+        self.conn.in_flight.store(0, Ordering::SeqCst);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.conn.in_flight.store(0, Ordering::SeqCst);
+        self.conn.cancels.cancel(self.sequence);
     }
 }
 

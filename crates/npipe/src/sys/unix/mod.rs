@@ -42,6 +42,8 @@ pub(crate) fn cached_peer_credentials(
     Ok(*cache.get_or_init(|| peer))
 }
 pub(crate) use listener::Listener;
+#[cfg(feature = "tokio")]
+pub(crate) use stream::hung_up;
 pub(crate) use stream::Stream;
 #[cfg(feature = "tokio")]
 pub(crate) use tokio_io::{

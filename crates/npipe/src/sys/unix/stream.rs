@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, setsockopt, sockopt, UnixAddr};
 
 use super::dir::ConnectTarget;
@@ -43,6 +44,8 @@ pub(crate) struct Stream {
     reader: FrameReader,
     write_buf: Vec<u8>,
     send_buffer: SendBuffer,
+    /// Set by `set_deadline`: every read and write must end by then.
+    deadline: Option<Instant>,
     /// Held by server-side streams: the instance is free again when it drops.
     _slot: Option<Slot>,
     /// The peer's credentials once read (at accept when the access policy needs
@@ -71,6 +74,7 @@ impl Stream {
             reader: FrameReader::new(max_message),
             write_buf: Vec::new(),
             send_buffer,
+            deadline: None,
             _slot: Some(slot),
             peer: peer.map(OnceLock::from).unwrap_or_default(),
         }
@@ -88,6 +92,7 @@ impl Stream {
             reader: FrameReader::new(max),
             write_buf: Vec::new(),
             send_buffer: SendBuffer::unchanged(),
+            deadline: None,
             _slot: None,
             peer: OnceLock::new(),
         }
@@ -176,6 +181,7 @@ impl Stream {
             },
             write_buf: Vec::new(),
             send_buffer,
+            deadline: None,
             _slot: None,
             peer: OnceLock::new(),
         })
@@ -190,8 +196,19 @@ impl Stream {
     }
 
     pub(crate) fn send(&mut self, message: &[u8]) -> io::Result<()> {
-        self.send_wire(&[message], send_all)
-            .map_err(|e| self.refused_or(e))
+        self.send_parts(&[message])
+    }
+
+    /// Puts `parts` on the wire (see [`send_wire`](Self::send_wire)), by the
+    /// deadline if one is set.
+    fn send_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let sent = match self.deadline {
+            None => self.send_wire(parts, send_all),
+            Some(deadline) => self.send_wire(parts, |sock, parts| {
+                send_all_by(sock, parts, Some(deadline), WaitLimit::SocketTimeout)
+            }),
+        };
+        sent.map_err(|e| self.refused_or(e))
     }
 
     /// A message client whose send found the connection closed before it read
@@ -222,8 +239,7 @@ impl Stream {
             heap = bufs.iter().map(|buf| &**buf).collect();
             &heap
         };
-        self.send_wire(parts, send_all)
-            .map_err(|e| self.refused_or(e))?;
+        self.send_parts(parts)?;
         Ok(parts.iter().map(|part| part.len()).sum())
     }
 
@@ -270,12 +286,13 @@ impl Stream {
 
     pub(crate) fn recv(&mut self, out: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.check_read()?;
+        let mut src = Source::new(&self.sock, self.deadline);
         match self.mode {
-            Mode::Message => self.reader.recv(&mut &self.sock, out),
+            Mode::Message => self.reader.recv(&mut src, out),
             Mode::Byte => {
                 // A byte stream has no messages: deliver what has arrived.
                 out.resize(64 * 1024, 0);
-                let n = read_mapped(&mut &self.sock, out)?;
+                let n = read_mapped(&mut src, out)?;
                 out.truncate(n);
                 Ok((n > 0).then_some(n))
             }
@@ -284,10 +301,11 @@ impl Stream {
 
     pub(crate) fn recv_into(&mut self, out: &mut [u8]) -> io::Result<Option<Received>> {
         self.check_read()?;
+        let mut src = Source::new(&self.sock, self.deadline);
         match self.mode {
-            Mode::Message => self.reader.recv_into(&mut &self.sock, out),
+            Mode::Message => self.reader.recv_into(&mut src, out),
             Mode::Byte => {
-                let n = read_mapped(&mut &self.sock, out)?;
+                let n = read_mapped(&mut src, out)?;
                 Ok((n > 0 || out.is_empty()).then(|| Received::new(n, false)))
             }
         }
@@ -313,9 +331,10 @@ impl Stream {
 
     pub(crate) fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.check_read()?;
+        let mut src = Source::new(&self.sock, self.deadline);
         match self.mode {
-            Mode::Message => self.reader.read_bytes(&mut &self.sock, out),
-            Mode::Byte => read_mapped(&mut &self.sock, out),
+            Mode::Message => self.reader.read_bytes(&mut src, out),
+            Mode::Byte => read_mapped(&mut src, out),
         }
     }
 
@@ -334,6 +353,11 @@ impl Stream {
 
     pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.sock.set_write_timeout(timeout)
+    }
+
+    /// Every later read and write must end by `deadline` (`None`: no deadline).
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
     }
 
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
@@ -389,14 +413,7 @@ impl Stream {
             gave_up: false,
         };
         let got = self.reader.recv(&mut src, out);
-        let gave_up = src.gave_up;
-        if wait.deadline_installed {
-            // Back to the idle timeout for the wait between requests.
-            self.sock.set_read_timeout(wait.idle)?;
-            wait.deadline_installed = false;
-            wait.idle_installed = true;
-        }
-        if gave_up {
+        if src.gave_up {
             out.clear();
             return Ok(None);
         }
@@ -410,7 +427,9 @@ impl Stream {
 
     /// Sends a reply by `deadline` (see `send_all_by`).
     pub(crate) fn send_by(&mut self, message: &[u8], deadline: Option<Instant>) -> io::Result<()> {
-        self.send_wire(&[message], |sock, parts| send_all_by(sock, parts, deadline))
+        self.send_wire(&[message], |sock, parts| {
+            send_all_by(sock, parts, deadline, WaitLimit::None)
+        })
     }
 }
 
@@ -424,8 +443,6 @@ pub(crate) struct RequestWait {
     /// block, so a connection whose request is already there (the usual
     /// connect-request-reply-close client) costs no system call for it.
     idle_installed: bool,
-    /// Whether the socket's read timeout is the current request's time left.
-    deadline_installed: bool,
     begun: bool,
     deadline: Option<Instant>,
 }
@@ -437,7 +454,6 @@ impl RequestWait {
             idle,
             // A fresh socket has no read timeout, which is right for no idle limit.
             idle_installed: idle.is_none(),
-            deadline_installed: false,
             begun: false,
             deadline: None,
         }
@@ -486,15 +502,11 @@ impl Read for RequestSource<'_> {
             }
             return Ok(n);
         }
-        if let Some(deadline) = self.wait.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            self.sock.set_read_timeout(Some(left))?;
-            self.wait.deadline_installed = true;
+        match self.wait.deadline {
+            Some(deadline) => recv_by(self.sock, out, Some(deadline), WaitLimit::None),
+            // No request deadline: the socket's timeout (the idle timeout) as before.
+            None => (&mut &*self.sock).read(out),
         }
-        (&mut &*self.sock).read(out)
     }
 }
 
@@ -550,6 +562,143 @@ impl From<Stream> for OwnedFd {
     }
 }
 
+/// The socket as `FrameReader` and byte-mode reads see it: blocking reads, each
+/// bounded by the socket's read timeout, or while a deadline is set, reads that
+/// end by it ([`recv_by`]).
+enum Source<'a> {
+    Blocking(&'a UnixStream),
+    By(&'a UnixStream, Instant),
+}
+
+impl<'a> Source<'a> {
+    fn new(sock: &'a UnixStream, deadline: Option<Instant>) -> Source<'a> {
+        match deadline {
+            None => Source::Blocking(sock),
+            Some(deadline) => Source::By(sock, deadline),
+        }
+    }
+}
+
+impl Read for Source<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match *self {
+            Source::Blocking(sock) => (&mut &*sock).read(out),
+            Source::By(sock, deadline) => {
+                recv_by(sock, out, Some(deadline), WaitLimit::SocketTimeout)
+            }
+        }
+    }
+}
+
+/// What bounds each wait of a timed operation besides its deadline.
+#[derive(Debug, Clone, Copy)]
+enum WaitLimit {
+    /// Nothing else (the managed server's requests).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    None,
+    /// The socket's own read or write timeout (`SO_RCVTIMEO`, `SO_SNDTIMEO`), as
+    /// the blocking calls honour it.
+    SocketTimeout,
+}
+
+impl WaitLimit {
+    /// The limit on one wait for `events`, read from the socket when needed.
+    fn get(self, sock: &UnixStream, events: PollFlags) -> io::Result<Option<Duration>> {
+        match self {
+            WaitLimit::None => Ok(None),
+            WaitLimit::SocketTimeout if events.contains(PollFlags::POLLOUT) => sock.write_timeout(),
+            WaitLimit::SocketTimeout => sock.read_timeout(),
+        }
+    }
+}
+
+/// One `recv` that ends by `deadline` (`None`: no deadline): the timed receive.
+/// What has arrived is returned at once; otherwise it waits (`poll`) for the time
+/// left, and for no more than `limit`. An expired wait, or a deadline already
+/// passed, is `TimedOut`. It never changes the socket's options, so the
+/// deadline covers every read of an operation together: a peer that trickles
+/// its bytes cannot stretch it, as it can a per-call `SO_RCVTIMEO`.
+fn recv_by(
+    sock: &UnixStream,
+    out: &mut [u8],
+    deadline: Option<Instant>,
+    limit: WaitLimit,
+) -> io::Result<usize> {
+    loop {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(timed_out(true));
+        }
+        match socket::recv(sock.as_raw_fd(), out, socket::MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                let limit = limit.get(sock, PollFlags::POLLIN)?;
+                wait_ready(sock, PollFlags::POLLIN, deadline, limit)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `sock` is ready for `events` (`poll`), at most until `deadline`
+/// and at most `limit`. `TimedOut` if it is not ready in time.
+fn wait_ready(
+    sock: &UnixStream,
+    events: PollFlags,
+    deadline: Option<Instant>,
+    limit: Option<Duration>,
+) -> io::Result<()> {
+    loop {
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let (wait, by_deadline) = match (left, limit) {
+            (Some(left), Some(limit)) => (Some(left.min(limit)), left <= limit),
+            (Some(left), None) => (Some(left), true),
+            (None, limit) => (limit, false),
+        };
+        if wait.is_some_and(|wait| wait.is_zero()) {
+            return Err(timed_out(by_deadline));
+        }
+        // Whole milliseconds, rounded up: a wait shorter than one must still wait.
+        let timeout = wait.map_or(PollTimeout::NONE, |wait| {
+            PollTimeout::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX)
+        });
+        let mut fds = [PollFd::new(sock.as_fd(), events)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Err(timed_out(by_deadline)),
+            // Ready, or an error or hang-up that the next call reports.
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether the peer of socket `fd` has closed its end entirely (`POLLHUP`), so
+/// that nothing written could reach it; a half-close is not a hang-up. Never
+/// blocks. `fd` must be open: the server's registry of dedicated connections
+/// guarantees it.
+#[cfg(feature = "tokio")]
+pub(crate) fn hung_up(fd: RawFd) -> bool {
+    // SAFETY: the caller keeps `fd` open for this call, which only asks the kernel
+    // for its readiness; the borrow ends with it.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(sock, PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+        && fds[0]
+            .revents()
+            .is_some_and(|revents| revents.contains(PollFlags::POLLHUP))
+}
+
+/// A timed wait that expired: the deadline, or the socket's own timeout.
+fn timed_out(by_deadline: bool) -> io::Error {
+    let what = if by_deadline {
+        "the deadline passed"
+    } else {
+        "the socket's timeout expired"
+    };
+    io::Error::new(io::ErrorKind::TimedOut, what)
+}
+
 /// Reads that never block, for `peek`.
 struct NonBlocking<'a>(&'a UnixStream);
 
@@ -562,7 +711,7 @@ impl Read for NonBlocking<'_> {
     }
 }
 
-fn read_mapped(src: &mut &UnixStream, out: &mut [u8]) -> io::Result<usize> {
+fn read_mapped(src: &mut impl Read, out: &mut [u8]) -> io::Result<usize> {
     loop {
         match src.read(out) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -611,28 +760,40 @@ fn send_all(sock: &UnixStream, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
-/// [`send_all`] by `deadline` (`None`: no limit), whatever the socket's write
-/// timeout: first without blocking, which is all a reply needs while the peer
-/// keeps reading; when the send buffer is full, blocking with the time left.
-#[cfg(feature = "tokio")]
-fn send_all_by(sock: &UnixStream, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<()> {
+/// [`send_all`] by `deadline` (`None`: no deadline): the timed send. Sends
+/// without blocking, which is all a message needs while the peer keeps reading;
+/// when the send buffer is full, waits (`poll`) for room, for the time left and
+/// no more than `limit`. One deadline for every `send`: a blocking `send` with
+/// `SO_SNDTIMEO` would restart its timeout for each buffer's worth of a large
+/// message, so a peer that reads slowly could stretch it without end.
+fn send_all_by(
+    sock: &UnixStream,
+    parts: &[&[u8]],
+    deadline: Option<Instant>,
+    limit: WaitLimit,
+) -> io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut sent = 0;
-    let mut flags = SEND_FLAGS | socket::MsgFlags::MSG_DONTWAIT;
     while sent < total {
-        match send_some(sock, parts, sent, flags) {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(write_timed_out(sent, total));
+        }
+        match send_some(
+            sock,
+            parts,
+            sent,
+            SEND_FLAGS | socket::MsgFlags::MSG_DONTWAIT,
+        ) {
             Ok(n) => sent += n,
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
-                let left = match deadline {
-                    Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                    None => Duration::MAX,
-                };
-                if left.is_zero() {
-                    return Err(write_timed_out(sent, total));
+                let limit = limit.get(sock, PollFlags::POLLOUT)?;
+                match wait_ready(sock, PollFlags::POLLOUT, deadline, limit) {
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        return Err(write_timed_out(sent, total))
+                    }
+                    other => other?,
                 }
-                sock.set_write_timeout((left != Duration::MAX).then_some(left))?;
-                flags = SEND_FLAGS;
             }
             Err(e) => return Err(send_error(e)),
         }

@@ -81,10 +81,14 @@ pub(crate) fn is_listening(name: &PipeName) -> io::Result<bool> {
 pub(crate) fn call(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
     let start = std::time::Instant::now();
     let mut stream = Stream::connect(name, crate::ConnectOptions::new().timeout(timeout))?;
-    let left = timeout
-        .checked_sub(start.elapsed())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(Duration::from_millis(1));
+    // `transact` bounds the rest of the call by what is left.
+    let left = timeout.saturating_sub(start.elapsed());
+    if left.is_zero() {
+        return Err(err(
+            ErrorKind::Timeout,
+            format!("no reply within {}", fmt_duration(timeout)),
+        ));
+    }
     stream.transact(request, left)
 }
 

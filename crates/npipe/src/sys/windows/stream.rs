@@ -65,6 +65,8 @@ pub(crate) struct Stream {
     poisoned: Option<String>,
     read_timeout: Timeout,
     write_timeout: Timeout,
+    /// Set by `set_deadline`: every read and write must end by then.
+    deadline: Option<Instant>,
     read_shut: AtomicBool,
     write_shut: AtomicBool,
     slot: Option<Slot>,
@@ -96,6 +98,7 @@ impl Stream {
             poisoned: None,
             read_timeout: Timeout::none(),
             write_timeout: Timeout::none(),
+            deadline: None,
             read_shut: AtomicBool::new(false),
             write_shut: AtomicBool::new(false),
             slot: Some(slot),
@@ -118,6 +121,7 @@ impl Stream {
             poisoned: None,
             read_timeout: Timeout::none(),
             write_timeout: Timeout::none(),
+            deadline: None,
             read_shut: AtomicBool::new(client.read_shut),
             write_shut: AtomicBool::new(client.write_shut),
             slot: None,
@@ -397,6 +401,25 @@ impl Stream {
         self.write_timeout.set(timeout)
     }
 
+    /// Every later read and write must end by `deadline` (`None`: no deadline).
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// A wait of `timeout_ms` (a read or write timeout, or `INFINITE`) cut to the
+    /// time left before the deadline, for one `ReadFile` or `WriteFile`: each is
+    /// given what is left, so the deadline bounds an operation of many.
+    fn bounded(&self, timeout_ms: u32) -> io::Result<u32> {
+        let Some(deadline) = self.deadline else {
+            return Ok(timeout_ms);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(err(ErrorKind::Timeout, "the deadline has passed"));
+        }
+        Ok(timeout_ms.min(millis(left)))
+    }
+
     /// The peer's process id (`GetNamedPipeClientProcessId` on the server end,
     /// `GetNamedPipeServerProcessId` on the client end). Windows has no uid or gid.
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
@@ -471,11 +494,14 @@ impl Stream {
         self.check_size(len + left.max(1))?;
         let mut want = next_read(&reply, left);
         loop {
-            let wait = millis(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1)),
-            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(err(
+                    ErrorKind::Timeout,
+                    format!("no whole reply within {}", fmt_duration(timeout)),
+                ));
+            }
+            let wait = millis(left);
             reply.reserve_exact(want);
             match self.read_spare(&mut reply, want, wait)? {
                 Got::Data { more: false, .. } => {
@@ -496,7 +522,7 @@ impl Stream {
     fn write_once(&self, data: &[u8]) -> io::Result<usize> {
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let raw = self.pipe.as_raw_handle();
-        let timeout = self.write_timeout.millis();
+        let timeout = self.bounded(self.write_timeout.millis())?;
         // SAFETY: `data` is readable for `len` bytes until `run` returns.
         let done = unsafe {
             run(self.pipe.as_handle(), &self.event, timeout, None, |ov| {
@@ -521,8 +547,10 @@ impl Stream {
         }
     }
 
-    /// One `ReadFile` into `len` bytes at `buf`, bounded by `timeout_ms`.
+    /// One `ReadFile` into `len` bytes at `buf`, bounded by `timeout_ms` and the
+    /// deadline.
     fn read_raw(&self, buf: *mut u8, len: usize, timeout_ms: u32) -> io::Result<Got> {
+        let timeout_ms = self.bounded(timeout_ms)?;
         let len = u32::try_from(len).unwrap_or(u32::MAX);
         let raw = self.pipe.as_raw_handle();
         // SAFETY: callers pass a buffer writable for `len` bytes that outlives this
