@@ -155,18 +155,30 @@ fn serve(name: &str, extra: &[&str]) -> Proc {
 // ---------------------------------------------------------------------------------
 // `npipe call --timeout`
 
+/// A pipe of `mode` (as `npipe info` and `npipe call` see it) whose connections
+/// the servers below drive by hand, as plain sockets.
+fn raw_listener(name: &str, mode: Mode) -> npipe::Listener {
+    ListenerOptions::new()
+        .mode(mode)
+        .create(name)
+        .expect("create pipe")
+}
+
+/// The next connection of `listener`, as the plain socket under it.
+fn raw_accept(listener: &npipe::Listener) -> std::os::unix::net::UnixStream {
+    let stream = listener.accept().expect("accept");
+    stream.into_std().expect("a fresh stream has read nothing")
+}
+
 /// A server that speaks the wire contract by hand (a byte-mode listener in this
 /// process) and sends its reply in 12 pieces 0.9 s apart: each within any
 /// timeout below, all of them far beyond. In message mode it first reads one
 /// request frame; in byte mode, the request until the client half-closes. It
 /// stops when the client is gone.
 fn trickling_server(name: &str, mode: Mode) -> thread::JoinHandle<()> {
-    let listener = ListenerOptions::new()
-        .mode(Mode::Byte)
-        .create(name)
-        .expect("create pipe");
+    let listener = raw_listener(name, mode);
     thread::spawn(move || {
-        let mut stream = listener.accept().expect("accept");
+        let mut stream = raw_accept(&listener);
         let mut reply = b"a reply sent a piece at a time".to_vec();
         if mode == Mode::Message {
             let mut header = [0u8; 4];
@@ -193,12 +205,9 @@ fn trickling_server(name: &str, mode: Mode) -> thread::JoinHandle<()> {
 /// at a time, 0.3 s apart, then replies. It stops when the client is gone and
 /// returns how many bytes of the request it got.
 fn slowly_reading_server(name: &str, mode: Mode) -> thread::JoinHandle<usize> {
-    let listener = ListenerOptions::new()
-        .mode(Mode::Byte)
-        .create(name)
-        .expect("create pipe");
+    let listener = raw_listener(name, mode);
     thread::spawn(move || {
-        let mut stream = listener.accept().expect("accept");
+        let mut stream = raw_accept(&listener);
         let mut len = usize::MAX;
         if mode == Mode::Message {
             let mut header = [0u8; 4];
