@@ -264,3 +264,291 @@ fn names_with_spaces_agree_in_every_verb() {
         assert_eq!(entry["live"], true, "{name:?}: {entry}");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Findings of the attack on "Hardening II": each test fails today (hence ignored).
+
+/// A directory of this test in `/tmp` (root's, mode 0755: others may enter it but
+/// not write it), removed with what it holds when dropped.
+struct Dir(std::path::PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir(&path).expect("create the test directory");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Dir(path)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `npipe ARGS` as user nobody (`setpriv`, no supplementary groups), or `None`
+/// when this process cannot switch users (the test is then skipped, except under
+/// CI, where it fails).
+fn as_nobody(program: &OsStr) -> Option<Command> {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true" && v != "1"),
+            "cannot run under CI: needs root to run npipe as user nobody (setpriv)"
+        );
+        eprintln!("SKIPPED: needs root to run npipe as user nobody (setpriv)");
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program)
+        .env_remove("NPIPE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Some(cmd)
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.starts_with(" Z"))
+    })
+}
+
+/// Waits up to `limit` for process `pid` to end; kills it if it did not, and says
+/// whether it had ended by itself.
+fn ended_within(pid: u32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while running(pid) {
+        if start.elapsed() > limit {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// The pid a command wrote to `file`, once it has.
+fn pid_in(file: &std::path::Path) -> u32 {
+    let start = Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(start.elapsed() < LIMIT, "nothing in {file:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A command in a session of its own: `sh -c '...'` run by `setsid`, which writes
+/// its pid to `file` and becomes `sleep 300`; the command waits for the pid, then
+/// replies `started` and exits. `quiet`: its stdout is /dev/null, else inherited.
+fn escaping_command(file: &std::path::Path, quiet: bool) -> String {
+    let redirect = if quiet {
+        "</dev/null >/dev/null 2>&1"
+    } else {
+        ""
+    };
+    format!(
+        "setsid sh -c 'echo $$ > {f}; exec sleep 300' {redirect} & while [ ! -s {f} ]; do sleep 0.01; done; echo started",
+        f = file.display()
+    )
+}
+
+/// `serve --exec` promises that every process the command starts is killed when
+/// its request ends (and at the latest when the server exits): a process group is
+/// not every process. One that starts a session of its own (`setsid`, what
+/// daemons do) survives the request and the server.
+#[test]
+#[ignore = "finding 2: serve --exec kills the command's process group only; a process that calls setsid survives the request and the server"]
+fn a_command_that_starts_a_session_of_its_own_leaves_nothing_running() {
+    let dir = Dir::new("setsid");
+    let file = dir.0.join("pid");
+    let name = unique("setsid");
+    let server = serve(&name, &["--exec", &escaping_command(&file, true)]);
+    let out = run(&["call", &name, "go"], b"");
+    assert_eq!(out.stdout, b"started\n", "{out:?}");
+    let pid = pid_in(&file);
+    drop(server);
+    assert!(
+        ended_within(pid, Duration::from_secs(10)),
+        "process {pid}, started by the command, outlived its request and the server"
+    );
+}
+
+/// The reply is the command's stdout once the command has exited ("its end is seen
+/// when it exits, not when the last process that holds its stdout does", exec.rs).
+/// A process of the command that escaped its process group and holds stdout keeps
+/// the reply back until the request deadline cuts the client off (exit 8), and the
+/// request is then counted nowhere while its handler thread waits.
+#[test]
+#[ignore = "finding 2: a process that escaped the command's group and holds its stdout withholds the reply of a command that exited"]
+fn a_command_that_exits_is_answered_whatever_it_left_behind() {
+    let dir = Dir::new("setsid-stdout");
+    let file = dir.0.join("pid");
+    let name = unique("setsid-stdout");
+    let _server = serve(
+        &name,
+        &[
+            "--exec",
+            &escaping_command(&file, false),
+            "--request-timeout",
+            "5s",
+        ],
+    );
+    let out = run(&["call", &name, "go", "--timeout", "20s"], b"");
+    let pid = pid_in(&file);
+    let _ = ended_within(pid, Duration::ZERO);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"started\n", "{out:?}");
+}
+
+/// `call --server-uid` refuses a server run by anybody else with "access denied"
+/// (6). The mode check before it believes the squatter's lock file record (the
+/// record is shown when its owner is the socket's, and the squatter owns both):
+/// the call is a usage error (2) telling the user to call again with the
+/// squatter's mode.
+#[test]
+#[ignore = "finding 3: the mode check believes a squatter's record before --server-uid is checked: exit 2 and advice to switch modes instead of exit 6"]
+fn server_uid_refuses_a_squatter_whatever_mode_it_records() {
+    let name = unique("squat-mode");
+    let Some(mut squatter) = as_nobody(OsStr::new(env!("CARGO_BIN_EXE_npipe"))) else {
+        return;
+    };
+    squatter.args(["serve", &name, "--mode", "byte", "--access", "everyone"]);
+    let _squatter = Guard(Some(squatter.spawn().expect("spawn the squatter")));
+    let out = run(&["wait", &name, "--timeout", "20s"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let out = run(&["call", &name, "hello", "--server-uid", "0"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("uid 65534"), "{stderr}");
+}
+
+/// A pipe directory that passes every check (root's, not writable by others) but
+/// that the user cannot write: `serve` cannot create its lock file. That is the
+/// OS refusing this user (6, "Permission denied"), not "something keeps appearing
+/// and vanishing at the lock file" and "name in use" (7).
+#[test]
+#[ignore = "finding 5: a lock file that cannot be created (EACCES) is reported as something appearing and vanishing, exit 7"]
+fn a_pipe_directory_the_user_cannot_write_is_access_denied() {
+    let dir = Dir::new("read-only");
+    let Some(mut serve) = as_nobody(OsStr::new(env!("CARGO_BIN_EXE_npipe"))) else {
+        return;
+    };
+    serve
+        .args(["serve", "x"])
+        .env("NPIPE_DIR", &dir.0)
+        .stderr(Stdio::piped());
+    let mut child = Guard(Some(serve.spawn().expect("spawn npipe serve")));
+    let start = Instant::now();
+    while matches!(child.0.as_mut().unwrap().try_wait(), Ok(None)) {
+        assert!(start.elapsed() < LIMIT, "npipe serve still running");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(!stderr.contains("appearing and vanishing"), "{stderr}");
+}
+
+/// `info` and `list` print the name of the process that holds a pipe's socket
+/// (`/proc/PID/comm`), which its user chooses (here: the name of the link it was
+/// started through). Control characters in it reach the terminal of whoever runs
+/// `info`: `ESC [ 8 m` hides everything after it, the owner's uid included.
+#[test]
+#[ignore = "finding 6: info and list print another user's process name raw, terminal escape sequences included"]
+fn info_and_list_print_no_control_characters_of_another_users_process_name() {
+    let dir = Dir::new("comm");
+    let link = dir.0.join("\x1b[8mnpipe");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_npipe"), &link).unwrap();
+    let name = unique("comm");
+    let Some(mut squatter) = as_nobody(link.as_os_str()) else {
+        return;
+    };
+    squatter.args(["serve", &name, "--access", "everyone"]);
+    let _squatter = Guard(Some(squatter.spawn().expect("spawn the server")));
+    let out = run(&["wait", &name, "--timeout", "20s"], b"");
+    assert!(out.status.success(), "{out:?}");
+    for verb in [vec!["info", name.as_str()], vec!["list"]] {
+        let out = run(&verb, b"");
+        assert!(out.status.success(), "{verb:?}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("npipe"),
+            "{verb:?}: the process is named: {text}"
+        );
+        assert!(
+            !out.stdout.contains(&0x1b),
+            "{verb:?} printed an escape character: {text:?}"
+        );
+    }
+}
+
+/// The statistics `serve` prints when it exits count every request once:
+/// requests = answered + failed + timed out + oversize. A request cut off at the
+/// end of the grace period (its command killed) is printed as neither answered
+/// nor failed: the numbers are taken before its handler has returned.
+#[test]
+#[ignore = "finding 7: serve prints its statistics before a request cut off at the end of the grace period is counted"]
+fn the_statistics_printed_at_exit_count_every_request() {
+    let dir = Dir::new("grace-stats");
+    let mark = dir.0.join("started");
+    let name = unique("grace-stats");
+    let exec = format!("touch {}; sleep 300", mark.display());
+    let server = npipe()
+        .args(["serve", &name, "--exec", &exec, "--grace", "1s", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn npipe serve");
+    let mut server = Guard(Some(server));
+    let out = run(&["wait", &name, "--timeout", "20s"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let call = npipe()
+        .args(["call", &name, "hi", "--timeout", "60s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn npipe call");
+    let _call = Guard(Some(call));
+    let start = Instant::now();
+    while !mark.exists() {
+        assert!(start.elapsed() < LIMIT, "the command never started");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let child = server.0.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON stats");
+    let n = |key: &str| {
+        stats[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {stats}"))
+    };
+    assert_eq!(n("requests"), 1, "{stats}");
+    assert_eq!(
+        n("requests"),
+        n("completed") + n("failed") + n("requests_timed_out") + n("rejected_oversize"),
+        "{stats}"
+    );
+}

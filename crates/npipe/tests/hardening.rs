@@ -1407,6 +1407,136 @@ fn symlinks_planted_in_a_shared_directory_are_never_followed() {
     std::fs::remove_file(&private).unwrap();
 }
 
+/// Root's clients connect to root's socket by its path after `fstatat` showed it
+/// (the "cannot be swapped" shortcut of `connect_target`). In a sticky shared
+/// directory the entry can still change between the two calls: its owner removes
+/// it (the server stops, or a stale socket is reclaimed) and then anyone may create
+/// a new entry there. Another user who plants a symlink the moment the socket is
+/// gone makes a root client that checked the old socket follow the symlink: to a
+/// private socket only root may use (here), or to another server of root's, which
+/// `expect_server_uid(0)` accepts. Nothing may ever reach the private socket.
+#[test]
+#[ignore = "finding 1: a client follows a symlink planted between its fstatat of root's socket and its connect by path"]
+fn a_symlink_planted_as_the_server_leaves_is_never_followed_by_its_clients() {
+    let _w = Watchdog::start("a_symlink_planted_as_the_server_leaves");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to race user nobody (setpriv)");
+    }
+    let name = unique("leave-race");
+    let sock = socket_path(&name);
+    let private = std::env::temp_dir().join(unique("private"));
+    let private_listener = std::os::unix::net::UnixListener::bind(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    private_listener.set_nonblocking(true).unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acceptor = {
+        let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match private_listener.accept() {
+                    Ok(_) => {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        })
+    };
+    let mut planter = nobody(
+        "hard-plant-spin",
+        &[
+            &name,
+            "6000",
+            sock.to_str().unwrap(),
+            private.to_str().unwrap(),
+        ],
+    );
+    planter.expect_line("planting");
+    // Root's server comes and goes; root's clients keep connecting meanwhile.
+    let served = Arc::new(AtomicU64::new(0));
+    let server = {
+        let (name, stop, served) = (name.clone(), Arc::clone(&stop), Arc::clone(&served));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match Listener::bind(&name) {
+                    Ok(listener) => {
+                        served.fetch_add(1, Ordering::Relaxed);
+                        thread::sleep(Duration::from_millis(1));
+                        drop(listener);
+                    }
+                    Err(e) => assert_eq!(ErrorKind::of(&e), ErrorKind::AddrInUse, "{e}"),
+                }
+            }
+        })
+    };
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (name, stop) = (name.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    drop(Stream::try_connect(&name));
+                }
+            })
+        })
+        .collect();
+    let planted: u64 = planter.expect_line("planted ").parse().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    for client in clients {
+        client.join().unwrap();
+    }
+    acceptor.join().unwrap();
+    if let Ok(meta) = std::fs::symlink_metadata(&sock) {
+        assert_eq!(meta.uid(), 65534, "{sock:?}");
+        std::fs::remove_file(&sock).unwrap();
+    }
+    std::fs::remove_file(&private).unwrap();
+    eprintln!(
+        "{} servers, {planted} symlinks planted",
+        served.load(Ordering::Relaxed)
+    );
+    assert!(served.load(Ordering::Relaxed) > 0, "root never served");
+    assert!(planted > 0, "the planting never ran");
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        0,
+        "root's clients reached the private socket through a planted symlink"
+    );
+}
+
+/// A server killed (SIGKILL, the OOM killer) leaves its socket and lock file; the
+/// next server of the same user reclaims them. The lock file is readable by
+/// everyone (`0644`, for `inspect`), and `flock` needs no more than a descriptor
+/// open for reading: another user who holds a shared lock on it from the moment
+/// the server dies keeps root from ever serving the name again, and root is told
+/// that the dead server's pid still serves it.
+#[test]
+#[ignore = "finding 4: another user's shared flock on a crashed server's world-readable lock file keeps its user from reclaiming the name"]
+fn another_user_cannot_keep_a_crashed_servers_name_from_its_user() {
+    let _w = Watchdog::start("another_user_cannot_keep_a_crashed_servers_name");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to lock the file as user nobody (setpriv)");
+    }
+    let name = unique("crashed-lock");
+    let mut server = util::child("hard-server", &[&name]);
+    server.expect_line("ready");
+    let lock = lock_path(&name);
+    let mut holder = nobody("hard-flock", &[lock.to_str().unwrap(), "20000"]);
+    assert_eq!(holder.expect_line(""), "opened");
+    server.kill();
+    let held = holder.expect_line("");
+    assert!(
+        socket_path(&name).exists(),
+        "SIGKILL leaves the socket file"
+    );
+    let next = Listener::bind(&name);
+    drop(holder);
+    let next = next.unwrap_or_else(|e| panic!("root's stale name ({held}): {e}"));
+    drop(next);
+    assert!(!socket_path(&name).exists() && !lock_path(&name).exists());
+}
+
 /// A lock file another user created before root's server starts (with a record of
 /// their choosing) is never adopted: root's server refuses with `AddrInUse` naming
 /// that user, and leaves the file as it was. A fifo at the lock path is refused the
@@ -2076,6 +2206,65 @@ pub(crate) mod roles {
         }
         say(format!("planted {planted}"));
         0
+    }
+
+    /// `NAME MILLIS PATH TARGET`: plants a symlink at PATH to TARGET the moment
+    /// PATH is free (trying without pause), keeps it 200 µs, removes it, and again,
+    /// for MILLIS; then says `planted N`.
+    pub(crate) fn plant_spin(args: &[&str]) -> i32 {
+        let [_, millis, path, target] = args else {
+            return fail("usage: NAME MILLIS PATH TARGET");
+        };
+        let until = Instant::now() + Duration::from_millis(millis.parse().unwrap_or(2000));
+        say("planting");
+        let mut planted = 0u64;
+        while Instant::now() < until {
+            for _ in 0..1000 {
+                if std::os::unix::fs::symlink(target, path).is_ok() {
+                    planted += 1;
+                    thread::sleep(Duration::from_micros(200));
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        say(format!("planted {planted}"));
+        0
+    }
+
+    /// `PATH MILLIS`: opens PATH for reading (says `opened`), takes a shared
+    /// `flock` on it as soon as it can (says `locked`), holds it for MILLIS.
+    pub(crate) fn flock(args: &[&str]) -> i32 {
+        let [path, millis] = args else {
+            return fail("usage: PATH MILLIS");
+        };
+        let mut file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) => {
+                say("opened");
+                say(format!("cannot open: {e}"));
+                return 0;
+            }
+        };
+        say("opened");
+        let until = Instant::now() + Duration::from_millis(millis.parse().unwrap_or(2000));
+        loop {
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
+                Ok(lock) => {
+                    say("locked");
+                    thread::sleep(until.saturating_duration_since(Instant::now()));
+                    drop(lock);
+                    return 0;
+                }
+                Err((back, _)) if Instant::now() < until => {
+                    file = back;
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err((_, e)) => {
+                    say(format!("cannot lock: {e}"));
+                    return 0;
+                }
+            }
+        }
     }
 
     /// A writer shared with the log subscriber.

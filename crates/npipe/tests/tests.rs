@@ -62,6 +62,10 @@ fn child_role() {
         "hard-plant" => hardening::roles::plant(&args),
         #[cfg(all(unix, feature = "tokio"))]
         "hard-refused" => hardening::roles::refused(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-plant-spin" => hardening::roles::plant_spin(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "hard-flock" => hardening::roles::flock(&args),
         #[cfg(all(target_os = "linux", feature = "tokio"))]
         "mem-server" => memory::roles::server(&args),
         other => {
