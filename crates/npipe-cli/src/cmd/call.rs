@@ -75,7 +75,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(uid) = args.server_uid {
         options.expect_server_uid(uid);
     }
-    check_mode(&args.name, args.mode).with_context(|| format!("calling pipe {}", args.name))?;
+    check_mode(&args.name, args.mode, args.server_uid)
+        .with_context(|| format!("calling pipe {}", args.name))?;
     let reply = match args.mode {
         ModeArg::Message if args.server_uid.is_none() => {
             npipe::call(args.name.as_str(), &request, args.timeout)
@@ -97,11 +98,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// A byte request to a message server would be read as a length prefix ("hell"
 /// of "hello" announcing 1.8 GB), and a message request to a byte server would
 /// wait for a half-close that never comes.
-fn check_mode(name: &str, mode: ModeArg) -> anyhow::Result<()> {
+///
+/// With `--server-uid`, a record is believed only from that user: a squatter's
+/// record must not turn the refusal `--server-uid` promises ("access denied",
+/// naming the squatter's uid, from the connection itself) into advice to call the
+/// squatter in its mode.
+fn check_mode(name: &str, mode: ModeArg, server_uid: Option<u32>) -> anyhow::Result<()> {
     // An invalid or unreachable name is reported by the call itself.
     let Ok(info) = npipe::inspect(name) else {
         return Ok(());
     };
+    if server_uid.is_some() && info.owner_uid() != server_uid {
+        return Ok(());
+    }
     let wanted = npipe::Mode::from(mode);
     match info.mode() {
         Some(served) if info.is_live() && served != wanted => Err(exit::Usage(format!(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::cmd::{print_json, write_stdout};
+use crate::cmd::{print_json, terminal_safe, write_stdout};
 use crate::exit;
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -40,7 +40,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&to_json(&info))?;
     } else {
-        write_stdout(to_text(&info).as_bytes())?;
+        write_stdout(terminal_safe(&to_text(&info)).as_bytes())?;
     }
     Ok(exit::code(exit::SUCCESS))
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cmd::{info, print_json, write_stdout};
+use crate::cmd::{info, print_json, terminal_safe, write_stdout};
 use crate::exit;
 use crate::table::table;
 
@@ -50,15 +50,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| {
             [
-                p.name().to_string(),
+                terminal_safe(&p.name().to_string()).into_owned(),
                 p.state().to_string(),
                 p.owner_name()
-                    .map(str::to_owned)
+                    .map(|owner| terminal_safe(owner).into_owned())
                     .or_else(|| p.owner_uid().map(|u| u.to_string()))
                     .unwrap_or_else(|| "-".to_owned()),
                 p.server_pid()
                     .map_or_else(|| "-".to_owned(), |pid| pid.to_string()),
-                p.server_process().unwrap_or("-").to_owned(),
+                terminal_safe(p.server_process().unwrap_or("-")).into_owned(),
                 p.mode().map_or("-", |m| m.as_str()).to_owned(),
                 p.access().map_or("-", |a| a.as_str()).to_owned(),
             ]

@@ -11,6 +11,7 @@ pub(crate) mod send;
 pub(crate) mod serve;
 pub(crate) mod wait;
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use crate::exit::stdout_error;
@@ -27,4 +28,46 @@ pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
     write_stdout(text.as_bytes())
+}
+
+/// `text` made safe for a terminal: control characters (but newlines) and the
+/// characters that print as nothing or change how the text around them prints
+/// (format characters such as bidirectional overrides, line and paragraph
+/// separators) are shown escaped, as `\u{1b}`. What `info` and `list` print comes
+/// partly from other users (the name of the process serving a pipe is its
+/// owner's choice), who must not reach the reader's terminal through it.
+pub(crate) fn terminal_safe(text: &str) -> Cow<'_, str> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let unsafe_char = |c: char| {
+        c != '\n'
+            && matches!(
+                c.general_category(),
+                GeneralCategory::Control
+                    | GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+            )
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn terminal_safe_escapes_what_would_act_on_the_terminal() {
+        assert_eq!(super::terminal_safe("plain\ntext"), "plain\ntext");
+        assert_eq!(super::terminal_safe("\x1b[8mnpipe"), "\\u{1b}[8mnpipe");
+        assert_eq!(super::terminal_safe("a\u{202E}b"), "a\\u{202e}b");
+    }
 }

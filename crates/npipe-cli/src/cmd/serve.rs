@@ -35,7 +35,7 @@ pub(crate) struct Args {
 
     /// Run CMD (with `sh -c`) for each request: the request on its stdin, its stdout
     /// is the reply; on a non-zero exit the connection is closed without a reply.
-    /// Every process CMD starts is killed when its request ends.
+    /// Every process of CMD's process group is killed when its request ends.
     #[arg(long, value_name = "CMD")]
     pub(crate) exec: Option<String>,
 
