@@ -70,25 +70,8 @@ impl Direction {
     }
 }
 
-/// The error for using an end of a one-way pipe the way it cannot go: reading on an
-/// end that only writes (`writing == false`) or writing on one that only reads. A
-/// server end that cannot write, or a client end that cannot read, belongs to an
-/// inbound pipe; the other two to an outbound one.
-pub(crate) fn one_way_error(is_server: bool, writing: bool) -> io::Error {
-    crate::error::err(
-        crate::ErrorKind::Unsupported,
-        format!(
-            "this end of the pipe is {} (the {} end of an {} pipe)",
-            if writing { "read-only" } else { "write-only" },
-            if is_server { "server" } else { "client" },
-            if is_server == writing {
-                "inbound"
-            } else {
-                "outbound"
-            }
-        ),
-    )
-}
+#[cfg(feature = "tokio")]
+pub(crate) use crate::error::one_way_error; // the path of `tokio/*`'s calls
 
 /// Who may connect to a pipe.
 ///

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::stats::Conn;
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 /// One request received by a [`Server`](super::Server): the message (or, in byte
 /// mode, every byte until the client half-closed), who sent it, and when the

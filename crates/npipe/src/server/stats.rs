@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::handler::Cancels;
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 /// A snapshot of a server's counters and instances, from
 /// [`ServerHandle::stats`](super::ServerHandle::stats).

@@ -12,15 +12,16 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::socket;
 
+use super::connect::{abstract_addr, raw_connect};
 use super::cred::in_supplementary_group;
 use super::dir::FileId;
 use super::gate::{self, Gate};
-use super::stream::{abstract_addr, raw_connect, SendBuffer, Stream, SEND_FLAGS};
+use super::stream::{SendBuffer, Stream, SEND_FLAGS};
 use super::{Endpoint, Kind, PipePath};
 use crate::error::{err, err_src, ErrorKind};
 use crate::name::{Address, PipeName};
 use crate::options::{Access, Direction, ListenerOptions};
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 #[derive(Debug)]
 pub(crate) struct Listener {

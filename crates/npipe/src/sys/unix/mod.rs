@@ -11,6 +11,7 @@
 
 #![allow(unsafe_code)]
 
+mod connect;
 mod cred;
 mod dir;
 mod gate;
@@ -25,22 +26,10 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-pub(crate) use cred::peer_credentials;
+pub(crate) use cred::{cached_peer_credentials, peer_credentials};
 pub(crate) use dir::{Kind, PipeDir, PipePath};
 pub(crate) use liveness::{socket_owners, Listening};
 
-/// The peer's credentials from `cache`, asked of `sock` (`SO_PEERCRED`) the first
-/// time only: they are fixed when the connection is made.
-pub(crate) fn cached_peer_credentials(
-    cache: &std::sync::OnceLock<crate::stream::PeerCredentials>,
-    sock: &impl std::os::fd::AsFd,
-) -> io::Result<crate::stream::PeerCredentials> {
-    if let Some(peer) = cache.get() {
-        return Ok(*peer);
-    }
-    let peer = peer_credentials(sock)?;
-    Ok(*cache.get_or_init(|| peer))
-}
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]
 pub(crate) use stream::hung_up;

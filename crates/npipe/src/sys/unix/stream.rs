@@ -5,21 +5,19 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, setsockopt, sockopt, UnixAddr};
+use nix::sys::socket::{self, setsockopt, sockopt};
 
-use super::dir::ConnectTarget;
+use super::connect::connect_waiting;
 use super::gate::Slot;
-use super::{Endpoint, Kind};
 use crate::error::{err, err_src, ErrorKind};
 use crate::frame::{encode_header, FrameReader, Received, HEADER_LEN};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 /// Messages up to this size are copied behind their header and sent with one `send`;
 /// larger ones go out with `sendmsg` from their buffers, without a copy.
@@ -140,7 +138,7 @@ impl Stream {
             // A refusal must come from one connection, made by `connect`.
             return None;
         }
-        let sock = raw_connect(&name.endpoint().ok()?, None).ok()?;
+        let sock = super::connect::raw_connect(&name.endpoint().ok()?, None).ok()?;
         Stream::finish_connect(name, opts, sock).ok()
     }
 
@@ -368,7 +366,7 @@ impl Stream {
         if self.can_write {
             Ok(())
         } else {
-            Err(crate::options::one_way_error(self.is_server, true))
+            Err(crate::error::one_way_error(self.is_server, true))
         }
     }
 
@@ -376,7 +374,7 @@ impl Stream {
         if self.can_read {
             Ok(())
         } else {
-            Err(crate::options::one_way_error(self.is_server, false))
+            Err(crate::error::one_way_error(self.is_server, false))
         }
     }
 }
@@ -924,143 +922,4 @@ pub(crate) fn set_buffer_sizes(sock: &UnixStream, bytes: usize) {
     // is the limit.
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = setsockopt(sock, sockopt::RcvBuf, &bytes);
-}
-
-pub(crate) fn abstract_addr(name: &str) -> io::Result<UnixAddr> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    return Ok(UnixAddr::new_abstract(name.as_bytes())?);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    Err(err(
-        ErrorKind::Unsupported,
-        format!("abstract socket names (@{name}) exist only on Linux"),
-    ))
-}
-
-/// One connection attempt. `wait`: how long a blocking `connect` may wait for room in
-/// the server's accept queue (`None`: do not wait). The socket may be returned in
-/// non-blocking mode either way.
-///
-/// A socket file is reached without following a symlink at its path (see
-/// [`PipePath::connect_target`](super::dir::PipePath::connect_target)): a symlink
-/// fails like a file nobody listens on (`ECONNREFUSED`).
-pub(crate) fn raw_connect(endpoint: &Endpoint, wait: Option<Duration>) -> io::Result<UnixStream> {
-    // Held until the connects are done: it may keep the socket file's inode open.
-    let target = match endpoint {
-        Endpoint::File(path) => path.connect_target()?,
-        Endpoint::Abstract(name) => ConnectTarget::from(abstract_addr(name)?),
-    };
-    let addr = &target.addr;
-    let nonblocking = wait.is_none_or(|w| w < Duration::from_micros(1));
-    // First a connect that does not wait: a Unix socket connect completes at once
-    // when the accept queue has room (the common case), and this spares the two
-    // SO_SNDTIMEO calls the waiting connect needs. Only a full queue (EAGAIN)
-    // takes the waiting path below, on a fresh socket.
-    let sock = UnixStream::from(super::new_socket(true)?);
-    loop {
-        match socket::connect(sock.as_raw_fd(), addr) {
-            Ok(()) => return Ok(sock),
-            Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) if !nonblocking => break,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    drop(sock);
-    let sock = UnixStream::from(super::new_socket(false)?);
-    // A blocking connect to a full accept queue waits up to SO_SNDTIMEO for room.
-    sock.set_write_timeout(wait)?;
-    loop {
-        match socket::connect(sock.as_raw_fd(), addr) {
-            Ok(()) => break,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    sock.set_write_timeout(None)?;
-    Ok(sock)
-}
-
-/// Connects, waiting up to `timeout` while the pipe does not exist yet or every
-/// instance is busy (`CreateFile` + `WaitNamedPipe`).
-fn connect_waiting(endpoint: &Endpoint, timeout: Duration) -> io::Result<UnixStream> {
-    let deadline = Instant::now() + timeout;
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let attempt = raw_connect(endpoint, (!remaining.is_zero()).then_some(remaining));
-        let failure = match attempt {
-            Ok(sock) => {
-                // A non-blocking attempt leaves the socket non-blocking.
-                sock.set_nonblocking(false)?;
-                return Ok(sock);
-            }
-            Err(e) => e,
-        };
-        let os = failure.raw_os_error().map(Errno::from_raw);
-        let busy = matches!(os, Some(Errno::EAGAIN));
-        let absent = matches!(os, Some(Errno::ENOENT | Errno::ECONNREFUSED));
-        if matches!(os, Some(Errno::EACCES | Errno::EPERM)) {
-            return Err(err_src(
-                ErrorKind::AccessDenied,
-                format!(
-                    "access to pipe {endpoint} denied: its access policy does not admit uid {}",
-                    nix::unistd::geteuid()
-                ),
-                failure,
-            ));
-        }
-        if !busy && !absent {
-            return Err(failure);
-        }
-        if Instant::now() >= deadline {
-            return Err(if busy {
-                err(
-                    ErrorKind::PipeBusy,
-                    format!(
-                        "all instances of pipe {endpoint} are busy (waited {})",
-                        fmt_duration(timeout)
-                    ),
-                )
-            } else {
-                not_found(endpoint, timeout)
-            });
-        }
-        if absent {
-            thread::sleep(backoff.min(remaining));
-            backoff = (backoff * 2).min(Duration::from_millis(50));
-        }
-    }
-}
-
-fn not_found(endpoint: &Endpoint, timeout: Duration) -> io::Error {
-    let waited = if timeout.is_zero() {
-        String::new()
-    } else {
-        format!(" (waited {})", fmt_duration(timeout))
-    };
-    let found = match endpoint {
-        Endpoint::File(path) => path.stat().ok().flatten(),
-        Endpoint::Abstract(_) => None,
-    };
-    let why = match found {
-        Some(entry) if entry.kind == Kind::Socket => {
-            "only a stale socket file of a server that is gone remains".to_owned()
-        }
-        Some(entry) => format!(
-            "the socket path holds {}, not a pipe's socket (npipe does not follow or use it)",
-            entry.kind.describe()
-        ),
-        None => "no server has created it".to_owned(),
-    };
-    err(
-        ErrorKind::NotFound,
-        format!("pipe {endpoint} not found: {why}{waited}"),
-    )
-}
-
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
 }

@@ -40,7 +40,7 @@ pub(crate) use stream::{
     peek_pipe, peer_credentials,
 };
 
-use crate::error::{err, ErrorKind};
+use crate::error::{err, fmt_duration, ErrorKind};
 use crate::name::{Address, PipeName};
 
 /// A NUL-terminated UTF-16 copy of `s`, for the `W` functions.
@@ -90,13 +90,4 @@ pub(crate) fn call(name: &PipeName, request: &[u8], timeout: Duration) -> io::Re
         ));
     }
     stream.transact(request, left)
-}
-
-/// Formats a wait for error messages.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
 }
