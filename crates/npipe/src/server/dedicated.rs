@@ -21,7 +21,6 @@
 //! - the hard stop after the grace period shuts every socket down and stops
 //!   waiting for threads still inside a handler (`Counters::close_all`).
 
-use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -86,18 +85,53 @@ pub(super) fn start(
     tracker: &TaskTracker,
     span: tracing::Span,
 ) {
-    shared.counters.dedicate(
-        id,
-        Wake {
-            fd: stream.as_raw_fd(),
-            token: Some(tracker.token()),
-        },
-    );
-    shared.dedicated.fetch_add(1, Ordering::Relaxed);
+    if !dedicate(shared, id, &stream, tracker) {
+        return serve_as_task(stream, shared, id, tracked, tracker, span);
+    }
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| serve(stream, handler.as_ref(), shared, id, tracked));
     });
+}
+
+/// Registers connection `id`, about to be served on a thread of its own, with
+/// the shutdown paths. `false` if it cannot be reached from them (no descriptor
+/// left for the handle): it must then be served as a task.
+fn dedicate(shared: &Shared, id: u64, stream: &sys::Stream, tracker: &TaskTracker) -> bool {
+    let socket = match sys::ShutdownHandle::of(stream) {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::debug!(error = %e, "serving the connection as a task");
+            return false;
+        }
+    };
+    let token = Some(tracker.token());
+    shared.counters.dedicate(id, Wake { socket, token });
+    shared.dedicated.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Serves a connection accepted blocking as a task after all, as `run` serves
+/// the others. Needs the runtime's context.
+fn serve_as_task(
+    stream: sys::Stream,
+    shared: &Arc<Shared>,
+    id: u64,
+    tracked: Tracked,
+    tracker: &TaskTracker,
+    span: tracing::Span,
+) {
+    let stream = stream
+        .set_nonblocking(true)
+        .and_then(|()| crate::tokio::Stream::from_sys(stream));
+    match stream {
+        Ok(stream) => {
+            let task = super::connection::serve(stream, Arc::clone(shared), id, tracked);
+            let task = tracker.spawn(tracing::Instrument::instrument(task, span));
+            shared.counters.watch(id, task.abort_handle());
+        }
+        Err(e) => tracing::warn!(parent: &span, error = %e, "connection dropped"),
+    }
 }
 
 /// Serves one connection on the current (blocking) thread until it ends.
@@ -111,8 +145,6 @@ pub(super) fn serve(
     let end = requests(&mut stream, handler, &shared, id, &tracked);
     // Counted before the connection leaves the stats, as on the async path.
     finish(&tracked, end);
-    // Unregister the socket before closing it: the shutdown paths use its
-    // descriptor while it is registered.
     drop(tracked);
     drop(stream);
     shared.dedicated.fetch_sub(1, Ordering::Relaxed);
@@ -327,15 +359,9 @@ impl Acceptors {
             uid = peer.and_then(|p| p.uid()),
         );
         tracing::debug!(parent: &span, "accepted");
-        if shared.dedicated.load(Ordering::Relaxed) < MAX_DEDICATED {
-            shared.counters.dedicate(
-                id,
-                Wake {
-                    fd: stream.as_raw_fd(),
-                    token: Some(self.tracker.token()),
-                },
-            );
-            shared.dedicated.fetch_add(1, Ordering::Relaxed);
+        if shared.dedicated.load(Ordering::Relaxed) < MAX_DEDICATED
+            && dedicate(shared, id, &stream, &self.tracker)
+        {
             span.in_scope(|| {
                 serve(
                     stream,
@@ -347,20 +373,9 @@ impl Acceptors {
             });
             return;
         }
-        // Past the limit of threads: serve it as a task, as `run` would.
+        // Past the limit of threads (or out of descriptors for the shutdown
+        // handle): serve it as a task, as `run` would.
         let _runtime = self.runtime.enter();
-        let stream = stream
-            .set_nonblocking(true)
-            .and_then(|()| crate::tokio::Stream::from_sys(stream));
-        match stream {
-            Ok(stream) => {
-                let task = super::connection::serve(stream, Arc::clone(shared), id, tracked);
-                let task = self
-                    .tracker
-                    .spawn(tracing::Instrument::instrument(task, span));
-                shared.counters.watch(id, task.abort_handle());
-            }
-            Err(e) => tracing::warn!(parent: &span, error = %e, "connection dropped"),
-        }
+        serve_as_task(stream, shared, id, tracked, &self.tracker, span);
     }
 }

@@ -1,6 +1,8 @@
 //! What a running server has done and what each instance is doing.
 
 use std::collections::BTreeMap;
+#[cfg(unix)]
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -192,13 +194,13 @@ struct Entry {
     wake: Option<Wake>,
 }
 
-/// A dedicated connection's socket, and its claim on the server's task tracker:
-/// dropped at the hard stop, so that `run` need not wait for a handler that
-/// overran the grace period.
+/// How to reach a dedicated connection's socket from the shutdown paths, and its
+/// claim on the server's task tracker: dropped at the hard stop, so that `run`
+/// need not wait for a handler that overran the grace period.
 #[cfg(unix)]
 #[derive(Debug)]
 pub(crate) struct Wake {
-    pub(crate) fd: std::os::fd::RawFd,
+    pub(crate) socket: crate::sys::ShutdownHandle,
     pub(crate) token: Option<tokio_util::task::task_tracker::TaskTrackerToken>,
 }
 
@@ -300,8 +302,7 @@ impl Counters {
         }
     }
 
-    /// Gives a dedicated connection's socket to the shutdown paths. The socket
-    /// must stay open until the connection's [`Tracked`] is dropped.
+    /// Gives a dedicated connection's socket to the shutdown paths.
     #[cfg(unix)]
     pub(crate) fn dedicate(&self, id: u64, wake: Wake) {
         if let Some(entry) = self.connections().get_mut(&id) {
@@ -328,8 +329,7 @@ impl Counters {
             }
             #[cfg(unix)]
             if let Some(wake) = &entry.wake {
-                // Registered sockets are open while the lock is held (see `dedicate`).
-                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Read);
+                let _ = wake.socket.shutdown(Shutdown::Read);
             }
         }
     }
@@ -347,7 +347,7 @@ impl Counters {
             }
             #[cfg(unix)]
             if let Some(wake) = &mut entry.wake {
-                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
+                let _ = wake.socket.shutdown(Shutdown::Both);
                 wake.token = None;
             }
             // A handler still running learns that its reply is no longer wanted
@@ -373,8 +373,7 @@ impl Counters {
             }
             let deadline = conn.deadline.load(Ordering::Relaxed);
             let overdue = deadline != 0 && deadline <= now;
-            // Registered sockets are open while the lock is held (see `dedicate`).
-            if !overdue && !crate::sys::hung_up(wake.fd) {
+            if !overdue && !wake.socket.hung_up() {
                 continue;
             }
             if conn
@@ -387,7 +386,7 @@ impl Counters {
                 )
                 .is_ok()
             {
-                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
+                let _ = wake.socket.shutdown(Shutdown::Both);
                 conn.cancel_in_flight();
             }
         }

@@ -17,6 +17,8 @@ mod dir;
 mod gate;
 mod listener;
 mod liveness;
+#[cfg(feature = "tokio")]
+mod shutdown;
 mod stream;
 #[cfg(feature = "tokio")]
 mod tokio_io;
@@ -32,7 +34,7 @@ pub(crate) use liveness::{socket_owners, Listening};
 
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]
-pub(crate) use stream::hung_up;
+pub(crate) use shutdown::ShutdownHandle;
 pub(crate) use stream::Stream;
 #[cfg(feature = "tokio")]
 pub(crate) use tokio_io::{

@@ -671,22 +671,6 @@ fn wait_ready(
     }
 }
 
-/// Whether the peer of socket `fd` has closed its end entirely (`POLLHUP`), so
-/// that nothing written could reach it; a half-close is not a hang-up. Never
-/// blocks. `fd` must be open: the server's registry of dedicated connections
-/// guarantees it.
-#[cfg(feature = "tokio")]
-pub(crate) fn hung_up(fd: RawFd) -> bool {
-    // SAFETY: the caller keeps `fd` open for this call, which only asks the kernel
-    // for its readiness; the borrow ends with it.
-    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-    let mut fds = [PollFd::new(sock, PollFlags::empty())];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
-        && fds[0]
-            .revents()
-            .is_some_and(|revents| revents.contains(PollFlags::POLLHUP))
-}
-
 /// A timed wait that expired: the deadline, or the socket's own timeout.
 fn timed_out(by_deadline: bool) -> io::Error {
     let what = if by_deadline {
