@@ -39,6 +39,12 @@ impl Mode {
             Mode::Message => "message",
         }
     }
+
+    /// The mode whose [`as_str`](Self::as_str) is `name`.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn from_name(name: &str) -> Option<Mode> {
+        named([Mode::Byte, Mode::Message], Mode::as_str, name)
+    }
 }
 
 /// Which way data flows, seen from the server (`PIPE_ACCESS_*`).
@@ -67,6 +73,13 @@ impl Direction {
             Direction::Outbound => "outbound",
             Direction::Duplex => "duplex",
         }
+    }
+
+    /// The direction whose [`as_str`](Self::as_str) is `name`.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn from_name(name: &str) -> Option<Direction> {
+        let all = [Direction::Inbound, Direction::Outbound, Direction::Duplex];
+        named(all, Direction::as_str, name)
     }
 }
 
@@ -99,6 +112,27 @@ impl Access {
             Access::Everyone => "everyone",
         }
     }
+
+    /// The policy whose [`as_str`](Self::as_str) is `name`.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn from_name(name: &str) -> Option<Access> {
+        named(
+            [Access::Owner, Access::Group, Access::Everyone],
+            Access::as_str,
+            name,
+        )
+    }
+}
+
+/// The one of `all` that `as_str` names `name`: each name is written once, in
+/// `as_str`.
+#[cfg_attr(not(unix), allow(dead_code))]
+fn named<T: Copy, const N: usize>(
+    all: [T; N],
+    as_str: fn(T) -> &'static str,
+    name: &str,
+) -> Option<T> {
+    all.into_iter().find(|&value| as_str(value) == name)
 }
 
 /// Options for creating a pipe server, like Windows' `CreateNamedPipe` parameters.

@@ -17,6 +17,8 @@ mod dir;
 mod gate;
 mod listener;
 mod liveness;
+mod process;
+mod record;
 #[cfg(feature = "tokio")]
 mod shutdown;
 mod stream;
@@ -31,6 +33,8 @@ use std::sync::{Arc, OnceLock};
 pub(crate) use cred::{cached_peer_credentials, peer_credentials};
 pub(crate) use dir::{Kind, PipeDir, PipePath};
 pub(crate) use liveness::{socket_owners, Listening};
+pub(crate) use process::{process_name, process_uid, user_name};
+pub(crate) use record::Record;
 
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]

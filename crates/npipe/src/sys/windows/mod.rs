@@ -77,6 +77,12 @@ pub(crate) fn is_listening(name: &PipeName) -> io::Result<bool> {
     }
 }
 
+/// The names of the pipes on this machine: the entries of `\\.\pipe\`.
+pub(crate) fn pipe_names() -> io::Result<Vec<std::ffi::OsString>> {
+    let entries = std::fs::read_dir(r"\\.\pipe\")?;
+    Ok(entries.flatten().map(|entry| entry.file_name()).collect())
+}
+
 /// One transaction (`TransactNamedPipe` on a fresh connection): `npipe::call`.
 pub(crate) fn call(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
     let start = std::time::Instant::now();
