@@ -14,13 +14,15 @@
 //!
 //! The same semantics as the async path (`connection.rs`), kept by other means:
 //! - idle timeout: the socket's read timeout between requests; request deadline:
-//!   the read and write timeouts set to the time left (`RequestWait`, `send_by`);
+//!   every read of the request and every write of its reply end by it
+//!   (`RequestWait`, `Stream::set_deadline`);
 //! - graceful shutdown: idle connections are woken from their blocking read by
 //!   `shutdown(SHUT_RD)` (`Counters::close_idle`); whether a connection is idle
 //!   or has a request in flight is settled by one compare-and-swap on its phase;
 //! - the hard stop after the grace period shuts every socket down and stops
 //!   waiting for threads still inside a handler (`Counters::close_all`).
 
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -34,7 +36,6 @@ use crate::error::ErrorKind;
 use crate::frame::HEADER_LEN;
 use crate::options::Mode;
 use crate::sys;
-use crate::sys::RequestWait;
 use crate::tokio::Listener;
 use tokio_util::task::TaskTracker;
 
@@ -167,7 +168,7 @@ fn requests(
         }
         // A request has begun: it is in flight, and shutdown lets it finish.
         let mut begin = || tracked.begin_request(shared.request_timeout);
-        let len = match stream.recv_request(&mut body, &mut wait, &mut begin) {
+        let len = match wait.recv(stream, &mut body, &mut begin) {
             Ok(Some(len)) => len,
             Ok(None) if tracked.is_closing() => return End::Shutdown,
             Ok(None) => return End::ClientClosed,
@@ -221,7 +222,8 @@ fn requests(
             return End::Shutdown;
         }
         let reply = response.into_body();
-        if let Err(e) = stream.send_by(&reply, deadline) {
+        stream.set_deadline(deadline);
+        if let Err(e) = stream.send(&reply) {
             return match ErrorKind::of(&e) {
                 _ if tracked.is_closing() => End::Shutdown,
                 ErrorKind::Timeout => End::RequestTimeout,
@@ -231,6 +233,110 @@ fn requests(
         tracked.answered((reply.len() + HEADER_LEN) as u64);
         in_flight.answered();
         body = reply; // keep the allocation for the next request
+    }
+}
+
+/// A dedicated connection's waits for its requests, kept across requests.
+#[derive(Debug)]
+struct RequestWait {
+    /// The wait allowed for a request to begin.
+    idle: Option<Duration>,
+    /// Whether the socket's read timeout is `idle`: set only once a wait would
+    /// block, so a connection whose request is already there (the usual
+    /// connect-request-reply-close client) costs no system call for it.
+    idle_installed: bool,
+    begun: bool,
+    deadline: Option<Instant>,
+}
+
+impl RequestWait {
+    fn new(idle: Option<Duration>) -> RequestWait {
+        RequestWait {
+            idle,
+            // A fresh socket has no read timeout, which is right for no idle limit.
+            idle_installed: idle.is_none(),
+            begun: false,
+            deadline: None,
+        }
+    }
+
+    /// Whether the last [`recv`](Self::recv) got as far as beginning a request
+    /// (a timeout then is the request's deadline, not the idle timeout).
+    fn begun(&self) -> bool {
+        self.begun
+    }
+
+    /// The current request's deadline.
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn start(&mut self, deadline: Option<Instant>) {
+        self.begun = true;
+        self.deadline = deadline;
+    }
+
+    /// Receives the next request (message mode): waits for its first byte with
+    /// the idle timeout, then calls `begin` — which returns the request's
+    /// deadline, or `None` to give up (shutdown claimed the connection) — and
+    /// reads the rest by that deadline. `Ok(None)`: the client closed between
+    /// requests, or `begin` gave up.
+    fn recv(
+        &mut self,
+        stream: &mut sys::Stream,
+        out: &mut Vec<u8>,
+        begin: &mut dyn FnMut() -> Option<Option<Instant>>,
+    ) -> io::Result<Option<usize>> {
+        self.begun = false;
+        self.deadline = None;
+        if stream.has_read_ahead() {
+            // The client sent ahead: this request has begun already.
+            match begin() {
+                Some(deadline) => self.start(deadline),
+                None => return Ok(None),
+            }
+        }
+        let mut gave_up = false;
+        let got = stream.recv_reading(out, |sock, out| {
+            if self.begun {
+                return match self.deadline {
+                    Some(deadline) => sock.recv_by(out, deadline),
+                    // No request deadline: the socket's timeout (the idle timeout).
+                    None => sock.recv_waiting(out),
+                };
+            }
+            let n = self.read_idle(sock, out)?;
+            if n > 0 {
+                match begin() {
+                    Some(deadline) => self.start(deadline),
+                    None => {
+                        // Nothing was delivered yet: reporting an end drops it.
+                        gave_up = true;
+                        return Ok(0);
+                    }
+                }
+            }
+            Ok(n)
+        });
+        if gave_up {
+            out.clear();
+            return Ok(None);
+        }
+        got
+    }
+
+    /// Waits for a request to begin, at most the idle timeout.
+    fn read_idle(&mut self, sock: sys::Socket<'_>, out: &mut [u8]) -> io::Result<usize> {
+        if !self.idle_installed {
+            match sock.recv_now(out) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    sock.set_read_timeout(self.idle)?;
+                    self.idle_installed = true;
+                }
+                other => return other,
+            }
+        }
+        sock.recv_waiting(out)
     }
 }
 

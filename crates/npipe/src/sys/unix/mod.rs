@@ -46,7 +46,7 @@ pub(crate) use tokio_io::{
 };
 #[cfg(feature = "tokio")]
 pub(crate) use {
-    gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting, stream::RequestWait,
+    gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting, stream::Socket,
 };
 
 use crate::error::{err, ErrorKind};

@@ -379,149 +379,77 @@ impl Stream {
     }
 }
 
-/// Requests and replies for the managed server's dedicated connections (a thread
-/// per connection, `server::dedicated`).
+/// Receiving with every read of the socket timed by the caller: for the managed
+/// server's dedicated connections (a thread per connection, `server::dedicated`),
+/// which wait for a request with their idle timeout and read the rest of it by
+/// the request's deadline.
 #[cfg(feature = "tokio")]
 impl Stream {
-    /// Receives the next request (message mode): waiting for its first byte with
-    /// the idle timeout, then calling `begin` — which returns the request's
-    /// deadline, or `None` to give up (shutdown claimed the connection) — and
-    /// reading the rest by that deadline. `Ok(None)`: the client closed between
-    /// requests, or `begin` gave up.
-    pub(crate) fn recv_request(
+    /// Receives the next message (message mode) as [`recv`](Self::recv) does,
+    /// but every read of the socket is `read(socket, room)`, which returns as
+    /// `Read::read` does (a `WouldBlock` or `TimedOut` error is a timeout).
+    pub(crate) fn recv_reading(
         &mut self,
         out: &mut Vec<u8>,
-        wait: &mut RequestWait,
-        begin: &mut dyn FnMut() -> Option<Option<Instant>>,
+        read: impl FnMut(Socket<'_>, &mut [u8]) -> io::Result<usize>,
     ) -> io::Result<Option<usize>> {
         self.check_read()?;
-        wait.begun = false;
-        wait.deadline = None;
-        if self.reader.buffered() > 0 || self.reader.in_message() {
-            // The client sent ahead: this request has begun already.
-            match begin() {
-                Some(deadline) => wait.start(deadline),
-                None => return Ok(None),
-            }
-        }
-        let mut src = RequestSource {
-            sock: &self.sock,
-            wait,
-            begin,
-            gave_up: false,
-        };
-        let got = self.reader.recv(&mut src, out);
-        if src.gave_up {
-            out.clear();
-            return Ok(None);
-        }
-        got
+        self.reader
+            .recv(&mut ReadWith(Socket(&self.sock), read), out)
+    }
+
+    /// Whether bytes of the next message have been read already: it has begun.
+    pub(crate) fn has_read_ahead(&self) -> bool {
+        self.reader.buffered() > 0 || self.reader.in_message()
     }
 
     /// For a connection accepted blocking that goes to the async path after all.
     pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         self.sock.set_nonblocking(on)
     }
+}
 
-    /// Sends a reply by `deadline` (see `send_all_by`).
-    pub(crate) fn send_by(&mut self, message: &[u8], deadline: Option<Instant>) -> io::Result<()> {
-        self.send_wire(&[message], |sock, parts| {
-            send_all_by(sock, parts, deadline, WaitLimit::None)
-        })
+/// A stream's socket, for the reads of [`Stream::recv_reading`].
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Socket<'a>(&'a UnixStream);
+
+#[cfg(feature = "tokio")]
+impl Socket<'_> {
+    /// One `recv` that does not wait: `WouldBlock` if nothing has arrived.
+    pub(crate) fn recv_now(self, out: &mut [u8]) -> io::Result<usize> {
+        Ok(socket::recv(
+            self.0.as_raw_fd(),
+            out,
+            socket::MsgFlags::MSG_DONTWAIT,
+        )?)
+    }
+
+    /// One `recv` that waits, at most the socket's read timeout.
+    pub(crate) fn recv_waiting(self, out: &mut [u8]) -> io::Result<usize> {
+        (&mut &*self.0).read(out)
+    }
+
+    /// One `recv` that ends by `deadline` (see [`recv_by`]): `TimedOut` after it.
+    pub(crate) fn recv_by(self, out: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        recv_by(self.0, out, Some(deadline), WaitLimit::None)
+    }
+
+    /// `SO_RCVTIMEO`: how long [`recv_waiting`](Self::recv_waiting) waits (`None`:
+    /// forever).
+    pub(crate) fn set_read_timeout(self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_read_timeout(timeout)
     }
 }
 
-/// A dedicated connection's read timeouts, kept across requests.
+/// The reads of [`Stream::recv_reading`] as `FrameReader` sees them.
 #[cfg(feature = "tokio")]
-#[derive(Debug)]
-pub(crate) struct RequestWait {
-    /// The wait allowed for a request to begin.
-    idle: Option<Duration>,
-    /// Whether the socket's read timeout is `idle`: set only once a wait would
-    /// block, so a connection whose request is already there (the usual
-    /// connect-request-reply-close client) costs no system call for it.
-    idle_installed: bool,
-    begun: bool,
-    deadline: Option<Instant>,
-}
+struct ReadWith<'a, F>(Socket<'a>, F);
 
 #[cfg(feature = "tokio")]
-impl RequestWait {
-    pub(crate) fn new(idle: Option<Duration>) -> RequestWait {
-        RequestWait {
-            idle,
-            // A fresh socket has no read timeout, which is right for no idle limit.
-            idle_installed: idle.is_none(),
-            begun: false,
-            deadline: None,
-        }
-    }
-
-    /// Whether the last [`Stream::recv_request`] got as far as beginning a request
-    /// (a timeout then is the request's deadline, not the idle timeout).
-    pub(crate) fn begun(&self) -> bool {
-        self.begun
-    }
-
-    /// The current request's deadline.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    fn start(&mut self, deadline: Option<Instant>) {
-        self.begun = true;
-        self.deadline = deadline;
-    }
-}
-
-/// The socket as `FrameReader` sees it while receiving a request.
-#[cfg(feature = "tokio")]
-struct RequestSource<'a> {
-    sock: &'a UnixStream,
-    wait: &'a mut RequestWait,
-    begin: &'a mut dyn FnMut() -> Option<Option<Instant>>,
-    gave_up: bool,
-}
-
-#[cfg(feature = "tokio")]
-impl Read for RequestSource<'_> {
+impl<F: FnMut(Socket<'_>, &mut [u8]) -> io::Result<usize>> Read for ReadWith<'_, F> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if !self.wait.begun {
-            let n = self.read_idle(out)?;
-            if n > 0 {
-                match (self.begin)() {
-                    Some(deadline) => self.wait.start(deadline),
-                    None => {
-                        // Nothing was delivered yet: reporting an end drops it.
-                        self.gave_up = true;
-                        return Ok(0);
-                    }
-                }
-            }
-            return Ok(n);
-        }
-        match self.wait.deadline {
-            Some(deadline) => recv_by(self.sock, out, Some(deadline), WaitLimit::None),
-            // No request deadline: the socket's timeout (the idle timeout) as before.
-            None => (&mut &*self.sock).read(out),
-        }
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl RequestSource<'_> {
-    /// Waits for a request to begin, at most the idle timeout.
-    fn read_idle(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if !self.wait.idle_installed {
-            match socket::recv(self.sock.as_raw_fd(), out, socket::MsgFlags::MSG_DONTWAIT) {
-                Err(Errno::EAGAIN) => {
-                    self.sock.set_read_timeout(self.wait.idle)?;
-                    self.wait.idle_installed = true;
-                }
-                other => return other.map_err(io::Error::from),
-            }
-        }
-        (&mut &*self.sock).read(out)
+        (self.1)(self.0, out)
     }
 }
 
