@@ -523,20 +523,21 @@ impl Tracked {
         self.counters.epoch + Duration::from_nanos(nanos)
     }
 
-    /// A dedicated connection's request has begun (see [`enter`](Self::enter)):
-    /// returns its deadline, `limit` from now, and shows it to
-    /// [`Counters::cut_overdue`]. `None` if shutdown has claimed the connection.
-    #[cfg(unix)]
+    /// A request has begun (see [`enter`](Self::enter)): returns its deadline,
+    /// `limit` from now, and shows it to [`Counters::cut_overdue`] (Unix). `None`
+    /// if shutdown has claimed the connection.
     pub(crate) fn begin_request(&self, limit: Option<Duration>) -> Option<Option<Instant>> {
         if !self.enter(Phase::Reading) {
             return None;
         }
         let Some(limit) = limit else {
+            #[cfg(unix)]
             self.conn.deadline.store(0, Ordering::Relaxed);
             return Some(None);
         };
         let start = self.conn.since.load(Ordering::Relaxed);
         let deadline = start.saturating_add(u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX));
+        #[cfg(unix)]
         self.conn.deadline.store(deadline.max(1), Ordering::Relaxed);
         Some(
             self.counters
@@ -546,13 +547,17 @@ impl Tracked {
     }
 
     /// Whether shutdown has claimed the connection.
-    #[cfg(unix)]
     pub(crate) fn is_closing(&self) -> bool {
         self.conn.phase.load(Ordering::SeqCst) == Phase::Closing as u8
     }
 
     pub(crate) fn received(&self, bytes: u64) {
         add(&self.conn.figures.bytes_in, bytes);
+    }
+
+    /// The client, if the OS told.
+    pub(crate) fn peer(&self) -> Option<PeerCredentials> {
+        self.conn.peer
     }
 
     /// The connection, for its requests to learn whether they were cancelled.

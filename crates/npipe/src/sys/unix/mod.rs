@@ -39,15 +39,15 @@ pub(crate) use record::Record;
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]
 pub(crate) use shutdown::ShutdownHandle;
+#[cfg(feature = "tokio")]
+pub(crate) use stream::Socket;
 pub(crate) use stream::Stream;
 #[cfg(feature = "tokio")]
 pub(crate) use tokio_io::{
     AsyncListener, OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream,
 };
 #[cfg(feature = "tokio")]
-pub(crate) use {
-    gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting, stream::Socket,
-};
+pub(crate) use {gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting};
 
 use crate::error::{err, ErrorKind};
 use crate::name::{Address, PipeName};
