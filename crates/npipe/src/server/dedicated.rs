@@ -88,9 +88,7 @@ pub(super) fn start(
     tracker: &TaskTracker,
     span: tracing::Span,
 ) {
-    if !dedicate(shared, id, &stream, tracker) {
-        return serve_as_task(stream, shared, id, tracked, tracker, span);
-    }
+    let stream = dedicate(shared, id, stream, tracker);
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| serve(stream, handler.as_ref(), shared, id, tracked));
@@ -98,53 +96,25 @@ pub(super) fn start(
 }
 
 /// Registers connection `id`, about to be served on a thread of its own, with
-/// the shutdown paths. `false` if it cannot be reached from them (no descriptor
-/// left for the handle): it must then be served as a task.
-fn dedicate(shared: &Shared, id: u64, stream: &sys::Stream, tracker: &TaskTracker) -> bool {
-    let socket = match sys::ShutdownHandle::of(stream) {
-        Ok(socket) => socket,
-        Err(e) => {
-            tracing::debug!(error = %e, "serving the connection as a task");
-            return false;
-        }
-    };
-    let token = Some(tracker.token());
-    shared.counters.dedicate(id, Wake { socket, token });
-    shared.dedicated.fetch_add(1, Ordering::Relaxed);
-    true
-}
-
-/// Serves a connection accepted blocking as a task after all, as `run` serves
-/// the others. Needs the runtime's context.
-fn serve_as_task(
-    stream: sys::Stream,
-    shared: &Arc<Shared>,
+/// the shutdown paths, which reach it through the stream returned.
+fn dedicate(
+    shared: &Shared,
     id: u64,
-    tracked: Tracked,
+    stream: sys::Stream,
     tracker: &TaskTracker,
-    span: tracing::Span,
-) {
-    let stream = stream
-        .set_nonblocking(true)
-        .and_then(|()| crate::tokio::Stream::from_sys(stream));
-    match stream {
-        Ok(stream) => {
-            let task = super::task::serve(stream, Arc::clone(shared), id, tracked);
-            let task = tracker.spawn(tracing::Instrument::instrument(task, span));
-            shared.counters.watch(id, task.abort_handle());
-        }
-        Err(e) => tracing::warn!(parent: &span, error = %e, "connection dropped"),
-    }
+) -> sys::Reachable {
+    let stream = sys::Reachable::new(stream);
+    let wake = Wake {
+        socket: stream.handle(),
+        token: Some(tracker.token()),
+    };
+    shared.counters.dedicate(id, wake);
+    shared.dedicated.fetch_add(1, Ordering::Relaxed);
+    stream
 }
 
 /// Serves one connection on the current (blocking) thread until it ends.
-pub(super) fn serve(
-    stream: sys::Stream,
-    handler: &SyncFn,
-    shared: Arc<Shared>,
-    id: u64,
-    tracked: Tracked,
-) {
+fn serve(stream: sys::Reachable, handler: &SyncFn, shared: Arc<Shared>, id: u64, tracked: Tracked) {
     let mut conn = Dedicated {
         stream,
         handler,
@@ -161,7 +131,7 @@ pub(super) fn serve(
 
 /// A connection served on a thread of its own (message mode).
 struct Dedicated<'a> {
-    stream: sys::Stream,
+    stream: sys::Reachable,
     handler: &'a SyncFn,
     idle: IdleWait,
 }
@@ -384,9 +354,8 @@ impl Acceptors {
             uid = peer.and_then(|p| p.uid()),
         );
         tracing::debug!(parent: &span, "accepted");
-        if shared.dedicated.load(Ordering::Relaxed) < MAX_DEDICATED
-            && dedicate(shared, id, &stream, &self.tracker)
-        {
+        if shared.dedicated.load(Ordering::Relaxed) < MAX_DEDICATED {
+            let stream = dedicate(shared, id, stream, &self.tracker);
             span.in_scope(|| {
                 serve(
                     stream,
@@ -398,9 +367,20 @@ impl Acceptors {
             });
             return;
         }
-        // Past the limit of threads (or out of descriptors for the shutdown
-        // handle): serve it as a task, as `run` would.
+        // Past the limit of threads: serve it as a task, as `run` would.
         let _runtime = self.runtime.enter();
-        serve_as_task(stream, shared, id, tracked, &self.tracker, span);
+        let stream = stream
+            .set_nonblocking(true)
+            .and_then(|()| crate::tokio::Stream::from_sys(stream));
+        match stream {
+            Ok(stream) => {
+                let task = super::task::serve(stream, Arc::clone(shared), id, tracked);
+                let task = self
+                    .tracker
+                    .spawn(tracing::Instrument::instrument(task, span));
+                shared.counters.watch(id, task.abort_handle());
+            }
+            Err(e) => tracing::warn!(parent: &span, error = %e, "connection dropped"),
+        }
     }
 }

@@ -329,7 +329,7 @@ impl Counters {
             }
             #[cfg(unix)]
             if let Some(wake) = &entry.wake {
-                let _ = wake.socket.shutdown(Shutdown::Read);
+                wake.socket.shutdown(Shutdown::Read);
             }
         }
     }
@@ -347,7 +347,7 @@ impl Counters {
             }
             #[cfg(unix)]
             if let Some(wake) = &mut entry.wake {
-                let _ = wake.socket.shutdown(Shutdown::Both);
+                wake.socket.shutdown(Shutdown::Both);
                 wake.token = None;
             }
             // A handler still running learns that its reply is no longer wanted
@@ -386,7 +386,7 @@ impl Counters {
                 )
                 .is_ok()
             {
-                let _ = wake.socket.shutdown(Shutdown::Both);
+                wake.socket.shutdown(Shutdown::Both);
                 conn.cancel_in_flight();
             }
         }

@@ -16,8 +16,8 @@
 //! Unix also provides, for the managed server's connections served on threads of
 //! their own: `Stream::recv_reading` (a message received with every read of the
 //! `Socket` timed by the caller: `recv_now`, `recv_waiting`, `recv_by`) and
-//! `ShutdownHandle` (shuts a connection down, or sees its peer hang up, from
-//! another thread); and for `inspect`, the lock file's `Record` and the facts
+//! `Reachable` (a stream whose `ShutdownHandle`s shut it down, or see its peer
+//! hang up, from other threads); and for `inspect`, the lock file's `Record` and the facts
 //! about processes and users (`process_name`, `process_uid`, `user_name`).
 //! Windows provides `pipe_names` for `list`.
 //!

@@ -38,7 +38,7 @@ pub(crate) use record::Record;
 
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]
-pub(crate) use shutdown::ShutdownHandle;
+pub(crate) use shutdown::{Reachable, ShutdownHandle};
 #[cfg(feature = "tokio")]
 pub(crate) use stream::Socket;
 pub(crate) use stream::Stream;
