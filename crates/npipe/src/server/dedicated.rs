@@ -141,14 +141,9 @@ impl Connection for Dedicated<'_> {
         false
     }
 
-    /// Waits for the first byte with the idle timeout (`_idle` is that far
-    /// away), and reads the rest by the request's deadline.
-    async fn recv(
-        &mut self,
-        body: &mut Vec<u8>,
-        _idle: Option<Instant>,
-        start: &mut Start<'_>,
-    ) -> io::Result<Option<u64>> {
+    /// Waits for the first byte with the idle timeout as the socket's read
+    /// timeout, and reads the rest by the request's deadline.
+    async fn recv(&mut self, body: &mut Vec<u8>, start: &mut Start<'_>) -> io::Result<Option<u64>> {
         // The client sent ahead: this request has begun already.
         if self.stream.has_read_ahead() && !start.begin() {
             return Ok(None);

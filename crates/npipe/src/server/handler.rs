@@ -262,10 +262,18 @@ impl Cancellation {
 }
 
 /// Runs `future` to its end on the calling thread, which sleeps while it waits
-/// (the dedicated connections, Unix).
+/// (the dedicated connections, Unix, whose futures are ready when first polled:
+/// they block instead of waiting).
 #[cfg(unix)]
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
+    // Nothing to wake when it is ready at once: spare making a waker.
+    if let Poll::Ready(output) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return output;
+    }
     loop {
         // Without a deadline, it returns only with the output.
         if let Some(output) = block_on_until(future.as_mut(), None) {

@@ -22,17 +22,12 @@ pub(super) trait Connection {
     /// ends at the client's half-close, and the reply at the server's close).
     fn one_request(&self) -> bool;
 
-    /// Receives the next request into `body`: waits for its first byte until
-    /// `idle` (`None`: forever), then calls [`Start::begin`] and, unless it gives
-    /// up, receives the rest by the deadline it set. The bytes received, frame
-    /// headers included; `Ok(None)` if the client closed the connection first,
-    /// or `begin` gave up.
-    async fn recv(
-        &mut self,
-        body: &mut Vec<u8>,
-        idle: Option<Instant>,
-        start: &mut Start<'_>,
-    ) -> io::Result<Option<u64>>;
+    /// Receives the next request into `body`: waits for its first byte at most
+    /// the idle timeout (until [`Start::idle_deadline`]), then calls
+    /// [`Start::begin`] and, unless it gives up, receives the rest by the
+    /// deadline it set. The bytes received, frame headers included; `Ok(None)`
+    /// if the client closed the connection first, or `begin` gave up.
+    async fn recv(&mut self, body: &mut Vec<u8>, start: &mut Start<'_>) -> io::Result<Option<u64>>;
 
     /// Runs the handler on `request`, a panic contained; `None` if `deadline`
     /// passed first and the handler was given up.
@@ -46,17 +41,25 @@ pub(super) trait Connection {
     async fn send(&mut self, reply: &[u8], deadline: Option<Instant>) -> io::Result<u64>;
 }
 
-/// The start of a request, signalled by the connection when its first byte has
-/// arrived.
+/// The wait for a request and its start, signalled by the connection when its
+/// first byte has arrived.
 #[derive(Debug)]
 pub(super) struct Start<'a> {
     tracked: &'a Tracked,
+    idle: Option<Duration>,
     limit: Option<Duration>,
     begun: bool,
     deadline: Option<Instant>,
 }
 
 impl Start<'_> {
+    /// Until when the connection may wait for the request to begin: the idle
+    /// timeout from the end of the last one (`None`: forever).
+    pub(super) fn idle_deadline(&self) -> Option<Instant> {
+        let idle = self.idle?;
+        self.tracked.since().checked_add(idle)
+    }
+
     /// A request has begun: it is in flight now, and shutdown lets it finish.
     /// `false` if shutdown has claimed the connection: give the request up.
     pub(super) fn begin(&mut self) -> bool {
@@ -117,16 +120,14 @@ pub(super) async fn requests(
             return End::Shutdown;
         }
         // Between requests the connection is idle: shutdown closes it at once.
-        let idle = shared
-            .idle_timeout
-            .and_then(|limit| tracked.since().checked_add(limit));
         let mut start = Start {
             tracked,
+            idle: shared.idle_timeout,
             limit: shared.request_timeout,
             begun: false,
             deadline: None,
         };
-        let received = conn.recv(&mut body, idle, &mut start).await;
+        let received = conn.recv(&mut body, &mut start).await;
         let received = match received {
             Ok(Some(bytes)) => bytes,
             // Shutdown woke the connection from its wait.

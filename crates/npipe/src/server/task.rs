@@ -53,15 +53,10 @@ impl Connection for Task<'_> {
         self.stream.mode() == Mode::Byte
     }
 
-    async fn recv(
-        &mut self,
-        body: &mut Vec<u8>,
-        idle: Option<Instant>,
-        start: &mut Start<'_>,
-    ) -> io::Result<Option<u64>> {
+    async fn recv(&mut self, body: &mut Vec<u8>, start: &mut Start<'_>) -> io::Result<Option<u64>> {
         let arrived = {
             let wait = pin!(self.stream.wait_data());
-            within(self.sleep.as_mut(), idle, wait).await
+            within(self.sleep.as_mut(), start.idle_deadline(), wait).await
         };
         if !arrived.ok_or_else(timed_out)?? || !start.begin() {
             return Ok(None);
