@@ -235,6 +235,35 @@ pub(crate) fn err_src(kind: ErrorKind, message: impl Into<String>, source: io::E
     Error::with_source(kind, message, source).into()
 }
 
+/// The error for using an end of a one-way pipe the way it cannot go: reading on an
+/// end that only writes (`writing == false`) or writing on one that only reads. A
+/// server end that cannot write, or a client end that cannot read, belongs to an
+/// inbound pipe; the other two to an outbound one.
+pub(crate) fn one_way_error(is_server: bool, writing: bool) -> io::Error {
+    err(
+        ErrorKind::Unsupported,
+        format!(
+            "this end of the pipe is {} (the {} end of an {} pipe)",
+            if writing { "read-only" } else { "write-only" },
+            if is_server { "server" } else { "client" },
+            if is_server == writing {
+                "inbound"
+            } else {
+                "outbound"
+            }
+        ),
+    )
+}
+
+/// A wait, as error messages tell it: `250 ms`, `2.5 s`.
+pub(crate) fn fmt_duration(d: std::time::Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

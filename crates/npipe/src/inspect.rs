@@ -212,56 +212,16 @@ pub fn list() -> io::Result<Vec<PipeInfo>> {
     Ok(pipes)
 }
 
-/// The value of `key` in a lock file record `pid=.. mode=.. direction=.. access=..`.
-#[cfg_attr(not(unix), allow(dead_code))]
-fn record_field<'a>(record: &'a str, key: &str) -> Option<&'a str> {
-    record
-        .split_whitespace()
-        .filter_map(|field| field.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-}
-
-#[cfg_attr(not(unix), allow(dead_code))]
-fn parse_mode(s: &str) -> Option<Mode> {
-    match s {
-        "byte" => Some(Mode::Byte),
-        "message" => Some(Mode::Message),
-        _ => None,
-    }
-}
-
-#[cfg_attr(not(unix), allow(dead_code))]
-fn parse_direction(s: &str) -> Option<Direction> {
-    match s {
-        "inbound" => Some(Direction::Inbound),
-        "outbound" => Some(Direction::Outbound),
-        "duplex" => Some(Direction::Duplex),
-        _ => None,
-    }
-}
-
-#[cfg_attr(not(unix), allow(dead_code))]
-fn parse_access(s: &str) -> Option<Access> {
-    match s {
-        "owner" => Some(Access::Owner),
-        "group" => Some(Access::Group),
-        "everyone" => Some(Access::Everyone),
-        _ => None,
-    }
-}
-
 #[cfg(unix)]
 mod imp {
     use std::collections::HashSet;
     use std::io;
-    use std::path::PathBuf;
     use std::sync::Arc;
 
-    use super::{parse_access, parse_direction, parse_mode, record_field, PipeInfo, PipeState};
+    use super::{PipeInfo, PipeState};
     use crate::error::ErrorKind;
     use crate::name::PipeName;
-    use crate::sys::{self, Endpoint, Kind, Listening};
+    use crate::sys::{self, Endpoint, Kind, Listening, Record};
 
     /// A pipe described, before the process holding its socket is looked up (one
     /// scan of `/proc` for all the pipes `list` describes).
@@ -323,7 +283,7 @@ mod imp {
         let mut info = PipeInfo::new(name, endpoint.address());
         let live = listening.find(endpoint)?;
         let mut files_exist = false;
-        let mut record = String::new();
+        let mut record = Record::default();
         if let Endpoint::File(path) = endpoint {
             let socket_owner = match path.stat()? {
                 Some(entry) if entry.kind == Kind::Socket => {
@@ -341,9 +301,9 @@ mod imp {
             }
             // The record speaks for the socket only if the socket's owner wrote it:
             // anyone can create a lock file beside a socket that has none.
-            if let Some((lock, text)) = path.dir().read_record(&lock_file) {
+            if let Some((lock, written)) = path.dir().read_record(&lock_file) {
                 if socket_owner.is_none_or(|owner| owner == lock.uid) {
-                    record = text;
+                    record = written;
                 }
             }
         }
@@ -352,13 +312,13 @@ mod imp {
             (None, true) => PipeState::Stale,
             (None, false) => PipeState::Absent,
         };
-        info.mode = record_field(&record, "mode").and_then(parse_mode);
-        info.direction = record_field(&record, "direction").and_then(parse_direction);
-        info.access = record_field(&record, "access").and_then(parse_access);
+        info.mode = record.mode;
+        info.direction = record.direction;
+        info.access = record.access;
         Ok(Described {
             info,
             socket_inode: live.and_then(|l| l.socket_inode),
-            recorded_pid: record_field(&record, "pid").and_then(|p| p.parse::<u32>().ok()),
+            recorded_pid: record.pid,
         })
     }
 
@@ -384,35 +344,15 @@ mod imp {
                         .or(d.recorded_pid);
                 }
                 if let Some(pid) = info.server_pid {
-                    info.server_process = process_name(pid);
+                    info.server_process = sys::process_name(pid);
                     if info.owner_uid.is_none() {
-                        info.owner_uid = process_uid(pid);
+                        info.owner_uid = sys::process_uid(pid);
                     }
                 }
-                info.owner_name = info.owner_uid.and_then(user_name);
+                info.owner_name = info.owner_uid.and_then(sys::user_name);
                 info
             })
             .collect()
-    }
-
-    fn process_name(pid: u32) -> Option<String> {
-        let comm = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/comm"))).ok()?;
-        let comm = comm.trim_end();
-        (!comm.is_empty()).then(|| comm.to_owned())
-    }
-
-    fn process_uid(pid: u32) -> Option<u32> {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/proc/{pid}"))
-            .ok()
-            .map(|m| m.uid())
-    }
-
-    fn user_name(uid: u32) -> Option<String> {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|user| user.name)
     }
 }
 
@@ -435,13 +375,8 @@ mod imp {
 
     pub(super) fn list() -> io::Result<Vec<PipeInfo>> {
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(r"\\.\pipe\")? {
-            let Ok(entry) = entry else { continue };
-            let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| PipeName::new(n).ok())
-            else {
+        for name in sys::pipe_names()? {
+            let Some(name) = name.to_str().and_then(|n| PipeName::new(n).ok()) else {
                 continue;
             };
             let Ok(address) = name.address() else {
@@ -458,30 +393,6 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_fields_are_read() {
-        let record = "pid=42 mode=byte direction=inbound access=group\n";
-        assert_eq!(record_field(record, "pid"), Some("42"));
-        assert_eq!(
-            record_field(record, "mode").and_then(parse_mode),
-            Some(Mode::Byte)
-        );
-        assert_eq!(
-            record_field(record, "direction").and_then(parse_direction),
-            Some(Direction::Inbound)
-        );
-        assert_eq!(
-            record_field(record, "access").and_then(parse_access),
-            Some(Access::Group)
-        );
-        assert_eq!(record_field("", "pid"), None);
-        assert_eq!(record_field("pid", "pid"), None);
-        assert_eq!(
-            record_field("mode=weird", "mode").and_then(parse_mode),
-            None
-        );
-    }
 
     /// A live listener, then the stale socket file a crashed server leaves, then nothing.
     #[cfg(any(target_os = "linux", target_os = "android"))]

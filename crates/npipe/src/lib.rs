@@ -107,6 +107,7 @@ mod inspect;
 mod listener;
 mod name;
 mod options;
+mod peer;
 #[cfg(feature = "tokio")]
 pub mod server;
 mod stream;
@@ -127,11 +128,12 @@ pub use options::{
     Access, ConnectOptions, Direction, ListenerOptions, Mode, DEFAULT_BUFFER_SIZE,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE, DEFAULT_PENDING_INSTANCES,
 };
+pub use peer::PeerCredentials;
 #[cfg(feature = "tokio")]
 pub use server::{
     Cancellation, Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats,
 };
-pub use stream::{PeerCredentials, Stream};
+pub use stream::Stream;
 
 /// Waits until a server owns the pipe (`WaitNamedPipe`), up to `timeout`.
 ///

@@ -39,6 +39,12 @@ impl Mode {
             Mode::Message => "message",
         }
     }
+
+    /// The mode whose [`as_str`](Self::as_str) is `name`.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn from_name(name: &str) -> Option<Mode> {
+        named([Mode::Byte, Mode::Message], Mode::as_str, name)
+    }
 }
 
 /// Which way data flows, seen from the server (`PIPE_ACCESS_*`).
@@ -68,27 +74,17 @@ impl Direction {
             Direction::Duplex => "duplex",
         }
     }
+
+    /// The direction whose [`as_str`](Self::as_str) is `name`.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn from_name(name: &str) -> Option<Direction> {
+        let all = [Direction::Inbound, Direction::Outbound, Direction::Duplex];
+        named(all, Direction::as_str, name)
+    }
 }
 
-/// The error for using an end of a one-way pipe the way it cannot go: reading on an
-/// end that only writes (`writing == false`) or writing on one that only reads. A
-/// server end that cannot write, or a client end that cannot read, belongs to an
-/// inbound pipe; the other two to an outbound one.
-pub(crate) fn one_way_error(is_server: bool, writing: bool) -> io::Error {
-    crate::error::err(
-        crate::ErrorKind::Unsupported,
-        format!(
-            "this end of the pipe is {} (the {} end of an {} pipe)",
-            if writing { "read-only" } else { "write-only" },
-            if is_server { "server" } else { "client" },
-            if is_server == writing {
-                "inbound"
-            } else {
-                "outbound"
-            }
-        ),
-    )
-}
+#[cfg(feature = "tokio")]
+pub(crate) use crate::error::one_way_error; // the path of `tokio/*`'s calls
 
 /// Who may connect to a pipe.
 ///
@@ -116,6 +112,27 @@ impl Access {
             Access::Everyone => "everyone",
         }
     }
+
+    /// The policy whose [`as_str`](Self::as_str) is `name`.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn from_name(name: &str) -> Option<Access> {
+        named(
+            [Access::Owner, Access::Group, Access::Everyone],
+            Access::as_str,
+            name,
+        )
+    }
+}
+
+/// The one of `all` that `as_str` names `name`: each name is written once, in
+/// `as_str`.
+#[cfg_attr(not(unix), allow(dead_code))]
+fn named<T: Copy, const N: usize>(
+    all: [T; N],
+    as_str: fn(T) -> &'static str,
+    name: &str,
+) -> Option<T> {
+    all.into_iter().find(|&value| as_str(value) == name)
 }
 
 /// Options for creating a pipe server, like Windows' `CreateNamedPipe` parameters.

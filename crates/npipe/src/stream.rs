@@ -8,41 +8,9 @@ use std::time::{Duration, Instant};
 use crate::frame::Received;
 use crate::name::{PipeName, ToPipeName};
 use crate::options::{ConnectOptions, Mode};
+// Also the path of `tokio/*`'s imports.
+pub(crate) use crate::peer::PeerCredentials;
 use crate::sys;
-
-/// Who is at the other end of a connection: process id, user id and group id, as
-/// far as the OS tells (Linux `SO_PEERCRED`, macOS `LOCAL_PEERCRED` + `LOCAL_PEERPID`,
-/// Windows `GetNamedPipeClientProcessId`/`GetNamedPipeServerProcessId`).
-///
-/// On the server it describes the client; on the client, the server process (as it
-/// was when it created the pipe).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerCredentials {
-    pid: Option<u32>,
-    uid: Option<u32>,
-    gid: Option<u32>,
-}
-
-impl PeerCredentials {
-    pub(crate) fn new(pid: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> PeerCredentials {
-        PeerCredentials { pid, uid, gid }
-    }
-
-    /// The peer's process id, if the OS tells it.
-    pub fn pid(&self) -> Option<u32> {
-        self.pid
-    }
-
-    /// The peer's effective user id (Unix).
-    pub fn uid(&self) -> Option<u32> {
-        self.uid
-    }
-
-    /// The peer's effective primary group id (Unix).
-    pub fn gid(&self) -> Option<u32> {
-        self.gid
-    }
-}
 
 /// A connected pipe end: returned by [`Stream::connect`] on the client and by
 /// [`Listener::accept`](crate::Listener::accept) on the server. A `Stream` is

@@ -12,30 +12,32 @@
 //! On Linux, with no `max_instances`, the threads accept too (`Acceptors`): the
 //! thread the kernel wakes in `accept` serves the client, with no hand-off at all.
 //!
-//! The same semantics as the async path (`connection.rs`), kept by other means:
-//! - idle timeout: the socket's read timeout between requests; request deadline:
-//!   the read and write timeouts set to the time left (`RequestWait`, `send_by`);
+//! The request loop is the one of the connections served as tasks
+//! (`requests.rs`), run to its end by `block_on`: a dedicated connection's calls
+//! block until done, so its futures never wait. What timers and aborts do for
+//! the tasks is done by other means:
+//! - idle timeout: the socket's read timeout between requests (`IdleWait`);
+//!   request deadline: every read of the request and every write of its reply
+//!   end by it; a handler past it is cut off by `cut_overdue`;
 //! - graceful shutdown: idle connections are woken from their blocking read by
 //!   `shutdown(SHUT_RD)` (`Counters::close_idle`); whether a connection is idle
 //!   or has a request in flight is settled by one compare-and-swap on its phase;
 //! - the hard stop after the grace period shuts every socket down and stops
 //!   waiting for threads still inside a handler (`Counters::close_all`).
 
-use std::os::fd::AsRawFd;
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connection::{finish, End};
-use super::handler::{Handler, Request, SyncFn};
-use super::stats::{Phase, Tracked, Wake};
+use super::handler::{block_on, Handler, Panicked, Request, Response, SyncFn};
+use super::requests::{finish, requests, Connection, Start};
+use super::stats::{Tracked, Wake};
 use super::Shared;
-use crate::error::ErrorKind;
 use crate::frame::HEADER_LEN;
 use crate::options::Mode;
 use crate::sys;
-use crate::sys::RequestWait;
 use crate::tokio::Listener;
 use tokio_util::task::TaskTracker;
 
@@ -86,119 +88,139 @@ pub(super) fn start(
     tracker: &TaskTracker,
     span: tracing::Span,
 ) {
-    shared.counters.dedicate(
-        id,
-        Wake {
-            fd: stream.as_raw_fd(),
-            token: Some(tracker.token()),
-        },
-    );
-    shared.dedicated.fetch_add(1, Ordering::Relaxed);
+    let stream = dedicate(shared, id, stream, tracker);
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| serve(stream, handler.as_ref(), shared, id, tracked));
     });
 }
 
-/// Serves one connection on the current (blocking) thread until it ends.
-pub(super) fn serve(
-    mut stream: sys::Stream,
-    handler: &SyncFn,
-    shared: Arc<Shared>,
+/// Registers connection `id`, about to be served on a thread of its own, with
+/// the shutdown paths, which reach it through the stream returned.
+fn dedicate(
+    shared: &Shared,
     id: u64,
-    tracked: Tracked,
-) {
-    let end = requests(&mut stream, handler, &shared, id, &tracked);
+    stream: sys::Stream,
+    tracker: &TaskTracker,
+) -> sys::Reachable {
+    let stream = sys::Reachable::new(stream);
+    let wake = Wake {
+        socket: stream.handle(),
+        token: Some(tracker.token()),
+    };
+    shared.counters.dedicate(id, wake);
+    shared.dedicated.fetch_add(1, Ordering::Relaxed);
+    stream
+}
+
+/// Serves one connection on the current (blocking) thread until it ends.
+fn serve(stream: sys::Reachable, handler: &SyncFn, shared: Arc<Shared>, id: u64, tracked: Tracked) {
+    let mut conn = Dedicated {
+        stream,
+        handler,
+        idle: IdleWait::new(shared.idle_timeout),
+    };
+    // Its futures never wait: each call blocks until done or its deadline.
+    let end = block_on(requests(&mut conn, &shared, id, &tracked));
     // Counted before the connection leaves the stats, as on the async path.
     finish(&tracked, end);
-    // Unregister the socket before closing it: the shutdown paths use its
-    // descriptor while it is registered.
     drop(tracked);
-    drop(stream);
+    drop(conn);
     shared.dedicated.fetch_sub(1, Ordering::Relaxed);
 }
 
-fn requests(
-    stream: &mut sys::Stream,
-    handler: &SyncFn,
-    shared: &Shared,
-    id: u64,
-    tracked: &Tracked,
-) -> End {
-    let peer = stream.peer_credentials().ok();
-    let mut wait = RequestWait::new(shared.idle_timeout);
-    let mut body = Vec::new();
-    let mut sequence = 0;
-    loop {
-        if !tracked.enter(Phase::Idle) || shared.is_stopping() {
-            return End::Shutdown;
+/// A connection served on a thread of its own (message mode).
+struct Dedicated<'a> {
+    stream: sys::Reachable,
+    handler: &'a SyncFn,
+    idle: IdleWait,
+}
+
+impl Connection for Dedicated<'_> {
+    fn one_request(&self) -> bool {
+        false
+    }
+
+    /// Waits for the first byte with the idle timeout as the socket's read
+    /// timeout, and reads the rest by the request's deadline.
+    async fn recv(&mut self, body: &mut Vec<u8>, start: &mut Start<'_>) -> io::Result<Option<u64>> {
+        // The client sent ahead: this request has begun already.
+        if self.stream.has_read_ahead() && !start.begin() {
+            return Ok(None);
         }
-        // A request has begun: it is in flight, and shutdown lets it finish.
-        let mut begin = || tracked.begin_request(shared.request_timeout);
-        let len = match stream.recv_request(&mut body, &mut wait, &mut begin) {
-            Ok(Some(len)) => len,
-            Ok(None) if tracked.is_closing() => return End::Shutdown,
-            Ok(None) => return End::ClientClosed,
-            Err(_) if tracked.is_closing() => return End::Shutdown,
-            Err(e) => {
-                return match ErrorKind::of(&e) {
-                    ErrorKind::Timeout if wait.begun() => End::RequestTimeout,
-                    ErrorKind::Timeout => End::IdleTimeout,
-                    _ => End::receiving(e),
-                }
+        let idle = &mut self.idle;
+        let mut gave_up = false;
+        let received = self.stream.recv_reading(body, |sock, out| {
+            if start.begun() {
+                return match start.deadline() {
+                    Some(deadline) => sock.recv_by(out, deadline),
+                    // No request deadline: the socket's timeout (the idle timeout).
+                    None => sock.recv_waiting(out),
+                };
             }
-        };
-        tracked.received((len + HEADER_LEN) as u64);
-        if !tracked.enter(Phase::Handling) {
-            return End::Shutdown;
+            let n = idle.read(sock, out)?;
+            if n > 0 && !start.begin() {
+                // Nothing was delivered yet: reporting an end drops it.
+                gave_up = true;
+                return Ok(0);
+            }
+            Ok(n)
+        });
+        if gave_up {
+            body.clear();
+            return Ok(None);
         }
-        sequence += 1;
-        let deadline = wait.deadline();
-        let request = Request::new(
-            std::mem::take(&mut body),
-            peer,
-            id,
-            sequence,
-            deadline,
-            tracked.conn(),
-        );
-        // Until answered, `cut_overdue` and `close_all` cancel the request, and so
-        // does any return below that leaves it unanswered.
-        let in_flight = tracked.in_flight(sequence);
-        let outcome = catch_unwind(AssertUnwindSafe(|| handler(request)));
-        // Too late, or cut off: the async path would have given up on this request
-        // (dropped its handler) whatever the handler made of its cancellation.
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return End::RequestTimeout;
+        Ok(received?.map(|len| (len + HEADER_LEN) as u64))
+    }
+
+    /// Runs the handler in place, to its end: a thread cannot be stopped.
+    async fn call(
+        &mut self,
+        request: Request,
+        _deadline: Option<Instant>,
+    ) -> Option<Result<Response, Panicked>> {
+        Some(catch_unwind(AssertUnwindSafe(|| (self.handler)(request))).map_err(|_| Panicked))
+    }
+
+    async fn send(&mut self, reply: &[u8], deadline: Option<Instant>) -> io::Result<u64> {
+        self.stream.set_deadline(deadline);
+        self.stream.send(reply)?;
+        Ok((reply.len() + HEADER_LEN) as u64)
+    }
+}
+
+/// A dedicated connection's wait for a request to begin: the socket's read
+/// timeout, set only once a wait would block, so that a connection whose request
+/// is already there (the usual connect-request-reply-close client) costs no
+/// system call for it.
+#[derive(Debug)]
+struct IdleWait {
+    timeout: Option<Duration>,
+    /// Whether the socket's read timeout is `timeout`. A fresh socket has none,
+    /// which is right for no idle limit.
+    installed: bool,
+}
+
+impl IdleWait {
+    fn new(timeout: Option<Duration>) -> IdleWait {
+        IdleWait {
+            timeout,
+            installed: timeout.is_none(),
         }
-        if tracked.is_closing() {
-            return End::Shutdown;
+    }
+
+    /// One read of `sock` that waits at most the idle timeout.
+    fn read(&mut self, sock: sys::Socket<'_>, out: &mut [u8]) -> io::Result<usize> {
+        if !self.installed {
+            match sock.recv_now(out) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    sock.set_read_timeout(self.timeout)?;
+                    self.installed = true;
+                }
+                other => return other,
+            }
         }
-        let Ok(response) = outcome else {
-            return End::HandlerPanicked;
-        };
-        if let Some(reason) = response.failure() {
-            return End::HandlerFailed(reason.to_owned());
-        }
-        if !shared.replies {
-            tracked.answered(0);
-            in_flight.answered();
-            continue;
-        }
-        if !tracked.enter(Phase::Writing) {
-            return End::Shutdown;
-        }
-        let reply = response.into_body();
-        if let Err(e) = stream.send_by(&reply, deadline) {
-            return match ErrorKind::of(&e) {
-                _ if tracked.is_closing() => End::Shutdown,
-                ErrorKind::Timeout => End::RequestTimeout,
-                _ => End::sending(e),
-            };
-        }
-        tracked.answered((reply.len() + HEADER_LEN) as u64);
-        in_flight.answered();
-        body = reply; // keep the allocation for the next request
+        sock.recv_waiting(out)
     }
 }
 
@@ -328,14 +350,7 @@ impl Acceptors {
         );
         tracing::debug!(parent: &span, "accepted");
         if shared.dedicated.load(Ordering::Relaxed) < MAX_DEDICATED {
-            shared.counters.dedicate(
-                id,
-                Wake {
-                    fd: stream.as_raw_fd(),
-                    token: Some(self.tracker.token()),
-                },
-            );
-            shared.dedicated.fetch_add(1, Ordering::Relaxed);
+            let stream = dedicate(shared, id, stream, &self.tracker);
             span.in_scope(|| {
                 serve(
                     stream,
@@ -354,7 +369,7 @@ impl Acceptors {
             .and_then(|()| crate::tokio::Stream::from_sys(stream));
         match stream {
             Ok(stream) => {
-                let task = super::connection::serve(stream, Arc::clone(shared), id, tracked);
+                let task = super::task::serve(stream, Arc::clone(shared), id, tracked);
                 let task = self
                     .tracker
                     .spawn(tracing::Instrument::instrument(task, span));

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::stats::Conn;
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 /// One request received by a [`Server`](super::Server): the message (or, in byte
 /// mode, every byte until the client half-closed), who sent it, and when the
@@ -257,30 +257,59 @@ impl Cancellation {
     /// Parks the thread until cancelled or `deadline` (`None`: no deadline, or
     /// one too far to represent).
     fn block_until(&self, deadline: Option<Instant>) -> bool {
-        /// Wakes a parked thread.
-        struct Unpark(thread::Thread);
-        impl Wake for Unpark {
-            fn wake(self: Arc<Self>) {
-                self.0.unpark();
-            }
+        block_on_until(pin!(self.token.cancelled()), deadline).is_some()
+    }
+}
+
+/// Runs `future` to its end on the calling thread, which sleeps while it waits
+/// (the dedicated connections, Unix, whose futures are ready when first polled:
+/// they block instead of waiting).
+#[cfg(unix)]
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    // Nothing to wake when it is ready at once: spare making a waker.
+    if let Poll::Ready(output) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return output;
+    }
+    loop {
+        // Without a deadline, it returns only with the output.
+        if let Some(output) = block_on_until(future.as_mut(), None) {
+            return output;
         }
-        let waker = Waker::from(Arc::new(Unpark(thread::current())));
-        let mut cx = Context::from_waker(&waker);
-        let mut cancelled = pin!(self.token.cancelled());
-        loop {
-            if cancelled.as_mut().poll(&mut cx).is_ready() {
-                return true;
-            }
-            // A spurious wake-up polls again.
-            match deadline {
-                None => thread::park(),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    thread::park_timeout(deadline - now);
+    }
+}
+
+/// Runs `future` on the calling thread, which sleeps while it waits and is woken
+/// by the future's own waker, without polling; `None` if `deadline` passes first.
+fn block_on_until<F: Future>(
+    mut future: Pin<&mut F>,
+    deadline: Option<Instant>,
+) -> Option<F::Output> {
+    /// Wakes a parked thread.
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+        // A spurious wake-up polls again.
+        match deadline {
+            None => thread::park(),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
                 }
+                thread::park_timeout(deadline - now);
             }
         }
     }
@@ -496,7 +525,6 @@ impl Handler {
 /// worker thread) for every request.
 async fn call_in_place(f: &AsyncFn, request: Request) -> Result<Response, Panicked> {
     use std::panic::{catch_unwind, AssertUnwindSafe};
-    use std::task::Poll;
     // The handler's state is dropped after a panic, never used again.
     let mut future = catch_unwind(AssertUnwindSafe(|| f(request))).map_err(|_| Panicked)?;
     std::future::poll_fn(move |cx| {

@@ -5,12 +5,13 @@
 //! of tokio's blocking pool, or async), writes the reply, and keeps going until the
 //! client leaves. See [`Server`] for the wire behaviour, deadlines and shutdown.
 
-mod connection;
 #[cfg(unix)]
 mod dedicated;
 mod handler;
+mod requests;
 mod spawn;
 mod stats;
+mod task;
 
 use std::fmt;
 use std::future::Future;
@@ -529,7 +530,7 @@ impl Server {
                     }
                 },
             };
-            let task = connection::serve(stream, Arc::clone(&shared), id, tracked);
+            let task = task::serve(stream, Arc::clone(&shared), id, tracked);
             let task = tracker.spawn(tracing::Instrument::instrument(task, conn_span));
             shared.counters.watch(id, task.abort_handle());
         }

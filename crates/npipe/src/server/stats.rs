@@ -1,12 +1,14 @@
 //! What a running server has done and what each instance is doing.
 
 use std::collections::BTreeMap;
+#[cfg(unix)]
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::handler::Cancels;
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 /// A snapshot of a server's counters and instances, from
 /// [`ServerHandle::stats`](super::ServerHandle::stats).
@@ -192,13 +194,13 @@ struct Entry {
     wake: Option<Wake>,
 }
 
-/// A dedicated connection's socket, and its claim on the server's task tracker:
-/// dropped at the hard stop, so that `run` need not wait for a handler that
-/// overran the grace period.
+/// How to reach a dedicated connection's socket from the shutdown paths, and its
+/// claim on the server's task tracker: dropped at the hard stop, so that `run`
+/// need not wait for a handler that overran the grace period.
 #[cfg(unix)]
 #[derive(Debug)]
 pub(crate) struct Wake {
-    pub(crate) fd: std::os::fd::RawFd,
+    pub(crate) socket: crate::sys::ShutdownHandle,
     pub(crate) token: Option<tokio_util::task::task_tracker::TaskTrackerToken>,
 }
 
@@ -300,8 +302,7 @@ impl Counters {
         }
     }
 
-    /// Gives a dedicated connection's socket to the shutdown paths. The socket
-    /// must stay open until the connection's [`Tracked`] is dropped.
+    /// Gives a dedicated connection's socket to the shutdown paths.
     #[cfg(unix)]
     pub(crate) fn dedicate(&self, id: u64, wake: Wake) {
         if let Some(entry) = self.connections().get_mut(&id) {
@@ -328,8 +329,7 @@ impl Counters {
             }
             #[cfg(unix)]
             if let Some(wake) = &entry.wake {
-                // Registered sockets are open while the lock is held (see `dedicate`).
-                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Read);
+                wake.socket.shutdown(Shutdown::Read);
             }
         }
     }
@@ -347,7 +347,7 @@ impl Counters {
             }
             #[cfg(unix)]
             if let Some(wake) = &mut entry.wake {
-                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
+                wake.socket.shutdown(Shutdown::Both);
                 wake.token = None;
             }
             // A handler still running learns that its reply is no longer wanted
@@ -373,8 +373,7 @@ impl Counters {
             }
             let deadline = conn.deadline.load(Ordering::Relaxed);
             let overdue = deadline != 0 && deadline <= now;
-            // Registered sockets are open while the lock is held (see `dedicate`).
-            if !overdue && !crate::sys::hung_up(wake.fd) {
+            if !overdue && !wake.socket.hung_up() {
                 continue;
             }
             if conn
@@ -387,7 +386,7 @@ impl Counters {
                 )
                 .is_ok()
             {
-                let _ = nix::sys::socket::shutdown(wake.fd, nix::sys::socket::Shutdown::Both);
+                wake.socket.shutdown(Shutdown::Both);
                 conn.cancel_in_flight();
             }
         }
@@ -524,20 +523,21 @@ impl Tracked {
         self.counters.epoch + Duration::from_nanos(nanos)
     }
 
-    /// A dedicated connection's request has begun (see [`enter`](Self::enter)):
-    /// returns its deadline, `limit` from now, and shows it to
-    /// [`Counters::cut_overdue`]. `None` if shutdown has claimed the connection.
-    #[cfg(unix)]
+    /// A request has begun (see [`enter`](Self::enter)): returns its deadline,
+    /// `limit` from now, and shows it to [`Counters::cut_overdue`] (Unix). `None`
+    /// if shutdown has claimed the connection.
     pub(crate) fn begin_request(&self, limit: Option<Duration>) -> Option<Option<Instant>> {
         if !self.enter(Phase::Reading) {
             return None;
         }
         let Some(limit) = limit else {
+            #[cfg(unix)]
             self.conn.deadline.store(0, Ordering::Relaxed);
             return Some(None);
         };
         let start = self.conn.since.load(Ordering::Relaxed);
         let deadline = start.saturating_add(u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX));
+        #[cfg(unix)]
         self.conn.deadline.store(deadline.max(1), Ordering::Relaxed);
         Some(
             self.counters
@@ -547,13 +547,17 @@ impl Tracked {
     }
 
     /// Whether shutdown has claimed the connection.
-    #[cfg(unix)]
     pub(crate) fn is_closing(&self) -> bool {
         self.conn.phase.load(Ordering::SeqCst) == Phase::Closing as u8
     }
 
     pub(crate) fn received(&self, bytes: u64) {
         add(&self.conn.figures.bytes_in, bytes);
+    }
+
+    /// The client, if the OS told.
+    pub(crate) fn peer(&self) -> Option<PeerCredentials> {
+        self.conn.peer
     }
 
     /// The connection, for its requests to learn whether they were cancelled.

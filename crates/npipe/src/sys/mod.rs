@@ -12,6 +12,17 @@
 //! - `is_listening(&PipeName) -> io::Result<bool>`: whether a live server owns the
 //!   name, without connecting where the OS allows (used by `wait`).
 //! - the mapping of a `PipeName` to an `Address` (called by `PipeName::address`).
+//!
+//! Unix also provides, for the managed server's connections served on threads of
+//! their own: `Stream::recv_reading` (a message received with every read of the
+//! `Socket` timed by the caller: `recv_now`, `recv_waiting`, `recv_by`) and
+//! `Reachable` (a stream whose `ShutdownHandle`s shut it down, or see its peer
+//! hang up, from other threads); and for `inspect`, the lock file's `Record` and the facts
+//! about processes and users (`process_name`, `process_uid`, `user_name`).
+//! Windows provides `pipe_names` for `list`.
+//!
+//! The OS backends depend only on the pure modules: `error`, `name`, `frame`,
+//! `peer`, and the options as plain data.
 
 #[cfg(unix)]
 mod unix;

@@ -2,8 +2,22 @@
 
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::OnceLock;
 
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
+
+/// The peer's credentials from `cache`, asked of `sock` (`SO_PEERCRED`) the first
+/// time only: they are fixed when the connection is made.
+pub(crate) fn cached_peer_credentials(
+    cache: &OnceLock<PeerCredentials>,
+    sock: &impl AsFd,
+) -> io::Result<PeerCredentials> {
+    if let Some(peer) = cache.get() {
+        return Ok(*peer);
+    }
+    let peer = peer_credentials(sock)?;
+    Ok(*cache.get_or_init(|| peer))
+}
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn peer_credentials<F: AsFd>(fd: &F) -> io::Result<PeerCredentials> {

@@ -37,6 +37,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 
+use super::record::Record;
 use crate::error::{err, err_src, ErrorKind};
 
 /// How a directory on the way to the pipe directory is opened: only to hold it and
@@ -218,8 +219,8 @@ impl PipeDir {
     }
 
     /// Reads the record in the lock file `file` (at most 4 KiB), only from a
-    /// regular file and never through a symlink: what it is, and its text.
-    pub(crate) fn read_record(&self, file: &OsStr) -> Option<(Entry, String)> {
+    /// regular file and never through a symlink: what it is, and what it says.
+    pub(crate) fn read_record(&self, file: &OsStr) -> Option<(Entry, Record)> {
         let fd = openat(
             &self.fd,
             file,
@@ -233,7 +234,7 @@ impl PipeDir {
         }
         let mut text = String::new();
         let _ = File::from(fd).take(4096).read_to_string(&mut text);
-        Some((entry, text))
+        Some((entry, Record::parse(&text)))
     }
 
     /// The names in the directory, with what each is where the directory listing

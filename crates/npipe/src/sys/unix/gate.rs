@@ -220,7 +220,7 @@ impl Gate {
         {
             // If a client slipped into the single slot first, it waits there for the
             // next free instance and acts as the plug.
-            state.plug = super::stream::raw_connect(&self.address, None).ok();
+            state.plug = super::connect::raw_connect(&self.address, None).ok();
         }
         Ok(())
     }

@@ -12,15 +12,17 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::socket;
 
+use super::connect::{abstract_addr, raw_connect};
 use super::cred::in_supplementary_group;
 use super::dir::FileId;
 use super::gate::{self, Gate};
-use super::stream::{abstract_addr, raw_connect, SendBuffer, Stream, SEND_FLAGS};
+use super::record::Record;
+use super::stream::{SendBuffer, Stream, SEND_FLAGS};
 use super::{Endpoint, Kind, PipePath};
 use crate::error::{err, err_src, ErrorKind};
 use crate::name::{Address, PipeName};
 use crate::options::{Access, Direction, ListenerOptions};
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 #[derive(Debug)]
 pub(crate) struct Listener {
@@ -434,7 +436,7 @@ fn take_lock(name: &PipeName, target: &PipePath) -> io::Result<Flock<File>> {
             Err((mut file, Errno::EWOULDBLOCK)) => {
                 let mut info = String::new();
                 let _ = (&mut file).take(4096).read_to_string(&mut info);
-                let pid = parse_record(&info)
+                let pid = Record::parse(&info)
                     .pid
                     .map_or_else(String::new, |p| format!(" (pid {p})"));
                 return Err(err(
@@ -500,25 +502,6 @@ fn reclaim_stale(name: &PipeName, target: &PipePath) -> io::Result<()> {
     }
 }
 
-/// What a lock file says about the server that holds it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
-    pub(crate) pid: Option<u32>,
-    pub(crate) mode: Option<String>,
-}
-
-pub(crate) fn parse_record(text: &str) -> Record {
-    let mut record = Record::default();
-    for field in text.split_whitespace() {
-        match field.split_once('=') {
-            Some(("pid", v)) => record.pid = v.parse().ok(),
-            Some(("mode", v)) => record.mode = Some(v.to_owned()),
-            _ => {}
-        }
-    }
-    record
-}
-
 /// The files a path-named listener owns, removed when it is dropped.
 #[derive(Debug)]
 struct OwnedName {
@@ -532,13 +515,7 @@ struct OwnedName {
 impl OwnedName {
     fn record(&mut self, opts: &ListenerOptions) {
         if let Some(lock) = self.lock.as_mut() {
-            let line = format!(
-                "pid={} mode={} direction={} access={}\n",
-                std::process::id(),
-                opts.mode.as_str(),
-                opts.direction.as_str(),
-                opts.access.as_str()
-            );
+            let line = Record::serving(opts).to_string();
             // Informational only: a failed write leaves an empty record.
             let _ = lock.write_all(line.as_bytes());
         }

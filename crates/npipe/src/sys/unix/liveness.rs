@@ -122,7 +122,7 @@ impl Listening {
             }
             Source::Probe => {
                 // Every instance busy (a full accept queue) is live too.
-                let live = match super::stream::raw_connect(endpoint, None) {
+                let live = match super::connect::raw_connect(endpoint, None) {
                     Ok(_) => true,
                     Err(e) => e.raw_os_error() == Some(nix::libc::EAGAIN),
                 };

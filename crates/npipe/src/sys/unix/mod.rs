@@ -11,11 +11,16 @@
 
 #![allow(unsafe_code)]
 
+mod connect;
 mod cred;
 mod dir;
 mod gate;
 mod listener;
 mod liveness;
+mod process;
+mod record;
+#[cfg(feature = "tokio")]
+mod shutdown;
 mod stream;
 #[cfg(feature = "tokio")]
 mod tokio_io;
@@ -25,34 +30,24 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-pub(crate) use cred::peer_credentials;
+pub(crate) use cred::{cached_peer_credentials, peer_credentials};
 pub(crate) use dir::{Kind, PipeDir, PipePath};
 pub(crate) use liveness::{socket_owners, Listening};
+pub(crate) use process::{process_name, process_uid, user_name};
+pub(crate) use record::Record;
 
-/// The peer's credentials from `cache`, asked of `sock` (`SO_PEERCRED`) the first
-/// time only: they are fixed when the connection is made.
-pub(crate) fn cached_peer_credentials(
-    cache: &std::sync::OnceLock<crate::stream::PeerCredentials>,
-    sock: &impl std::os::fd::AsFd,
-) -> io::Result<crate::stream::PeerCredentials> {
-    if let Some(peer) = cache.get() {
-        return Ok(*peer);
-    }
-    let peer = peer_credentials(sock)?;
-    Ok(*cache.get_or_init(|| peer))
-}
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]
-pub(crate) use stream::hung_up;
+pub(crate) use shutdown::{Reachable, ShutdownHandle};
+#[cfg(feature = "tokio")]
+pub(crate) use stream::Socket;
 pub(crate) use stream::Stream;
 #[cfg(feature = "tokio")]
 pub(crate) use tokio_io::{
     AsyncListener, OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream,
 };
 #[cfg(feature = "tokio")]
-pub(crate) use {
-    gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting, stream::RequestWait,
-};
+pub(crate) use {gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting};
 
 use crate::error::{err, ErrorKind};
 use crate::name::{Address, PipeName};

@@ -5,21 +5,19 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, setsockopt, sockopt, UnixAddr};
+use nix::sys::socket::{self, setsockopt, sockopt};
 
-use super::dir::ConnectTarget;
+use super::connect::connect_waiting;
 use super::gate::Slot;
-use super::{Endpoint, Kind};
 use crate::error::{err, err_src, ErrorKind};
 use crate::frame::{encode_header, FrameReader, Received, HEADER_LEN};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 /// Messages up to this size are copied behind their header and sent with one `send`;
 /// larger ones go out with `sendmsg` from their buffers, without a copy.
@@ -140,7 +138,7 @@ impl Stream {
             // A refusal must come from one connection, made by `connect`.
             return None;
         }
-        let sock = raw_connect(&name.endpoint().ok()?, None).ok()?;
+        let sock = super::connect::raw_connect(&name.endpoint().ok()?, None).ok()?;
         Stream::finish_connect(name, opts, sock).ok()
     }
 
@@ -368,7 +366,7 @@ impl Stream {
         if self.can_write {
             Ok(())
         } else {
-            Err(crate::options::one_way_error(self.is_server, true))
+            Err(crate::error::one_way_error(self.is_server, true))
         }
     }
 
@@ -376,154 +374,82 @@ impl Stream {
         if self.can_read {
             Ok(())
         } else {
-            Err(crate::options::one_way_error(self.is_server, false))
+            Err(crate::error::one_way_error(self.is_server, false))
         }
     }
 }
 
-/// Requests and replies for the managed server's dedicated connections (a thread
-/// per connection, `server::dedicated`).
+/// Receiving with every read of the socket timed by the caller: for the managed
+/// server's dedicated connections (a thread per connection, `server::dedicated`),
+/// which wait for a request with their idle timeout and read the rest of it by
+/// the request's deadline.
 #[cfg(feature = "tokio")]
 impl Stream {
-    /// Receives the next request (message mode): waiting for its first byte with
-    /// the idle timeout, then calling `begin` — which returns the request's
-    /// deadline, or `None` to give up (shutdown claimed the connection) — and
-    /// reading the rest by that deadline. `Ok(None)`: the client closed between
-    /// requests, or `begin` gave up.
-    pub(crate) fn recv_request(
+    /// Receives the next message (message mode) as [`recv`](Self::recv) does,
+    /// but every read of the socket is `read(socket, room)`, which returns as
+    /// `Read::read` does (a `WouldBlock` or `TimedOut` error is a timeout).
+    pub(crate) fn recv_reading(
         &mut self,
         out: &mut Vec<u8>,
-        wait: &mut RequestWait,
-        begin: &mut dyn FnMut() -> Option<Option<Instant>>,
+        read: impl FnMut(Socket<'_>, &mut [u8]) -> io::Result<usize>,
     ) -> io::Result<Option<usize>> {
         self.check_read()?;
-        wait.begun = false;
-        wait.deadline = None;
-        if self.reader.buffered() > 0 || self.reader.in_message() {
-            // The client sent ahead: this request has begun already.
-            match begin() {
-                Some(deadline) => wait.start(deadline),
-                None => return Ok(None),
-            }
-        }
-        let mut src = RequestSource {
-            sock: &self.sock,
-            wait,
-            begin,
-            gave_up: false,
-        };
-        let got = self.reader.recv(&mut src, out);
-        if src.gave_up {
-            out.clear();
-            return Ok(None);
-        }
-        got
+        self.reader
+            .recv(&mut ReadWith(Socket(&self.sock), read), out)
+    }
+
+    /// Whether bytes of the next message have been read already: it has begun.
+    pub(crate) fn has_read_ahead(&self) -> bool {
+        self.reader.buffered() > 0 || self.reader.in_message()
     }
 
     /// For a connection accepted blocking that goes to the async path after all.
     pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         self.sock.set_nonblocking(on)
     }
+}
 
-    /// Sends a reply by `deadline` (see `send_all_by`).
-    pub(crate) fn send_by(&mut self, message: &[u8], deadline: Option<Instant>) -> io::Result<()> {
-        self.send_wire(&[message], |sock, parts| {
-            send_all_by(sock, parts, deadline, WaitLimit::None)
-        })
+/// A stream's socket, for the reads of [`Stream::recv_reading`].
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Socket<'a>(&'a UnixStream);
+
+#[cfg(feature = "tokio")]
+impl Socket<'_> {
+    /// One `recv` that does not wait: `WouldBlock` if nothing has arrived.
+    pub(crate) fn recv_now(self, out: &mut [u8]) -> io::Result<usize> {
+        Ok(socket::recv(
+            self.0.as_raw_fd(),
+            out,
+            socket::MsgFlags::MSG_DONTWAIT,
+        )?)
+    }
+
+    /// One `recv` that waits, at most the socket's read timeout.
+    pub(crate) fn recv_waiting(self, out: &mut [u8]) -> io::Result<usize> {
+        (&mut &*self.0).read(out)
+    }
+
+    /// One `recv` that ends by `deadline` (see [`recv_by`]): `TimedOut` after it.
+    pub(crate) fn recv_by(self, out: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        recv_by(self.0, out, Some(deadline), WaitLimit::None)
+    }
+
+    /// `SO_RCVTIMEO`: how long [`recv_waiting`](Self::recv_waiting) waits (`None`:
+    /// forever).
+    pub(crate) fn set_read_timeout(self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_read_timeout(timeout)
     }
 }
 
-/// A dedicated connection's read timeouts, kept across requests.
+/// The reads of [`Stream::recv_reading`] as `FrameReader` sees them.
 #[cfg(feature = "tokio")]
-#[derive(Debug)]
-pub(crate) struct RequestWait {
-    /// The wait allowed for a request to begin.
-    idle: Option<Duration>,
-    /// Whether the socket's read timeout is `idle`: set only once a wait would
-    /// block, so a connection whose request is already there (the usual
-    /// connect-request-reply-close client) costs no system call for it.
-    idle_installed: bool,
-    begun: bool,
-    deadline: Option<Instant>,
-}
+struct ReadWith<'a, F>(Socket<'a>, F);
 
 #[cfg(feature = "tokio")]
-impl RequestWait {
-    pub(crate) fn new(idle: Option<Duration>) -> RequestWait {
-        RequestWait {
-            idle,
-            // A fresh socket has no read timeout, which is right for no idle limit.
-            idle_installed: idle.is_none(),
-            begun: false,
-            deadline: None,
-        }
-    }
-
-    /// Whether the last [`Stream::recv_request`] got as far as beginning a request
-    /// (a timeout then is the request's deadline, not the idle timeout).
-    pub(crate) fn begun(&self) -> bool {
-        self.begun
-    }
-
-    /// The current request's deadline.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    fn start(&mut self, deadline: Option<Instant>) {
-        self.begun = true;
-        self.deadline = deadline;
-    }
-}
-
-/// The socket as `FrameReader` sees it while receiving a request.
-#[cfg(feature = "tokio")]
-struct RequestSource<'a> {
-    sock: &'a UnixStream,
-    wait: &'a mut RequestWait,
-    begin: &'a mut dyn FnMut() -> Option<Option<Instant>>,
-    gave_up: bool,
-}
-
-#[cfg(feature = "tokio")]
-impl Read for RequestSource<'_> {
+impl<F: FnMut(Socket<'_>, &mut [u8]) -> io::Result<usize>> Read for ReadWith<'_, F> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if !self.wait.begun {
-            let n = self.read_idle(out)?;
-            if n > 0 {
-                match (self.begin)() {
-                    Some(deadline) => self.wait.start(deadline),
-                    None => {
-                        // Nothing was delivered yet: reporting an end drops it.
-                        self.gave_up = true;
-                        return Ok(0);
-                    }
-                }
-            }
-            return Ok(n);
-        }
-        match self.wait.deadline {
-            Some(deadline) => recv_by(self.sock, out, Some(deadline), WaitLimit::None),
-            // No request deadline: the socket's timeout (the idle timeout) as before.
-            None => (&mut &*self.sock).read(out),
-        }
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl RequestSource<'_> {
-    /// Waits for a request to begin, at most the idle timeout.
-    fn read_idle(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if !self.wait.idle_installed {
-            match socket::recv(self.sock.as_raw_fd(), out, socket::MsgFlags::MSG_DONTWAIT) {
-                Err(Errno::EAGAIN) => {
-                    self.sock.set_read_timeout(self.wait.idle)?;
-                    self.wait.idle_installed = true;
-                }
-                other => return other.map_err(io::Error::from),
-            }
-        }
-        (&mut &*self.sock).read(out)
+        (self.1)(self.0, out)
     }
 }
 
@@ -671,22 +597,6 @@ fn wait_ready(
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// Whether the peer of socket `fd` has closed its end entirely (`POLLHUP`), so
-/// that nothing written could reach it; a half-close is not a hang-up. Never
-/// blocks. `fd` must be open: the server's registry of dedicated connections
-/// guarantees it.
-#[cfg(feature = "tokio")]
-pub(crate) fn hung_up(fd: RawFd) -> bool {
-    // SAFETY: the caller keeps `fd` open for this call, which only asks the kernel
-    // for its readiness; the borrow ends with it.
-    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-    let mut fds = [PollFd::new(sock, PollFlags::empty())];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
-        && fds[0]
-            .revents()
-            .is_some_and(|revents| revents.contains(PollFlags::POLLHUP))
 }
 
 /// A timed wait that expired: the deadline, or the socket's own timeout.
@@ -924,143 +834,4 @@ pub(crate) fn set_buffer_sizes(sock: &UnixStream, bytes: usize) {
     // is the limit.
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = setsockopt(sock, sockopt::RcvBuf, &bytes);
-}
-
-pub(crate) fn abstract_addr(name: &str) -> io::Result<UnixAddr> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    return Ok(UnixAddr::new_abstract(name.as_bytes())?);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    Err(err(
-        ErrorKind::Unsupported,
-        format!("abstract socket names (@{name}) exist only on Linux"),
-    ))
-}
-
-/// One connection attempt. `wait`: how long a blocking `connect` may wait for room in
-/// the server's accept queue (`None`: do not wait). The socket may be returned in
-/// non-blocking mode either way.
-///
-/// A socket file is reached without following a symlink at its path (see
-/// [`PipePath::connect_target`](super::dir::PipePath::connect_target)): a symlink
-/// fails like a file nobody listens on (`ECONNREFUSED`).
-pub(crate) fn raw_connect(endpoint: &Endpoint, wait: Option<Duration>) -> io::Result<UnixStream> {
-    // Held until the connects are done: it may keep the socket file's inode open.
-    let target = match endpoint {
-        Endpoint::File(path) => path.connect_target()?,
-        Endpoint::Abstract(name) => ConnectTarget::from(abstract_addr(name)?),
-    };
-    let addr = &target.addr;
-    let nonblocking = wait.is_none_or(|w| w < Duration::from_micros(1));
-    // First a connect that does not wait: a Unix socket connect completes at once
-    // when the accept queue has room (the common case), and this spares the two
-    // SO_SNDTIMEO calls the waiting connect needs. Only a full queue (EAGAIN)
-    // takes the waiting path below, on a fresh socket.
-    let sock = UnixStream::from(super::new_socket(true)?);
-    loop {
-        match socket::connect(sock.as_raw_fd(), addr) {
-            Ok(()) => return Ok(sock),
-            Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) if !nonblocking => break,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    drop(sock);
-    let sock = UnixStream::from(super::new_socket(false)?);
-    // A blocking connect to a full accept queue waits up to SO_SNDTIMEO for room.
-    sock.set_write_timeout(wait)?;
-    loop {
-        match socket::connect(sock.as_raw_fd(), addr) {
-            Ok(()) => break,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    sock.set_write_timeout(None)?;
-    Ok(sock)
-}
-
-/// Connects, waiting up to `timeout` while the pipe does not exist yet or every
-/// instance is busy (`CreateFile` + `WaitNamedPipe`).
-fn connect_waiting(endpoint: &Endpoint, timeout: Duration) -> io::Result<UnixStream> {
-    let deadline = Instant::now() + timeout;
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let attempt = raw_connect(endpoint, (!remaining.is_zero()).then_some(remaining));
-        let failure = match attempt {
-            Ok(sock) => {
-                // A non-blocking attempt leaves the socket non-blocking.
-                sock.set_nonblocking(false)?;
-                return Ok(sock);
-            }
-            Err(e) => e,
-        };
-        let os = failure.raw_os_error().map(Errno::from_raw);
-        let busy = matches!(os, Some(Errno::EAGAIN));
-        let absent = matches!(os, Some(Errno::ENOENT | Errno::ECONNREFUSED));
-        if matches!(os, Some(Errno::EACCES | Errno::EPERM)) {
-            return Err(err_src(
-                ErrorKind::AccessDenied,
-                format!(
-                    "access to pipe {endpoint} denied: its access policy does not admit uid {}",
-                    nix::unistd::geteuid()
-                ),
-                failure,
-            ));
-        }
-        if !busy && !absent {
-            return Err(failure);
-        }
-        if Instant::now() >= deadline {
-            return Err(if busy {
-                err(
-                    ErrorKind::PipeBusy,
-                    format!(
-                        "all instances of pipe {endpoint} are busy (waited {})",
-                        fmt_duration(timeout)
-                    ),
-                )
-            } else {
-                not_found(endpoint, timeout)
-            });
-        }
-        if absent {
-            thread::sleep(backoff.min(remaining));
-            backoff = (backoff * 2).min(Duration::from_millis(50));
-        }
-    }
-}
-
-fn not_found(endpoint: &Endpoint, timeout: Duration) -> io::Error {
-    let waited = if timeout.is_zero() {
-        String::new()
-    } else {
-        format!(" (waited {})", fmt_duration(timeout))
-    };
-    let found = match endpoint {
-        Endpoint::File(path) => path.stat().ok().flatten(),
-        Endpoint::Abstract(_) => None,
-    };
-    let why = match found {
-        Some(entry) if entry.kind == Kind::Socket => {
-            "only a stale socket file of a server that is gone remains".to_owned()
-        }
-        Some(entry) => format!(
-            "the socket path holds {}, not a pipe's socket (npipe does not follow or use it)",
-            entry.kind.describe()
-        ),
-        None => "no server has created it".to_owned(),
-    };
-    err(
-        ErrorKind::NotFound,
-        format!("pipe {endpoint} not found: {why}{waited}"),
-    )
-}
-
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
 }

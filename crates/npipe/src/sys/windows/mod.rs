@@ -40,7 +40,7 @@ pub(crate) use stream::{
     peek_pipe, peer_credentials,
 };
 
-use crate::error::{err, ErrorKind};
+use crate::error::{err, fmt_duration, ErrorKind};
 use crate::name::{Address, PipeName};
 
 /// A NUL-terminated UTF-16 copy of `s`, for the `W` functions.
@@ -77,6 +77,12 @@ pub(crate) fn is_listening(name: &PipeName) -> io::Result<bool> {
     }
 }
 
+/// The names of the pipes on this machine: the entries of `\\.\pipe\`.
+pub(crate) fn pipe_names() -> io::Result<Vec<std::ffi::OsString>> {
+    let entries = std::fs::read_dir(r"\\.\pipe\")?;
+    Ok(entries.flatten().map(|entry| entry.file_name()).collect())
+}
+
 /// One transaction (`TransactNamedPipe` on a fresh connection): `npipe::call`.
 pub(crate) fn call(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
     let start = std::time::Instant::now();
@@ -90,13 +96,4 @@ pub(crate) fn call(name: &PipeName, request: &[u8], timeout: Duration) -> io::Re
         ));
     }
     stream.transact(request, left)
-}
-
-/// Formats a wait for error messages.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
 }

@@ -25,12 +25,12 @@ use windows_sys::Win32::System::Pipes::{
 
 use super::listener::Slot;
 use super::overlapped::{millis, run, Done, Event, Timeout};
-use super::{fmt_duration, pipe_path, wide};
-use crate::error::{err, err_src, ErrorKind};
+use super::{pipe_path, wide};
+use crate::error::{err, err_src, fmt_duration, ErrorKind};
 use crate::frame::{encode_header, grown_len, Received};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 /// The first read of a message asks for at least this much (and at most
 /// [`MAX_FIRST_READ`], or the buffer's capacity in between); a longer message is
@@ -634,7 +634,7 @@ impl Stream {
 
     fn check_write(&self) -> io::Result<()> {
         if !self.can_write {
-            return Err(crate::options::one_way_error(self.is_server, true));
+            return Err(crate::error::one_way_error(self.is_server, true));
         }
         if self.write_shut.load(Ordering::Relaxed) {
             return Err(err(
@@ -649,7 +649,7 @@ impl Stream {
         if self.can_read {
             Ok(())
         } else {
-            Err(crate::options::one_way_error(self.is_server, false))
+            Err(crate::error::one_way_error(self.is_server, false))
         }
     }
 }
