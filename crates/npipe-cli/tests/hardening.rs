@@ -480,7 +480,7 @@ fn info_and_list_print_no_control_characters_of_another_users_process_name() {
 /// end of the grace period (its command killed) is printed as neither answered
 /// nor failed: the numbers are taken before its handler has returned.
 #[test]
-#[ignore = "finding 7: serve prints its statistics before a request cut off at the end of the grace period is counted"]
+
 fn the_statistics_printed_at_exit_count_every_request() {
     let dir = Dir::new("grace-stats");
     let mark = dir.0.join("started");

@@ -1094,13 +1094,12 @@ fn reporting_server(
         Runs::Async => builder.async_handler(move |r: Request| {
             let reports = reports.clone();
             async move {
-                // Work of its own outlives the handler, which the server drops.
+                // Work of its own outlives the handler, which the server drops
+                // (a thread: a task of the server's runtime would not outlive a
+                // shutdown past the grace period, which ends the runtime).
                 let (deadline, cancellation) = (r.deadline(), r.cancellation());
-                tokio::spawn(async move {
-                    let wait = cancellation.cancelled();
-                    let cancelled = tokio::time::timeout(Duration::from_secs(30), wait)
-                        .await
-                        .is_ok();
+                thread::spawn(move || {
+                    let cancelled = cancellation.wait_timeout(Duration::from_secs(30));
                     let _ = reports.send((deadline, cancelled));
                 });
                 std::future::pending::<Response>().await

@@ -218,6 +218,9 @@ pub(crate) struct Conn {
     /// The request whose handler runs or whose reply is being written (its
     /// sequence number); 0: none. What a hard stop or an overdue cut cancels.
     in_flight: AtomicU64,
+    /// Whether a request has begun and is neither answered nor counted as
+    /// unanswered yet: settled once, by its connection or by the hard stop.
+    unsettled: AtomicBool,
     /// Which of its requests was cancelled (see `Request::cancellation`).
     pub(crate) cancels: Cancels,
     figures: Figures,
@@ -281,6 +284,7 @@ impl Counters {
             #[cfg(unix)]
             deadline: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            unsettled: AtomicBool::new(false),
             cancels: Cancels::default(),
             figures: Figures::default(),
             peer,
@@ -298,7 +302,6 @@ impl Counters {
             counters: Arc::clone(self),
             conn,
             id,
-            in_flight: AtomicBool::new(false),
         }
     }
 
@@ -353,6 +356,11 @@ impl Counters {
             // A handler still running learns that its reply is no longer wanted
             // (once its client is cut off, so that it cannot answer after all).
             entry.conn.cancel_in_flight();
+            // Counted now, not when its handler returns (a sync handler may run
+            // on for long): the stats read when `run` returns count every request.
+            if entry.conn.unsettled.swap(false, Ordering::SeqCst) {
+                add(&self.failed, 1);
+            }
         }
     }
 
@@ -471,9 +479,6 @@ pub(crate) struct Tracked {
     counters: Arc<Counters>,
     conn: Arc<Conn>,
     id: u64,
-    /// Whether a request has begun and is neither answered nor counted as
-    /// unanswered yet (only the connection's own task or thread writes it).
-    in_flight: AtomicBool,
 }
 
 /// How a request ended without a reply, for [`Tracked::unanswered`].
@@ -512,7 +517,7 @@ impl Tracked {
         }
         if phase == Phase::Reading {
             add(&conn.figures.begun, 1);
-            self.in_flight.store(true, Ordering::Relaxed);
+            conn.unsettled.store(true, Ordering::SeqCst);
         }
         true
     }
@@ -578,15 +583,16 @@ impl Tracked {
 
     /// A request was answered; `bytes` of reply were written.
     pub(crate) fn answered(&self, bytes: u64) {
-        self.in_flight.store(false, Ordering::Relaxed);
-        add(&self.conn.figures.completed, 1);
+        if self.conn.unsettled.swap(false, Ordering::SeqCst) {
+            add(&self.conn.figures.completed, 1);
+        }
         add(&self.conn.figures.bytes_out, bytes);
     }
 
     /// The request in flight, if there is one, ended without a reply: counts it,
     /// once, as `how`.
     pub(crate) fn unanswered(&self, how: Unanswered) {
-        if !self.in_flight.swap(false, Ordering::Relaxed) {
+        if !self.conn.unsettled.swap(false, Ordering::SeqCst) {
             return;
         }
         let counters = &self.counters;
