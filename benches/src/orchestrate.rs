@@ -110,14 +110,16 @@ impl RowResult {
 }
 
 /// Removes the socket path on drop, and the lock file an npipe listener keeps
-/// next to it (`.<file name>.lock`): the server is killed, so npipe cannot
+/// and record file next to it (`.<file name>.lock`, `.info`): the server is killed, so npipe cannot
 /// remove its files itself.
 struct PathGuard(PathBuf);
 
 impl PathGuard {
     fn remove(&self) {
         let _ = std::fs::remove_file(&self.0);
-        let _ = std::fs::remove_file(lock_sibling(&self.0));
+        for suffix in [".lock", ".info"] {
+            let _ = std::fs::remove_file(sibling(&self.0, suffix));
+        }
     }
 }
 
@@ -127,11 +129,12 @@ impl Drop for PathGuard {
     }
 }
 
-/// npipe's lock file for the socket at `path`: `.<file name>.lock` beside it.
-fn lock_sibling(path: &Path) -> PathBuf {
+/// npipe's files beside the socket at `path`: `.<file name><suffix>` (the lock
+/// file `.lock`, the record file `.info`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut file = std::ffi::OsString::from(".");
     file.push(path.file_name().unwrap_or_default());
-    file.push(".lock");
+    file.push(suffix);
     path.with_file_name(file)
 }
 
@@ -168,7 +171,7 @@ pub fn remove_stale_sockets() {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        // npipe lock files: `.<socket file name>.lock`.
+        // npipe lock and record files: `.<socket file name>.lock`, `.info`.
         let name = name.to_str().map(|n| n.strip_prefix('.').unwrap_or(n));
         let Some(rest) = name.and_then(|n| n.strip_prefix(start)) else {
             continue;

@@ -419,7 +419,7 @@ fn server_uid_refuses_a_squatter_whatever_mode_it_records() {
 /// OS refusing this user (6, "Permission denied"), not "something keeps appearing
 /// and vanishing at the lock file" and "name in use" (7).
 #[test]
-#[ignore = "finding 5: a lock file that cannot be created (EACCES) is reported as something appearing and vanishing, exit 7"]
+
 fn a_pipe_directory_the_user_cannot_write_is_access_denied() {
     let dir = Dir::new("read-only");
     let Some(mut serve) = as_nobody(OsStr::new(env!("CARGO_BIN_EXE_npipe"))) else {

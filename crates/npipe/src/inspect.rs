@@ -4,13 +4,13 @@
 //! On Linux everything comes from the file system, the kernel and `/proc`: the
 //! socket file's owner and permissions, the listening sockets (`sock_diag`, which
 //! names the file each is bound to), the processes holding them (`/proc/PID/fd`,
-//! readable for your own processes), and the record a server writes in its lock
-//! file (`pid=.. mode=.. direction=.. access=..`). Nothing here connects, so servers
-//! see no client.
+//! readable for your own processes), and the record a server writes in the
+//! record file beside its socket (`pid=.. mode=.. direction=.. access=..`).
+//! Nothing here connects, so servers see no client.
 //!
 //! A pipe is live when a listening socket is bound to the very file now at its path:
-//! what `connect` would reach, and what `wait` waits for. The lock file's record is
-//! believed only when its owner is the socket's: anyone may create a lock file
+//! what `connect` would reach, and what `wait` waits for. The record is
+//! believed only when its owner is the socket's: anyone may create a record file
 //! beside a socket that has none (one made by a service manager, say).
 
 use std::fmt;
@@ -54,9 +54,9 @@ impl fmt::Display for PipeState {
 ///
 /// Every field but the name, address and state is optional: it is known only where
 /// the OS tells it to this user (for example, another user's server pid is found
-/// through its lock file record, not through `/proc`). The mode, direction, access
-/// and recorded pid come from the lock file's record, shown only when the lock file
-/// belongs to the socket's owner.
+/// through its record file, not through `/proc`). The mode, direction, access
+/// and recorded pid come from the record file the server keeps beside its socket,
+/// shown only when the record file belongs to the socket's owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipeInfo {
     name: PipeName,
@@ -126,7 +126,7 @@ impl PipeInfo {
     }
 
     /// The server's process id: the process holding the listening socket (Linux
-    /// `/proc`, own processes), else the pid its lock file records.
+    /// `/proc`, own processes), else the pid its record file says.
     pub fn server_pid(&self) -> Option<u32> {
         self.server_pid
     }
@@ -300,9 +300,9 @@ mod imp {
                 info.owner_uid.get_or_insert(lock.uid);
             }
             // The record speaks for the socket only if the socket's owner wrote it:
-            // anyone can create a lock file beside a socket that has none.
-            if let Some((lock, written)) = path.dir().read_record(&lock_file) {
-                if socket_owner.is_none_or(|owner| owner == lock.uid) {
+            // anyone can create a record file beside a socket that has none.
+            if let Some((file, written)) = path.dir().read_record(&path.record_file()) {
+                if socket_owner.is_none_or(|owner| owner == file.uid) {
                     record = written;
                 }
             }

@@ -707,10 +707,12 @@ fn dropping_the_listener_removes_its_files() {
         panic!("path address expected");
     };
     let lock = path.with_file_name(format!(".npipe-{name}.lock"));
-    assert!(path.exists() && lock.exists());
+    let record = path.with_file_name(format!(".npipe-{name}.info"));
+    assert!(path.exists() && lock.exists() && record.exists());
     drop(listener);
     assert!(!path.exists(), "socket file left behind");
     assert!(!lock.exists(), "lock file left behind");
+    assert!(!record.exists(), "record file left behind");
 }
 
 #[cfg(unix)]

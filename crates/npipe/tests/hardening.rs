@@ -98,8 +98,17 @@ fn socket_path(name: &str) -> PathBuf {
 }
 
 fn lock_path(name: &str) -> PathBuf {
+    beside_socket(name, "lock")
+}
+
+/// The record file beside a pipe's socket, where its server says who it is.
+fn record_path(name: &str) -> PathBuf {
+    beside_socket(name, "info")
+}
+
+fn beside_socket(name: &str, suffix: &str) -> PathBuf {
     let path = socket_path(name);
-    let file = format!(".{}.lock", path.file_name().unwrap().to_str().unwrap());
+    let file = format!(".{}.{suffix}", path.file_name().unwrap().to_str().unwrap());
     path.with_file_name(file)
 }
 
@@ -1512,7 +1521,6 @@ fn a_symlink_planted_as_the_server_leaves_is_never_followed_by_its_clients() {
 /// the server dies keeps root from ever serving the name again, and root is told
 /// that the dead server's pid still serves it.
 #[test]
-#[ignore = "finding 4: another user's shared flock on a crashed server's world-readable lock file keeps its user from reclaiming the name"]
 fn another_user_cannot_keep_a_crashed_servers_name_from_its_user() {
     let _w = Watchdog::start("another_user_cannot_keep_a_crashed_servers_name");
     if !running_as_root() {
@@ -1636,7 +1644,7 @@ fn a_record_planted_by_another_user_is_not_shown() {
         crate::skip_or_fail!("needs root to plant the record as user nobody (setpriv)");
     }
     let name = unique("planted-record");
-    let (sock, lock) = (socket_path(&name), lock_path(&name));
+    let (sock, lock) = (socket_path(&name), record_path(&name));
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let record = "pid=1 mode=byte direction=inbound access=everyone\n";
     let mut writer = nobody("hard-write-file", &[lock.to_str().unwrap(), record]);

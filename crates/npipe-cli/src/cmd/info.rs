@@ -15,8 +15,8 @@ Examples:
   npipe info orders --json | jq -r .address
 
 Never connects: on Linux it reads the socket file, the kernel's list of listening
-sockets (sock_diag), /proc/PID and the lock file the server keeps beside its socket
-(its record is shown only when the lock file's owner is the socket's). The state is
+sockets (sock_diag), /proc/PID and the record file the server keeps beside its socket
+(shown only when the record file's owner is the socket's). The state is
 `live` (a server listens on the very socket file now at the path),
 `stale` (files of a server that died; the next server reclaims them) or `absent`.
 The exit status is 0 whatever the state; 2 for an invalid name.";

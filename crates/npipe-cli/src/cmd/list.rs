@@ -15,8 +15,8 @@ Examples:
 
 Lists the socket files in the pipe directory (/tmp/npipe-*, or $NPIPE_DIR/*) and the
 lock files their servers keep, with the owner, the server's pid and process name, and
-the mode where the OS tells (another user's process is known by the pid its lock file
-records). `stale` marks files of a server that died: the next server reclaims them.
+the mode where the OS tells (another user's process is known by the pid its record
+file says). `stale` marks files of a server that died: the next server reclaims them.
 Linux abstract @NAME pipes have no file and are not listed; use `npipe info @NAME`.";
 
 /// `npipe list` arguments.

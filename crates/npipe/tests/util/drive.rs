@@ -135,12 +135,11 @@ fn remove_stale_files(pipe: &str) {
         return;
     }
     if let Ok(npipe::Address::Path(path)) = name.address() {
-        let lock = path.with_file_name(format!(
-            ".{}.lock",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ));
+        let file = path.file_name().unwrap_or_default().to_string_lossy();
+        for beside in ["lock", "info"] {
+            let _ = std::fs::remove_file(path.with_file_name(format!(".{file}.{beside}")));
+        }
         let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(lock);
     }
 }
 

@@ -201,9 +201,26 @@ impl PipeDir {
         }
     }
 
+    /// Whether this user may create files here (`faccessat(W_OK)` with the
+    /// effective ids).
+    pub(crate) fn writable(&self) -> bool {
+        nix::unistd::faccessat(
+            &self.fd,
+            ".",
+            nix::unistd::AccessFlags::W_OK,
+            AtFlags::AT_EACCESS,
+        )
+        .is_ok()
+    }
+
     /// Opens (creating it if absent) the lock file `file` for reading and writing,
     /// never through a symlink and never blocking on a fifo. The caller checks what
     /// it opened before using it.
+    ///
+    /// Mode 0600: `flock` needs only a descriptor open for reading, so a lock file
+    /// others could read would let them hold a lock on it (a shared one) and keep
+    /// its user from taking the name back after a crash. What others may read
+    /// about the server is in the record file beside it ([`write_record`](Self::write_record)).
     pub(crate) fn open_lock(&self, file: &OsStr) -> nix::Result<File> {
         let fd = openat(
             &self.fd,
@@ -213,12 +230,43 @@ impl PipeDir {
                 | OFlag::O_NOFOLLOW
                 | OFlag::O_CLOEXEC
                 | OFlag::O_NONBLOCK,
-            Mode::from_bits_truncate(0o644),
+            Mode::from_bits_truncate(0o600),
         )?;
         Ok(File::from(fd))
     }
 
-    /// Reads the record in the lock file `file` (at most 4 KiB), only from a
+    /// Writes `text` as the record file `file` (created if absent, mode 0644: the
+    /// record is there for others to read), only into a regular file of this user
+    /// with one link, never through a symlink: what was written, or `None` when
+    /// something else is there (the record is informational; a file planted by
+    /// another user is left alone, and ignored by readers, see
+    /// [`read_record`](Self::read_record)).
+    pub(crate) fn write_record(&self, file: &OsStr, text: &str) -> io::Result<Option<FileId>> {
+        use std::io::Write;
+        let fd = openat(
+            &self.fd,
+            file,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NONBLOCK,
+            Mode::from_bits_truncate(0o644),
+        )?;
+        let entry = Entry::from(fstat(&fd)?);
+        let me = nix::unistd::geteuid().as_raw();
+        if entry.kind != Kind::File || entry.uid != me || entry.nlink != 1 {
+            return Ok(None);
+        }
+        // Readable by others whatever the umask: that is what it is for.
+        nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o644))?;
+        let mut file = File::from(fd);
+        file.set_len(0)?;
+        file.write_all(text.as_bytes())?;
+        Ok(Some(entry.id()))
+    }
+
+    /// Reads the record file `file` (at most 4 KiB), only from a
     /// regular file and never through a symlink: what it is, and what it says.
     pub(crate) fn read_record(&self, file: &OsStr) -> Option<(Entry, Record)> {
         let fd = openat(
@@ -371,11 +419,24 @@ impl PipePath {
     /// The lock file that decides who owns the socket: `.<file name>.lock` beside
     /// it. Valid names never start with `.`, so it cannot be another pipe's socket.
     pub(crate) fn lock_file(&self) -> OsString {
-        let mut lock = OsString::with_capacity(self.file.len() + 6);
-        lock.push(".");
-        lock.push(&self.file);
-        lock.push(".lock");
-        lock
+        self.beside(".lock")
+    }
+
+    /// The record file beside the socket: `.<file name>.info`, the server's pid,
+    /// mode, direction and access policy, readable by everyone (the lock file
+    /// itself is not: see [`PipeDir::open_lock`]).
+    pub(crate) fn record_file(&self) -> OsString {
+        self.beside(".info")
+    }
+
+    /// `.<file name><suffix>`: a file beside the socket. Valid names never start
+    /// with `.`, so it cannot be another pipe's socket.
+    fn beside(&self, suffix: &str) -> OsString {
+        let mut name = OsString::with_capacity(self.file.len() + 1 + suffix.len());
+        name.push(".");
+        name.push(&self.file);
+        name.push(suffix);
+        name
     }
 
     /// What is at the socket path now (not following a symlink).

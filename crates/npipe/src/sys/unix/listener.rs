@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -292,6 +292,8 @@ fn bind_path(
         socket: None,
         lock_file: target.lock_file(),
         lock: Some(lock),
+        record_file: target.record_file(),
+        record: None,
     };
     reclaim_stale(name, target)?;
     let fd = super::new_socket(false)?;
@@ -401,6 +403,34 @@ fn take_lock(name: &PipeName, target: &PipePath) -> io::Result<Flock<File>> {
                         )
                     }))
                 }
+                // Nothing there, and this user may not create it: the directory
+                // refuses (it is not writable by this user, or read-only). Not a
+                // name in use. (In a sticky directory the same errors come from
+                // another user's symlink that has vanished since: retried below.)
+                None if matches!(e, Errno::EACCES | Errno::EPERM | Errno::EROFS)
+                    && !dir.writable() =>
+                {
+                    return Err(err_src(
+                        ErrorKind::AccessDenied,
+                        format!(
+                            "cannot create the lock file {} (uid {me} may not create files in {})",
+                            lock_path.display(),
+                            dir.path().display()
+                        ),
+                        e.into(),
+                    ))
+                }
+                None if !matches!(
+                    e,
+                    Errno::ELOOP | Errno::EMLINK | Errno::ENOENT | Errno::EACCES | Errno::EPERM
+                ) =>
+                {
+                    return Err(err_src(
+                        ErrorKind::Io,
+                        format!("creating the lock file {}", lock_path.display()),
+                        e.into(),
+                    ))
+                }
                 None if vanished < 100 => {
                     vanished += 1;
                     continue;
@@ -433,11 +463,12 @@ fn take_lock(name: &PipeName, target: &PipePath) -> io::Result<Flock<File>> {
         }
         let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
-            Err((mut file, Errno::EWOULDBLOCK)) => {
-                let mut info = String::new();
-                let _ = (&mut file).take(4096).read_to_string(&mut info);
-                let pid = Record::parse(&info)
-                    .pid
+            Err((_, Errno::EWOULDBLOCK)) => {
+                // The holder's record, if it is this user's (it is: so is the lock).
+                let pid = dir
+                    .read_record(&target.record_file())
+                    .filter(|(entry, _)| entry.uid == me)
+                    .and_then(|(_, record)| record.pid)
                     .map_or_else(String::new, |p| format!(" (pid {p})"));
                 return Err(err(
                     ErrorKind::AddrInUse,
@@ -450,6 +481,8 @@ fn take_lock(name: &PipeName, target: &PipePath) -> io::Result<Flock<File>> {
         // then we locked an orphan and must start again.
         if dir.stat(&lock_file)?.map(|now| now.id()) == Some(entry.id()) {
             lock.set_len(0)?;
+            // A lock file left by an older npipe may be readable by others.
+            nix::sys::stat::fchmod(&*lock, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
             return Ok(lock);
         }
     }
@@ -510,14 +543,18 @@ struct OwnedName {
     socket: Option<FileId>,
     lock_file: OsString,
     lock: Option<Flock<File>>,
+    record_file: OsString,
+    /// The record file npipe wrote, once it did.
+    record: Option<FileId>,
 }
 
 impl OwnedName {
     fn record(&mut self, opts: &ListenerOptions) {
-        if let Some(lock) = self.lock.as_mut() {
-            let line = Record::serving(opts).to_string();
-            // Informational only: a failed write leaves an empty record.
-            let _ = lock.write_all(line.as_bytes());
+        let line = Record::serving(opts).to_string();
+        // Informational only: without it, others see less of the pipe in `info`.
+        match self.target.dir().write_record(&self.record_file, &line) {
+            Ok(written) => self.record = written,
+            Err(e) => tracing::debug!(error = %e, "could not write the record file"),
         }
     }
 }
@@ -528,6 +565,9 @@ impl Drop for OwnedName {
         // Remove the socket only if it is still the one we bound.
         if let Some(socket) = self.socket {
             let _ = dir.remove_if(self.target.file(), socket);
+        }
+        if let Some(record) = self.record {
+            let _ = dir.remove_if(&self.record_file, record);
         }
         // Remove the lock file while still holding the lock: a process that opened
         // it meanwhile sees the inode change and starts over.
