@@ -16,9 +16,8 @@
 //!   `O_NOFOLLOW`, and removed with `unlinkat` only after `fstatat` shows the very
 //!   inode npipe created.
 //! - Connecting never goes through a symlink at the socket path: only a socket is
-//!   connected to, by its path when no other user can replace the entry, else
-//!   (Linux) through `/proc/self/fd/N` of an `O_PATH | O_NOFOLLOW` descriptor of
-//!   it (see [`PipePath::connect_target`]).
+//!   connected to, (Linux) through `/proc/self/fd/N` of an `O_PATH | O_NOFOLLOW`
+//!   descriptor of it (see [`PipePath::connect_target`]).
 //!
 //! Binding is the one operation that takes a path string (there is no `bindat`); it
 //! uses the canonical path, which the check above made sure no other user can
@@ -445,53 +444,74 @@ impl PipePath {
     }
 
     /// The address to connect to, and what must stay open until `connect` returns;
-    /// never a way through a symlink at the socket path. First `fstatat`:
+    /// never a way through a symlink at the socket path.
     ///
-    /// - nothing there: `ENOENT`; not a socket (a symlink included, whatever it
-    ///   points to): `ECONNREFUSED`, as for a socket nobody listens on, without
-    ///   connecting;
-    /// - a socket of root's or of this user's: its path. No other user can replace
-    ///   that entry before `connect` resolves it (the directory checks leave that
-    ///   to the entry's owner, the directory's owner — root or this user — and
-    ///   root), so this is race-free, and costs one `fstatat` beside `socket` and
-    ///   `connect`: the common case, a client of its own or of root's server;
-    /// - another user's socket (a server open to others, or a squatter's): its
-    ///   owner may swap it for a symlink at any moment, so (Linux) the entry is
-    ///   opened with `O_PATH | O_NOFOLLOW` and reached through `/proc/self/fd/N`:
-    ///   the kernel connects to exactly that inode, and a symlink swapped in is not
-    ///   followed (it is not a socket: `ECONNREFUSED`). Without a usable `/proc`,
-    ///   and on other systems, the path is connected: its owner could then swap
-    ///   their own socket for a symlink between the `fstatat` and the `connect`.
+    /// Linux: the entry is opened with `O_PATH | O_NOFOLLOW` and reached through
+    /// `/proc/self/fd/N`, so the kernel connects to exactly the inode that was
+    /// checked: a socket with one link. A symlink (whatever it points to) or
+    /// anything else that is not a socket is refused as `ECONNREFUSED`, as a
+    /// socket nobody listens on, without connecting; a socket with more than one
+    /// link (a hard link another user made to someone else's socket, where the
+    /// kernel allows it) is refused too. This holds whoever owns the entry: in a
+    /// shared sticky directory, a server's own socket vanishes when it stops or is
+    /// reclaimed, and anyone may plant a symlink in its place at that moment, so
+    /// checking the entry and then connecting by its path would be a race.
+    ///
+    /// Elsewhere, and on Linux without a usable `/proc`: `fstatat`, then the path
+    /// (documented in SECURITY.md: a symlink planted between the two would be
+    /// followed).
     pub(crate) fn connect_target(&self) -> io::Result<ConnectTarget> {
-        let entry = match self.stat()? {
-            None => return Err(Errno::ENOENT.into()),
-            Some(entry) if entry.kind != Kind::Socket => return Err(Errno::ECONNREFUSED.into()),
-            Some(entry) => entry,
-        };
-        #[cfg_attr(
-            not(any(target_os = "linux", target_os = "android")),
-            allow(unused_variables)
-        )]
-        let cannot_be_swapped = entry.uid == 0 || entry.uid == nix::unistd::geteuid().as_raw();
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        if !cannot_be_swapped && proc_fd_works() {
+        if proc_fd_works() {
             let fd = openat(
                 &self.dir.fd,
                 self.file.as_os_str(),
                 OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )?;
+            let entry = Entry::from(fstat(&fd)?);
+            check_connectable(&entry)?;
             let addr = nix::sys::socket::UnixAddr::new(ProcFdPath::new(&fd).as_str())?;
             return Ok(ConnectTarget {
                 addr,
                 _entry: Some(fd),
             });
         }
-        Ok(ConnectTarget {
-            addr: self.socket_addr()?,
-            _entry: None,
-        })
+        match self.stat()? {
+            None => Err(Errno::ENOENT.into()),
+            Some(entry) => {
+                check_connectable(&entry)?;
+                Ok(ConnectTarget {
+                    addr: self.socket_addr()?,
+                    _entry: None,
+                })
+            }
+        }
     }
+}
+
+/// A socket with one link: what a client connects to. Anything else at the socket
+/// path is `ECONNREFUSED` (not a pipe's socket, so nobody listens), a socket
+/// removed since it was opened is `ENOENT`, and a socket with more links, which
+/// only a hard link can make, is refused by name.
+fn check_connectable(entry: &Entry) -> io::Result<()> {
+    if entry.kind != Kind::Socket {
+        return Err(Errno::ECONNREFUSED.into());
+    }
+    if entry.nlink == 0 {
+        // Removed since it was opened: the server is gone.
+        return Err(Errno::ENOENT.into());
+    }
+    if entry.nlink > 1 {
+        return Err(err(
+            ErrorKind::AccessDenied,
+            format!(
+                "refusing a socket file with {} links: another name for it was made (a hard link), so it may be someone else's socket",
+                entry.nlink
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An address for `connect`, with the descriptor it refers to (Linux).
