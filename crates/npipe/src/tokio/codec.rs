@@ -7,8 +7,8 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{err, ErrorKind};
 use crate::frame::{
-    check_announced, encode_header, grown_len, header_cut_off, match_refusal, payload_cut_off,
-    refused, HEADER_LEN, REFUSAL_NOTICE,
+    check_announced, encode_header, grown_len, header_cut_off_error as header_cut_off,
+    match_refusal, payload_cut_off, refused_here as refused, HEADER_LEN, REFUSAL_NOTICE,
 };
 use crate::options::DEFAULT_MAX_MESSAGE;
 

@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{err, ErrorKind};
 use crate::frame::{
-    check_announced, encode_header, grown_len, header_cut_off, match_refusal, payload_cut_off,
-    refused, Received, HEADER_LEN, REFUSAL_NOTICE,
+    check_announced, encode_header, grown_len, header_cut_off_error as header_cut_off,
+    match_refusal, payload_cut_off, refused_here as refused, Received, HEADER_LEN, REFUSAL_NOTICE,
 };
 use crate::options::Mode;
 

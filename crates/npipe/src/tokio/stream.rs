@@ -198,7 +198,7 @@ impl Stream {
                 && ErrorKind::of(&e) == ErrorKind::Disconnected
                 && (self.reader.holds_refusal() || sys::refusal_waiting(self.io.as_fd()))
             {
-                return crate::frame::refused();
+                return sys::refused();
             }
             e
         })

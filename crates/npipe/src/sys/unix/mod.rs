@@ -51,7 +51,8 @@ pub(crate) use tokio_io::{
 };
 #[cfg(feature = "tokio")]
 pub(crate) use {
-    gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting, stream::RequestWait,
+    gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting, stream::refused,
+    stream::RequestWait,
 };
 
 use crate::error::{err, ErrorKind};

@@ -16,7 +16,8 @@ use super::dir::ConnectTarget;
 use super::gate::Slot;
 use super::{Endpoint, Kind};
 use crate::error::{err, err_src, ErrorKind};
-use crate::frame::{encode_header, FrameReader, Received, HEADER_LEN};
+use crate::frame::blocking::FrameReader;
+use crate::frame::{encode_header, Received, HEADER_LEN};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
 use crate::stream::PeerCredentials;
@@ -176,7 +177,7 @@ impl Stream {
             is_server: false,
             max_message: opts.max_message_size,
             reader: match opts.mode {
-                Mode::Message => FrameReader::for_client(opts.max_message_size),
+                Mode::Message => FrameReader::for_client(opts.max_message_size, refused),
                 Mode::Byte => FrameReader::new(opts.max_message_size),
             },
             write_buf: Vec::new(),
@@ -219,7 +220,7 @@ impl Stream {
             && ErrorKind::of(&e) == ErrorKind::Disconnected
             && (self.reader.holds_refusal() || refusal_waiting(self.sock.as_fd()))
         {
-            return crate::frame::refused();
+            return refused();
         }
         e
     }
@@ -832,6 +833,17 @@ fn send_error(e: Errno) -> io::Error {
         ),
         e => e.into(),
     }
+}
+
+/// The error of this client once the server's
+/// [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) arrived: it names the user and group
+/// that the server refused.
+pub(crate) fn refused() -> io::Error {
+    let ids = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    crate::frame::refused(Some(ids))
 }
 
 /// Whether the server's [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) waits unread on

@@ -1,0 +1,534 @@
+//! Message framing: npipe's wire contract on byte-stream transports (Unix), and the
+//! size cap of every transport.
+//!
+//! Every message is a 4-byte little-endian unsigned length followed by that many
+//! bytes. The length is checked against the cap **before** anything is allocated,
+//! and the room made for a payload follows the bytes that have arrived of it
+//! ([`grown_len`]), never the length a peer announced.
+//!
+//! This module is the only place that encodes or decodes a length prefix. Its core
+//! is sans-IO: [`Decoder`] is the state of one connection's incoming frames over the
+//! bytes that have arrived (header, cap, the message being delivered, the server's
+//! refusal notice, what `peek` may show), and [`Cap`] the size cap with the broken
+//! state it leaves. The drivers move the bytes:
+//!
+//! - [`blocking`]: `FrameReader`, over any [`std::io::Read`] (the blocking `Stream`,
+//!   the managed server's dedicated threads);
+//! - `nonblocking`: the reader and writer of the tokio `Stream` over
+//!   `AsyncRead`/`AsyncWrite` (feature `tokio`);
+//! - `codec`: [`MessageCodec`](crate::tokio::MessageCodec), the same framing as a
+//!   `tokio_util` codec (feature `tokio`).
+//!
+//! Windows pipes carry messages natively, with no length prefix: there only [`Cap`],
+//! [`grown_len`] and [`Received`] apply.
+//!
+//! Why not tokio-util's `LengthDelimitedCodec`, which reads the same 4-byte
+//! little-endian length with a `max_frame_length`: on a header within the cap it
+//! reserves the whole announced frame at once (`src.reserve(n)` in its
+//! `decode_head`), so a peer that sends a header and stalls would hold the cap's
+//! worth of memory, breaking the promise that memory follows the bytes received
+//! (SECURITY.md); its errors are plain `io::Error`s (`InvalidData`, "frame size too
+//! big"; an end of stream inside a frame is "bytes remaining on stream"), not
+//! npipe's [`ErrorKind`]s; a length over the cap does not break the stream for
+//! good; and it cannot recognise the server's [`REFUSAL_NOTICE`].
+
+#[cfg_attr(not(unix), allow(dead_code))]
+pub(crate) mod blocking;
+
+use std::io;
+
+use crate::error::{err, ErrorKind};
+
+/// Bytes in a frame header.
+pub(crate) const HEADER_LEN: usize = 4;
+
+/// A message buffer grows by at most this much beyond what has arrived of the
+/// message (see [`grown_len`]): what a header alone makes the receiver commit.
+pub(crate) const GROWTH_STEP: usize = 64 * 1024;
+
+/// How far a buffer for a `total`-byte payload may grow once `received` bytes of
+/// it have arrived: twice that plus [`GROWTH_STEP`], never more than `total`.
+///
+/// Memory then follows the bytes received, not the bytes announced: a peer that
+/// sends a header and stalls holds one step, and one that sends half a message
+/// holds about the whole of it. Doubling keeps an honest large message to a few
+/// steps, so its bytes are moved about once more at most (and not at all when
+/// the caller's buffer, which the caller allocated, already has the room).
+pub(crate) fn grown_len(received: usize, total: usize) -> usize {
+    total.min(received.saturating_mul(2).saturating_add(GROWTH_STEP))
+}
+
+/// The header for a `len`-byte message, or `MessageTooLarge` if `len` exceeds `max`
+/// (checked before anything is sent, on every platform).
+pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]> {
+    match u32::try_from(len) {
+        Ok(len32) if len32 <= max => Ok(len32.to_le_bytes()),
+        _ => Err(err(
+            ErrorKind::MessageTooLarge,
+            format!(
+                "cannot send a message of {len} bytes: the maximum message size is {max} bytes"
+            ),
+        )),
+    }
+}
+
+/// What an npipe server on Unix writes to a client that its access policy refuses
+/// after the connection was made, just before it closes the connection: the four
+/// bytes `FF FF FF FF` and the ASCII text `npipe:access-denied` and a newline.
+///
+/// Servers check the client's credentials (`SO_PEERCRED`) after accepting it when
+/// the socket file's mode cannot do the check: abstract `@NAME` sockets,
+/// [`Access::Group`](crate::Access::Group) and allow lists. A refused client may
+/// have sent its request already; without a word from the server, it would see
+/// only its connection reset. No admitted client ever receives these bytes first.
+///
+/// npipe's message-mode clients (the blocking [`Stream`](crate::Stream), the tokio
+/// `Stream` and `MessageCodec`) recognise the notice as the first frame and fail with
+/// [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied). To a message reader
+/// of any language it looks like a frame announcing 4 GiB − 1 bytes, which its cap
+/// check refuses, and the text tells a person reading the raw bytes (`socat`) what
+/// happened. Byte-mode clients receive the bytes as they are. The one ambiguity:
+/// a server allowing 4 GiB − 1-byte messages whose first reply is exactly that
+/// long and begins with `npipe:access-denied\n` would be taken for a refusal.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(&npipe::REFUSAL_NOTICE[..4], &u32::MAX.to_le_bytes());
+/// assert!(npipe::REFUSAL_NOTICE.ends_with(b"npipe:access-denied\n"));
+/// ```
+pub const REFUSAL_NOTICE: &[u8] = b"\xFF\xFF\xFF\xFFnpipe:access-denied\n";
+
+/// The error of a client that received [`REFUSAL_NOTICE`]; `ids`: its effective
+/// user and group ids, where the OS has them (the backend's `refused` fills them in).
+pub(crate) fn refused(ids: Option<(u32, u32)>) -> io::Error {
+    let who = match ids {
+        Some((uid, gid)) => format!(" (uid {uid}, gid {gid})"),
+        None => String::new(),
+    };
+    err(
+        ErrorKind::AccessDenied,
+        format!(
+            "the server refused this client's credentials{who}: its access policy does not admit them"
+        ),
+    )
+}
+
+/// How far `bytes` (what has arrived of a client's first frame) match the refusal
+/// notice: `Some(true)` all of it, `Some(false)` a beginning of it (more to read),
+/// `None` not it.
+pub(crate) fn match_refusal(bytes: &[u8]) -> Option<bool> {
+    let n = bytes.len().min(REFUSAL_NOTICE.len());
+    (bytes[..n] == REFUSAL_NOTICE[..n]).then_some(n == REFUSAL_NOTICE.len())
+}
+
+/// A length whose four bytes are printable text was most likely written by a peer
+/// that does not frame its messages: a byte-mode client on a message pipe ("hell"
+/// of "hello"), or a byte-mode server answering a message client. Says so.
+fn text_hint(header: [u8; HEADER_LEN]) -> String {
+    let text = |b: &u8| b.is_ascii_graphic() || matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    if !header.iter().all(text) {
+        return String::new();
+    }
+    let bytes: String = header.iter().map(|&b| char::from(b)).collect();
+    format!(" (the bytes {bytes:?} look like text: {BYTE_MODE_HINT})")
+}
+
+/// The end of [`text_hint`], for the server's log (which must not quote the bytes).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) const BYTE_MODE_HINT: &str = "the peer may be writing in byte mode";
+
+/// The error for an end of stream after `got` bytes of a frame header.
+fn header_cut_off(got: usize) -> io::Error {
+    err(
+        ErrorKind::Disconnected,
+        format!(
+            "the peer closed the connection in the middle of a message header ({got} of {HEADER_LEN} bytes)"
+        ),
+    )
+}
+
+/// The outcome of [`crate::Stream::recv_into`]: how many bytes were stored and whether
+/// the message is complete.
+///
+/// When the buffer was too small, `more_data()` is true (Windows `ERROR_MORE_DATA`) and
+/// the rest of the same message is returned by the following reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    len: usize,
+    more_data: bool,
+}
+
+impl Received {
+    /// Bytes stored in the buffer.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no bytes were stored (a zero-length message, or an empty buffer).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the rest of this message is still to be read (`ERROR_MORE_DATA`).
+    pub fn more_data(&self) -> bool {
+        self.more_data
+    }
+
+    /// Whether the message ended within this read.
+    pub fn is_complete(&self) -> bool {
+        !self.more_data
+    }
+
+    pub(crate) fn new(len: usize, more_data: bool) -> Received {
+        Received { len, more_data }
+    }
+}
+
+/// The maximum size of one connection's incoming messages, and what breaking the
+/// framing left: once a peer announced (or, on Windows, sent) a message over the
+/// cap, or the server's refusal notice arrived, every later read fails alike.
+#[derive(Debug, Clone)]
+pub(crate) struct Cap {
+    max: u32,
+    broken: Option<(ErrorKind, String)>,
+}
+
+impl Cap {
+    pub(crate) fn new(max: u32) -> Cap {
+        Cap { max, broken: None }
+    }
+
+    /// The maximum message size.
+    #[allow(dead_code)] // until the async drivers use it
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// The error of a connection whose framing is lost, if it is.
+    pub(crate) fn check(&self) -> io::Result<()> {
+        match &self.broken {
+            Some((kind, msg)) => Err(err(*kind, msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails every later read with `e` (its kind and text).
+    fn break_with(&mut self, e: io::Error) -> io::Error {
+        self.broken = Some((ErrorKind::of(&e), e.to_string()));
+        e
+    }
+
+    /// The payload length `header` announces, or `MessageTooLarge` (for good) if it
+    /// is over the cap: nothing has been allocated for it.
+    fn announced(&mut self, header: [u8; HEADER_LEN]) -> io::Result<usize> {
+        let len = u32::from_le_bytes(header);
+        if len > self.max {
+            let e = err(
+                ErrorKind::MessageTooLarge,
+                format!(
+                    "the peer announced a message of {len} bytes{}; the maximum message size is {} bytes (nothing was allocated; the connection can no longer be read)",
+                    text_hint(header),
+                    self.max
+                ),
+            );
+            return Err(self.break_with(e));
+        }
+        usize::try_from(len).map_err(|_| {
+            err(
+                ErrorKind::MessageTooLarge,
+                format!("a message of {len} bytes does not fit in memory"),
+            )
+        })
+    }
+
+    /// Admits a native message (Windows) of `total` bytes, as far as the system
+    /// tells, or fails with `MessageTooLarge` for good: the rest was not read.
+    #[cfg_attr(unix, allow(dead_code))]
+    pub(crate) fn admit(&mut self, total: usize) -> io::Result<()> {
+        if total <= self.max as usize {
+            return Ok(());
+        }
+        let e = err(
+            ErrorKind::MessageTooLarge,
+            format!(
+                "the peer sent a message of {total} bytes; the maximum message size is {} bytes (the rest was not read; the connection can no longer be read)",
+                self.max
+            ),
+        );
+        Err(self.break_with(e))
+    }
+}
+
+/// What the bytes at the front of the input say between messages: see
+/// [`Decoder::start`].
+#[derive(Debug)]
+pub(crate) enum Start {
+    /// Too few bytes to tell: read more and ask again.
+    More,
+    /// The stream ended cleanly, between messages.
+    End,
+    /// A message of this many payload bytes begins: consume its header
+    /// ([`HEADER_LEN`] bytes); the message is now the current one unless empty.
+    Message(usize),
+    /// The server's refusal notice: consume it ([`REFUSAL_NOTICE`]`.len()` bytes)
+    /// and fail with the error, as every later read will.
+    Refused(io::Error),
+}
+
+impl Start {
+    /// Bytes of the input this outcome consumes.
+    pub(crate) fn consumed(&self) -> usize {
+        match self {
+            Start::Message(_) => HEADER_LEN,
+            Start::Refused(_) => REFUSAL_NOTICE.len(),
+            Start::More | Start::End => 0,
+        }
+    }
+}
+
+/// The decoding state of one connection's incoming frames, over the bytes that have
+/// arrived and not been consumed (the *input*, which a driver keeps and reads into).
+/// No I/O: the drivers read and ask it what the bytes mean.
+///
+/// The rules: a length over the cap is refused before anything is allocated and the
+/// connection can no longer be read; an end of stream inside a frame is a
+/// `Disconnected` error saying how much arrived; a client's first frame may be the
+/// server's [`REFUSAL_NOTICE`].
+#[derive(Debug, Clone)]
+pub(crate) struct Decoder {
+    cap: Cap,
+    /// The message being delivered: its length, and its payload bytes not yet
+    /// delivered (never 0). `None` between messages.
+    current: Option<(usize, usize)>,
+    /// A client's decoder before its first frame: the error to fail with if that
+    /// frame is the server's refusal notice.
+    notice: Option<fn() -> io::Error>,
+}
+
+impl Decoder {
+    /// The decoder of a server, or of a client in byte mode turned framed.
+    pub(crate) fn new(max: u32) -> Decoder {
+        Decoder {
+            cap: Cap::new(max),
+            current: None,
+            notice: None,
+        }
+    }
+
+    /// The decoder of a client, whose first frame may be the server's refusal
+    /// notice: `refused` makes the error then (it names the client's user).
+    pub(crate) fn for_client(max: u32, refused: fn() -> io::Error) -> Decoder {
+        Decoder {
+            notice: Some(refused),
+            ..Decoder::new(max)
+        }
+    }
+
+    /// The maximum message size.
+    #[allow(dead_code)] // until the async drivers use it
+    pub(crate) fn max(&self) -> u32 {
+        self.cap.max()
+    }
+
+    /// Whether no header has been read yet on a client (a refusal notice may wait).
+    pub(crate) fn expects_notice(&self) -> bool {
+        self.notice.is_some()
+    }
+
+    /// Whether `input` begins with the whole refusal notice, on a client that has
+    /// not read a header yet (`peek` may have read it ahead).
+    pub(crate) fn holds_refusal(&self, input: &[u8]) -> bool {
+        self.expects_notice() && match_refusal(input) == Some(true)
+    }
+
+    /// Whether a message has been partly delivered (after `more_data`, or a read
+    /// that timed out).
+    pub(crate) fn in_message(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The message being delivered: its length and the payload bytes not yet
+    /// delivered (at least one).
+    pub(crate) fn current(&self) -> Option<(usize, usize)> {
+        self.current
+    }
+
+    /// Payload bytes of the current message not yet delivered (0 between messages).
+    pub(crate) fn left(&self) -> usize {
+        self.current.map_or(0, |(_, left)| left)
+    }
+
+    /// The error of a connection whose framing is lost, if it is.
+    pub(crate) fn check(&self) -> io::Result<()> {
+        self.cap.check()
+    }
+
+    /// Between messages: what the bytes at the front of `input` say. `at_end`: no
+    /// more bytes will come (the peer closed). Errors: the connection's framing is
+    /// lost (before, or by this header: `MessageTooLarge`), or the stream ended
+    /// inside a header (`Disconnected`).
+    pub(crate) fn start(&mut self, input: &[u8], at_end: bool) -> io::Result<Start> {
+        debug_assert!(self.current.is_none(), "a message is being delivered");
+        self.check()?;
+        if input.len() < HEADER_LEN {
+            return match (at_end, input.len()) {
+                (false, _) => Ok(Start::More),
+                (true, 0) => Ok(Start::End),
+                (true, got) => Err(header_cut_off(got)),
+            };
+        }
+        if let Some(refused) = self.notice {
+            match match_refusal(input) {
+                Some(true) => return Ok(Start::Refused(self.cap.break_with(refused()))),
+                // What has arrived may be the beginning of the notice.
+                Some(false) if !at_end => return Ok(Start::More),
+                _ => self.notice = None,
+            }
+        }
+        let len = self
+            .cap
+            .announced([input[0], input[1], input[2], input[3]])?;
+        self.current = (len > 0).then_some((len, len));
+        Ok(Start::Message(len))
+    }
+
+    /// `n` more payload bytes of the current message were delivered (at most what
+    /// is left of it); the message ends when none are left.
+    pub(crate) fn delivered(&mut self, n: usize) {
+        if let Some((total, left)) = self.current {
+            debug_assert!(n <= left);
+            let left = left - n.min(left);
+            self.current = (left > 0).then_some((total, left));
+        }
+    }
+
+    /// The error for an end of stream once `got` more bytes of the current message
+    /// than those delivered have arrived.
+    pub(crate) fn cut_off(&self, got: usize) -> io::Error {
+        let (total, left) = self.current.unwrap_or_default();
+        err(
+            ErrorKind::Disconnected,
+            format!(
+                "the peer closed the connection in the middle of a message ({} of {total} bytes)",
+                total - left + got
+            ),
+        )
+    }
+
+    /// The payload bytes of the current or next message that `input` holds: what
+    /// `peek` shows, without consuming anything (nor checking the cap: nothing is
+    /// allocated for it).
+    pub(crate) fn peek<'a>(&self, input: &'a [u8]) -> &'a [u8] {
+        match self.current {
+            Some((_, left)) => &input[..left.min(input.len())],
+            None if input.len() >= HEADER_LEN => {
+                let len = u32::from_le_bytes([input[0], input[1], input[2], input[3]]) as usize;
+                let body = &input[HEADER_LEN..];
+                &body[..len.min(body.len())]
+            }
+            None => &[],
+        }
+    }
+}
+
+// Until the async drivers run on `Decoder` (the next step), they use these.
+pub(crate) fn check_announced(header: [u8; HEADER_LEN], max: u32) -> Result<usize, String> {
+    Cap::new(max).announced(header).map_err(|e| e.to_string())
+}
+pub(crate) fn header_cut_off_error(got: usize) -> io::Error {
+    header_cut_off(got)
+}
+pub(crate) fn payload_cut_off(got: usize, total: usize) -> io::Error {
+    err(
+        ErrorKind::Disconnected,
+        format!(
+            "the peer closed the connection in the middle of a message ({got} of {total} bytes)"
+        ),
+    )
+}
+pub(crate) fn refused_here() -> io::Error {
+    #[cfg(unix)]
+    return crate::sys::refused();
+    #[cfg(not(unix))]
+    refused(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> io::Error {
+        super::refused(Some((65534, 65534)))
+    }
+
+    #[test]
+    fn the_decoders_cap_is_inclusive() {
+        assert!(encode_header(16, 16).is_ok());
+        let e = encode_header(17, 16).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+        let mut decoder = Decoder::new(16);
+        let start = decoder.start(&16u32.to_le_bytes(), false).unwrap();
+        assert!(matches!(start, Start::Message(16)));
+        let mut decoder = Decoder::new(16);
+        let e = decoder.start(&17u32.to_le_bytes(), false).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+    }
+
+    #[test]
+    fn a_clients_decoder_waits_for_what_may_be_the_notice() {
+        let mut decoder = Decoder::for_client(1024, refused);
+        for n in 0..REFUSAL_NOTICE.len() {
+            assert!(matches!(
+                decoder.start(&REFUSAL_NOTICE[..n], false).unwrap(),
+                Start::More
+            ));
+        }
+        // At the end of the stream, a beginning of the notice is a header.
+        let e = decoder.start(&REFUSAL_NOTICE[..10], true).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+
+        let mut decoder = Decoder::for_client(1024, refused);
+        let start = decoder.start(REFUSAL_NOTICE, false).unwrap();
+        assert_eq!(start.consumed(), REFUSAL_NOTICE.len());
+        assert!(matches!(start, Start::Refused(_)));
+        let e = decoder.start(&[], false).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "stays refused");
+        assert_eq!(
+            e.to_string(),
+            "the server refused this client's credentials (uid 65534, gid 65534): its access policy does not admit them"
+        );
+    }
+
+    #[test]
+    fn delivery_counts_down_the_current_message() {
+        let mut decoder = Decoder::new(1024);
+        let mut input = 10u32.to_le_bytes().to_vec();
+        input.extend_from_slice(b"abcdefghij");
+        assert!(matches!(
+            decoder.start(&input, false).unwrap(),
+            Start::Message(10)
+        ));
+        assert_eq!(decoder.peek(&input[HEADER_LEN..][..3]), b"abc");
+        decoder.delivered(4);
+        assert_eq!(decoder.current(), Some((10, 6)));
+        let e = decoder.cut_off(2);
+        assert!(e.to_string().contains("(6 of 10 bytes)"), "{e}");
+        decoder.delivered(6);
+        assert!(!decoder.in_message());
+        // An empty message is never current.
+        assert!(matches!(
+            decoder.start(&[0, 0, 0, 0], false).unwrap(),
+            Start::Message(0)
+        ));
+        assert!(!decoder.in_message());
+        assert!(matches!(decoder.start(&[], true).unwrap(), Start::End));
+    }
+
+    #[test]
+    fn growth_follows_the_bytes_received() {
+        assert_eq!(grown_len(0, 1 << 30), GROWTH_STEP);
+        assert_eq!(grown_len(1000, 1 << 30), 2000 + GROWTH_STEP);
+        assert_eq!(grown_len(1000, 1500), 1500);
+    }
+}
