@@ -51,7 +51,7 @@ impl FrameReader {
 
     /// The decoding state, for a driver that takes over a fresh connection (one
     /// with nothing read ahead).
-    #[allow(dead_code)] // until the async drivers use it
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn into_decoder(self) -> Decoder {
         debug_assert_eq!(self.buffered(), 0, "bytes read ahead would be lost");
         self.decoder

@@ -32,8 +32,11 @@
 //! npipe's [`ErrorKind`]s; a length over the cap does not break the stream for
 //! good; and it cannot recognise the server's [`REFUSAL_NOTICE`].
 
-#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) mod blocking;
+#[cfg(feature = "tokio")]
+pub(crate) mod codec;
+#[cfg(feature = "tokio")]
+pub(crate) mod nonblocking;
 
 use std::io;
 
@@ -200,7 +203,6 @@ impl Cap {
     }
 
     /// The maximum message size.
-    #[allow(dead_code)] // until the async drivers use it
     pub(crate) fn max(&self) -> u32 {
         self.max
     }
@@ -326,7 +328,6 @@ impl Decoder {
     }
 
     /// The maximum message size.
-    #[allow(dead_code)] // until the async drivers use it
     pub(crate) fn max(&self) -> u32 {
         self.cap.max()
     }
@@ -430,28 +431,6 @@ impl Decoder {
             None => &[],
         }
     }
-}
-
-// Until the async drivers run on `Decoder` (the next step), they use these.
-pub(crate) fn check_announced(header: [u8; HEADER_LEN], max: u32) -> Result<usize, String> {
-    Cap::new(max).announced(header).map_err(|e| e.to_string())
-}
-pub(crate) fn header_cut_off_error(got: usize) -> io::Error {
-    header_cut_off(got)
-}
-pub(crate) fn payload_cut_off(got: usize, total: usize) -> io::Error {
-    err(
-        ErrorKind::Disconnected,
-        format!(
-            "the peer closed the connection in the middle of a message ({got} of {total} bytes)"
-        ),
-    )
-}
-pub(crate) fn refused_here() -> io::Error {
-    #[cfg(unix)]
-    return crate::sys::refused();
-    #[cfg(not(unix))]
-    refused(None)
 }
 
 #[cfg(test)]

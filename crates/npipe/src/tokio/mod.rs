@@ -47,17 +47,14 @@
 //! I/O (tokio's named pipes would split long messages without telling). The server
 //! end's `shutdown`/`disconnect` blocks until the client has read everything.
 
-mod codec;
 #[cfg(unix)]
 mod listener;
-#[cfg(unix)]
-mod read;
 #[cfg(unix)]
 mod stream;
 #[cfg(windows)]
 mod windows;
 
-pub use codec::MessageCodec;
+pub use crate::frame::codec::MessageCodec;
 #[cfg(unix)]
 pub use listener::Listener;
 #[cfg(unix)]

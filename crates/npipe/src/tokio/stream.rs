@@ -12,9 +12,9 @@ use bytes::Buf;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::{Framed, FramedParts};
 
-use super::codec::MessageCodec;
-use super::read::{Reader, Writer};
 use crate::error::{err, ErrorKind};
+use crate::frame::codec::MessageCodec;
+use crate::frame::nonblocking::{map_write_error, Reader, Writer};
 use crate::frame::Received;
 use crate::name::ToPipeName;
 use crate::options::{ConnectOptions, Mode};
@@ -77,12 +77,7 @@ impl Stream {
         let parts = stream.into_parts();
         Ok(Stream {
             io: UnixStream::from_std(parts.sock, parts.peer, parts.send_buffer, parts.is_server)?,
-            reader: Reader::new(
-                parts.mode,
-                parts.max_message,
-                parts.can_read,
-                parts.is_server,
-            ),
+            reader: Reader::new(parts.mode, parts.decoder, parts.can_read, parts.is_server),
             writer: Writer::new(
                 parts.mode,
                 parts.max_message,
@@ -332,8 +327,7 @@ impl Stream {
         if self.reader.mode != Mode::Message || self.reader.in_message() {
             return Err(self);
         }
-        let mut codec = MessageCodec::with_max_message_size(self.reader.max());
-        codec.expect_notice(self.reader.expects_notice());
+        let codec = MessageCodec::with_decoder(self.reader.decoder().clone());
         let buffered = std::mem::take(&mut self.reader.buf);
         self.reader.mode = Mode::Byte;
         self.writer.mode = Mode::Byte;
@@ -429,8 +423,7 @@ fn poll_write_bytes<W: AsyncWrite>(
         return Poll::Ready(Err(message_mode_io()));
     }
     writer.check_write()?;
-    io.poll_write_vectored(cx, bufs)
-        .map_err(super::read::map_write_error)
+    io.poll_write_vectored(cx, bufs).map_err(map_write_error)
 }
 
 /// Byte-mode reads: bytes read ahead first, then the socket.

@@ -23,8 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::Framed;
 use windows_sys::Win32::Foundation::ERROR_MORE_DATA;
 
-use super::codec::MessageCodec;
 use crate::error::{err, err_src, ErrorKind};
+use crate::frame::codec::MessageCodec;
 use crate::frame::{encode_header, grown_len, Received, HEADER_LEN};
 use crate::name::{Address, PipeName, ToPipeName};
 use crate::options::{ConnectOptions, ListenerOptions, Mode};

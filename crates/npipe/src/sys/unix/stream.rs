@@ -17,6 +17,8 @@ use super::gate::Slot;
 use super::{Endpoint, Kind};
 use crate::error::{err, err_src, ErrorKind};
 use crate::frame::blocking::FrameReader;
+#[cfg(feature = "tokio")]
+use crate::frame::Decoder;
 use crate::frame::{encode_header, Received, HEADER_LEN};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
@@ -103,7 +105,6 @@ impl Stream {
     /// for fresh streams (just connected or accepted): read-ahead bytes would be lost.
     #[cfg(feature = "tokio")]
     pub(crate) fn into_parts(self) -> StreamParts {
-        debug_assert_eq!(self.reader.buffered(), 0, "a fresh stream has read nothing");
         StreamParts {
             sock: self.sock,
             mode: self.mode,
@@ -111,6 +112,7 @@ impl Stream {
             can_write: self.can_write,
             is_server: self.is_server,
             max_message: self.max_message,
+            decoder: self.reader.into_decoder(),
             slot: self._slot,
             peer: self.peer.into_inner(),
             send_buffer: self.send_buffer,
@@ -538,6 +540,8 @@ pub(crate) struct StreamParts {
     pub(crate) can_write: bool,
     pub(crate) is_server: bool,
     pub(crate) max_message: u32,
+    /// The framing state: a client's first frame may be the refusal notice.
+    pub(crate) decoder: Decoder,
     /// Server streams: the instance, freed when dropped.
     pub(crate) slot: Option<Slot>,
     /// Server streams: the client's credentials, read at accept.
