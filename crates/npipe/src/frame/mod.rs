@@ -75,6 +75,107 @@ pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]
     }
 }
 
+/// Messages up to this size are put behind their header on the stack: a connection
+/// that carries one small request costs no allocation for sending it.
+const SMALL_MESSAGE: usize = 252;
+
+/// Messages up to this size are copied behind their header into a reused buffer,
+/// so that header and payload leave in one write; larger ones go out as they are,
+/// behind their header, with one vectored write (`sendmsg`) and no copy.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// One message made ready to write by [`outgoing`]: its header and payload as the
+/// fewest system calls take them. [`slices`](Self::slices) says what to write.
+// The large variant is the point: a small message stays on the stack.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Wire<'a> {
+    /// A small message: header and payload copied together on the stack.
+    Inline {
+        bytes: [u8; HEADER_LEN + SMALL_MESSAGE],
+        len: usize,
+    },
+    /// A medium message: copied together into the writer's reused buffer.
+    Joined(&'a [u8]),
+    /// A large message: the header, then the parts as they are.
+    Gathered {
+        header: [u8; HEADER_LEN],
+        parts: &'a [&'a [u8]],
+    },
+}
+
+/// The frame of one message made of `parts` (one header for their total length),
+/// or `MessageTooLarge` if it exceeds `max` (nothing to write then). `scratch`: a
+/// buffer the writer keeps for medium messages.
+pub(crate) fn outgoing<'a>(
+    parts: &'a [&'a [u8]],
+    max: u32,
+    scratch: &'a mut Vec<u8>,
+) -> io::Result<Wire<'a>> {
+    let len = parts.iter().map(|part| part.len()).sum();
+    let header = encode_header(len, max)?;
+    let pieces = || std::iter::once(&header[..]).chain(parts.iter().copied());
+    if len <= SMALL_MESSAGE {
+        let mut bytes = [0u8; HEADER_LEN + SMALL_MESSAGE];
+        let mut at = 0;
+        for piece in pieces() {
+            bytes[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        Ok(Wire::Inline {
+            bytes,
+            len: HEADER_LEN + len,
+        })
+    } else if len <= COALESCE_LIMIT {
+        scratch.clear();
+        // One allocation for the first message, not a growth per part.
+        scratch.reserve(HEADER_LEN + len);
+        pieces().for_each(|piece| scratch.extend_from_slice(piece));
+        Ok(Wire::Joined(scratch))
+    } else {
+        Ok(Wire::Gathered { header, parts })
+    }
+}
+
+impl Wire<'_> {
+    /// What to write, in order: one slice, or the header and the parts.
+    pub(crate) fn slices(&self) -> Slices<'_> {
+        match self {
+            Wire::Inline { bytes, len } => Slices::One([&bytes[..*len]]),
+            Wire::Joined(bytes) => Slices::One([bytes]),
+            Wire::Gathered {
+                header,
+                parts: [message],
+            } => Slices::Two([header, message]),
+            Wire::Gathered { header, parts } => Slices::Many(
+                std::iter::once(&header[..])
+                    .chain(parts.iter().copied())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The slices of a [`Wire`]; allocated only for a large message of several parts.
+#[derive(Debug)]
+pub(crate) enum Slices<'a> {
+    One([&'a [u8]; 1]),
+    Two([&'a [u8]; 2]),
+    Many(Vec<&'a [u8]>),
+}
+
+impl<'a> std::ops::Deref for Slices<'a> {
+    type Target = [&'a [u8]];
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Slices::One(one) => one,
+            Slices::Two(two) => two,
+            Slices::Many(many) => many,
+        }
+    }
+}
+
 /// What an npipe server on Unix writes to a client that its access policy refuses
 /// after the connection was made, just before it closes the connection: the four
 /// bytes `FF FF FF FF` and the ASCII text `npipe:access-denied` and a newline.
@@ -502,6 +603,35 @@ mod tests {
         ));
         assert!(!decoder.in_message());
         assert!(matches!(decoder.start(&[], true).unwrap(), Start::End));
+    }
+
+    #[test]
+    fn outgoing_frames_carry_one_header_for_all_parts() {
+        let mut scratch = Vec::new();
+        for len in [
+            0,
+            1,
+            SMALL_MESSAGE,
+            SMALL_MESSAGE + 1,
+            COALESCE_LIMIT,
+            COALESCE_LIMIT + 1,
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let (a, b) = payload.split_at(len / 3);
+            for parts in [&[&payload[..]][..], &[a, b][..]] {
+                let wire = outgoing(parts, u32::MAX, &mut scratch).unwrap();
+                let bytes = wire.slices().concat();
+                assert_eq!(bytes[..HEADER_LEN], (len as u32).to_le_bytes(), "{len}");
+                assert_eq!(bytes[HEADER_LEN..], payload[..], "{len}");
+                let pieces = wire.slices().len();
+                match len {
+                    _ if len <= COALESCE_LIMIT => assert_eq!(pieces, 1, "{len}: one write"),
+                    _ => assert_eq!(pieces, 1 + parts.len(), "{len}: no copy"),
+                }
+            }
+        }
+        let e = outgoing(&[b"abc"], 2, &mut scratch).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
     }
 
     #[test]

@@ -12,15 +12,12 @@ use std::io;
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{encode_header, grown_len, Decoder, Received, Start};
+use super::{grown_len, outgoing, Decoder, Received, Start};
 use crate::error::ErrorKind;
 use crate::options::Mode;
 
 /// Read-ahead: many small messages per `read` system call.
 const READ_AHEAD: usize = 8 * 1024;
-
-/// Messages up to this size are copied behind their header and written at once.
-const COALESCE_LIMIT: usize = 16 * 1024;
 
 /// Largest chunk `recv` returns in byte mode, as in the blocking API.
 const BYTE_CHUNK: usize = 64 * 1024;
@@ -316,21 +313,9 @@ impl Writer {
         self.check_write()?;
         let result = match self.mode {
             Mode::Message => {
-                let header = encode_header(message.len(), self.max)?;
-                if message.len() <= COALESCE_LIMIT {
-                    self.buf.clear();
-                    // One allocation for the first message, not a growth per part.
-                    self.buf.reserve(header.len() + message.len());
-                    self.buf.extend_from_slice(&header);
-                    self.buf.extend_from_slice(message);
-                    io.write_all(&self.buf).await
-                } else {
-                    write_all_vectored(
-                        io,
-                        &mut [io::IoSlice::new(&header), io::IoSlice::new(message)],
-                    )
-                    .await
-                }
+                let parts = [message];
+                let wire = outgoing(&parts, self.max, &mut self.buf)?;
+                write_all_slices(io, &wire.slices()).await
             }
             Mode::Byte => io.write_all(message).await,
         };
@@ -357,9 +342,27 @@ pub(crate) fn map_write_error(e: io::Error) -> io::Error {
     }
 }
 
-/// Writes every byte of `bufs`, gathering them into one `sendmsg` where the
-/// socket takes them at once: a header sent on its own would reach the reader
-/// as a 4-byte segment of its own, and could wake it for nothing.
+/// Writes every byte of `slices` (a frame from [`outgoing`]): a frame in one
+/// piece with `write_all`, in several with vectored writes (one `sendmsg` where the
+/// socket takes them at once: a header sent on its own would reach the reader as a
+/// 4-byte segment of its own, and could wake it for nothing).
+async fn write_all_slices<W: AsyncWrite + Unpin>(io: &mut W, slices: &[&[u8]]) -> io::Result<()> {
+    match slices {
+        [one] => io.write_all(one).await,
+        [header, payload] => {
+            write_all_vectored(
+                io,
+                &mut [io::IoSlice::new(header), io::IoSlice::new(payload)],
+            )
+            .await
+        }
+        many => {
+            let mut bufs: Vec<io::IoSlice<'_>> = many.iter().map(|s| io::IoSlice::new(s)).collect();
+            write_all_vectored(io, &mut bufs).await
+        }
+    }
+}
+
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     io: &mut W,
     mut bufs: &mut [io::IoSlice<'_>],

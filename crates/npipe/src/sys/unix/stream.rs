@@ -19,17 +19,10 @@ use crate::error::{err, err_src, ErrorKind};
 use crate::frame::blocking::FrameReader;
 #[cfg(feature = "tokio")]
 use crate::frame::Decoder;
-use crate::frame::{encode_header, Received, HEADER_LEN};
+use crate::frame::{outgoing, Received};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
 use crate::stream::PeerCredentials;
-
-/// Messages up to this size are copied behind their header and sent with one `send`;
-/// larger ones go out with `sendmsg` from their buffers, without a copy.
-const COALESCE_LIMIT: usize = 16 * 1024;
-
-/// Messages up to this size are put behind their header on the stack.
-const SMALL_MESSAGE: usize = 252;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::MSG_NOSIGNAL;
@@ -246,9 +239,10 @@ impl Stream {
         Ok(parts.iter().map(|part| part.len()).sum())
     }
 
-    /// Puts `parts` on the wire as one write with `send`: in message mode behind
-    /// one header for their total length (copied next to it when small, so that
-    /// header and payload leave in one `send`), in byte mode as they are.
+    /// Puts `parts` on the wire as one write with `send`: in message mode as one
+    /// frame ([`outgoing`]: one header for their total length, copied next to it
+    /// unless large, so that header and payload leave in one `send`), in byte mode
+    /// as they are.
     fn send_wire(
         &mut self,
         parts: &[&[u8]],
@@ -259,29 +253,8 @@ impl Stream {
         self.send_buffer.before_send(&self.sock, len);
         match self.mode {
             Mode::Message => {
-                let header = encode_header(len, self.max_message)?;
-                if len <= SMALL_MESSAGE {
-                    // No heap: a connection that carries one small request costs
-                    // no allocation for sending it.
-                    let mut wire = [0u8; HEADER_LEN + SMALL_MESSAGE];
-                    let wire = gather(&mut wire[..HEADER_LEN + len], &header, parts);
-                    send(&self.sock, &[wire])
-                } else if len <= COALESCE_LIMIT {
-                    self.write_buf.clear();
-                    self.write_buf.reserve(HEADER_LEN + len);
-                    self.write_buf.extend_from_slice(&header);
-                    for part in parts {
-                        self.write_buf.extend_from_slice(part);
-                    }
-                    send(&self.sock, &[&self.write_buf])
-                } else if let [message] = parts {
-                    send(&self.sock, &[&header, message])
-                } else {
-                    let mut all = Vec::with_capacity(parts.len() + 1);
-                    all.push(&header[..]);
-                    all.extend_from_slice(parts);
-                    send(&self.sock, &all)
-                }
+                let wire = outgoing(parts, self.max_message, &mut self.write_buf)?;
+                send(&self.sock, &wire.slices())
             }
             Mode::Byte => send(&self.sock, parts),
         }
@@ -741,16 +714,6 @@ fn read_mapped(src: &mut impl Read, out: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Sends every byte of `parts`, in order, without raising `SIGPIPE`.
-/// Copies `header` and then `parts` into `out`, which is exactly their length.
-fn gather<'a>(out: &'a mut [u8], header: &[u8], parts: &[&[u8]]) -> &'a [u8] {
-    let mut at = 0;
-    for piece in std::iter::once(header).chain(parts.iter().copied()) {
-        out[at..at + piece.len()].copy_from_slice(piece);
-        at += piece.len();
-    }
-    out
-}
-
 fn send_all(sock: &UnixStream, parts: &[&[u8]]) -> io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut sent = 0;
