@@ -11,14 +11,18 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_io;
+#[cfg(feature = "tokio")]
+mod async_listener;
+#[cfg(feature = "tokio")]
+mod async_stream;
 mod cred;
 mod dir;
 mod gate;
 mod listener;
 mod liveness;
 mod stream;
-#[cfg(feature = "tokio")]
-mod tokio_io;
 
 use std::ffi::OsString;
 use std::io;
@@ -41,19 +45,16 @@ pub(crate) fn cached_peer_credentials(
     let peer = peer_credentials(sock)?;
     Ok(*cache.get_or_init(|| peer))
 }
+#[cfg(feature = "tokio")]
+pub(crate) use async_listener::AsyncListener;
+#[cfg(feature = "tokio")]
+pub(crate) use async_stream::{AsyncReadHalf, AsyncStream, AsyncWriteHalf};
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]
 pub(crate) use stream::hung_up;
+#[cfg(feature = "tokio")]
+pub(crate) use stream::RequestWait;
 pub(crate) use stream::Stream;
-#[cfg(feature = "tokio")]
-pub(crate) use tokio_io::{
-    AsyncListener, OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream,
-};
-#[cfg(feature = "tokio")]
-pub(crate) use {
-    gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting, stream::refused,
-    stream::RequestWait,
-};
 
 use crate::error::{err, ErrorKind};
 use crate::name::{Address, PipeName};

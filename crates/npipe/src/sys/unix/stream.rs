@@ -207,17 +207,9 @@ impl Stream {
         sent.map_err(|e| self.refused_or(e))
     }
 
-    /// A message client whose send found the connection closed before it read
-    /// anything may have been refused by the server's access policy: then the
-    /// server's refusal notice waits to be read, and says so better than `EPIPE`.
     fn refused_or(&self, e: io::Error) -> io::Error {
-        if self.reader.expects_notice()
-            && ErrorKind::of(&e) == ErrorKind::Disconnected
-            && (self.reader.holds_refusal() || refusal_waiting(self.sock.as_fd()))
-        {
-            return refused();
-        }
-        e
+        let notice = self.reader.holds_refusal();
+        refused_or(e, self.reader.expects_notice(), notice, self.sock.as_fd())
     }
 
     /// `Write::write_vectored`: the slices are one message in message mode (one
@@ -805,7 +797,7 @@ fn send_error(e: Errno) -> io::Error {
 /// The error of this client once the server's
 /// [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) arrived: it names the user and group
 /// that the server refused.
-pub(crate) fn refused() -> io::Error {
+fn refused() -> io::Error {
     let ids = (
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
@@ -813,10 +805,30 @@ pub(crate) fn refused() -> io::Error {
     crate::frame::refused(Some(ids))
 }
 
+/// `e`, or the refusal it stands for: a message client (`expects_notice`: it has
+/// not read a frame yet) whose send found the connection closed may have been
+/// refused by the server's access policy; then the server's refusal notice waits
+/// to be read, read ahead already (`read_ahead`) or on `sock`, and says so better
+/// than `EPIPE`. The blocking and the async clients' sends.
+pub(crate) fn refused_or(
+    e: io::Error,
+    expects_notice: bool,
+    read_ahead: bool,
+    sock: BorrowedFd<'_>,
+) -> io::Error {
+    if expects_notice
+        && ErrorKind::of(&e) == ErrorKind::Disconnected
+        && (read_ahead || refusal_waiting(sock))
+    {
+        return refused();
+    }
+    e
+}
+
 /// Whether the server's [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) waits unread on
 /// the client socket `sock`: looked at with `MSG_PEEK`, so nothing is consumed,
 /// and without waiting (the notice arrives before the server closes).
-pub(crate) fn refusal_waiting(sock: BorrowedFd<'_>) -> bool {
+fn refusal_waiting(sock: BorrowedFd<'_>) -> bool {
     let mut head = [0u8; 32];
     let flags = socket::MsgFlags::MSG_PEEK | socket::MsgFlags::MSG_DONTWAIT;
     match socket::recv(sock.as_raw_fd(), &mut head, flags) {

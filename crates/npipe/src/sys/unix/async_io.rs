@@ -1,5 +1,6 @@
-//! A connected Unix stream socket on tokio that is registered for **readability
-//! only**: the I/O under [`crate::tokio::Stream`].
+//! The Unix sockets under the async API: a connected socket on tokio that is
+//! registered for **readability only** ([`AsyncSocket`], the I/O under
+//! `AsyncStream`), and a listening one whose `accept` returns plain sockets.
 //!
 //! Why not `tokio::net::UnixStream`: it registers every socket for readable *and*
 //! writable events, edge-triggered. Linux signals "writable" on a Unix socket every
@@ -14,7 +15,7 @@
 //! (the send buffer is full) is writability needed; then a duplicate of the
 //! socket is registered for writable events, once, and used from then on.
 //!
-//! The API is the subset of `tokio::net::UnixStream` that `crate::tokio` uses.
+//! The API is the subset of `tokio::net::UnixStream` that `AsyncStream` uses.
 
 use std::io;
 use std::net::Shutdown;
@@ -40,7 +41,7 @@ const SEND_FLAGS: MsgFlags = MsgFlags::empty();
 
 /// A connected, non-blocking Unix stream socket driven by tokio.
 #[derive(Debug)]
-pub(crate) struct UnixStream {
+pub(crate) struct AsyncSocket {
     inner: Arc<Inner>,
     /// Used by the writing side only.
     send_buffer: SendBuffer,
@@ -63,7 +64,7 @@ struct Inner {
     read_first: AtomicBool,
 }
 
-impl UnixStream {
+impl AsyncSocket {
     /// Registers `sock` (already non-blocking) with the current runtime. `peer`:
     /// the peer's credentials if already read (they cannot change).
     ///
@@ -75,8 +76,8 @@ impl UnixStream {
         peer: Option<PeerCredentials>,
         send_buffer: SendBuffer,
         is_server: bool,
-    ) -> io::Result<UnixStream> {
-        Ok(UnixStream {
+    ) -> io::Result<AsyncSocket> {
+        Ok(AsyncSocket {
             inner: Arc::new(Inner {
                 read: register(sock, Interest::READABLE)?,
                 write: OnceLock::new(),
@@ -106,13 +107,13 @@ impl UnixStream {
     }
 
     /// Splits into halves usable from different tasks. Dropping the write half
-    /// shuts the write direction down, as tokio's `OwnedWriteHalf` does.
-    pub(crate) fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let read = UnixStream {
+    /// shuts the write direction down, as tokio's `SocketWriteHalf` does.
+    pub(crate) fn into_split(self) -> (SocketReadHalf, SocketWriteHalf) {
+        let read = AsyncSocket {
             inner: Arc::clone(&self.inner),
             send_buffer: SendBuffer::unchanged(),
         };
-        (OwnedReadHalf(read), OwnedWriteHalf(self))
+        (SocketReadHalf(read), SocketWriteHalf(self))
     }
 
     fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -197,8 +198,13 @@ impl UnixStream {
         }
     }
 
+    /// Half-closes or closes the connection (`shutdown`).
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.read.get_ref().shutdown(how)
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
-        match self.inner.read.get_ref().shutdown(Shutdown::Write) {
+        match self.shutdown(Shutdown::Write) {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
         }
@@ -210,18 +216,18 @@ impl UnixStream {
 /// reactor, and `into_std` deregisters it again before npipe registers it its own
 /// way: two `epoll_ctl` calls per connection for nothing.
 #[derive(Debug)]
-pub(crate) struct AsyncListener {
+pub(crate) struct ListeningSocket {
     io: AsyncFd<std::os::unix::net::UnixListener>,
 }
 
-impl AsyncListener {
+impl ListeningSocket {
     /// Registers `listener` (already non-blocking) with the current runtime.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime with I/O enabled.
     pub(crate) fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
-        Ok(AsyncListener {
+        Ok(ListeningSocket {
             io: register(listener, Interest::READABLE)?,
         })
     }
@@ -295,19 +301,19 @@ fn recv_uninit(fd: RawFd, out: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<u
     }
 }
 
-impl AsFd for UnixStream {
+impl AsFd for AsyncSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.read.get_ref().as_fd()
     }
 }
 
-impl AsRawFd for UnixStream {
+impl AsRawFd for AsyncSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.inner.read.as_raw_fd()
     }
 }
 
-impl AsyncRead for UnixStream {
+impl AsyncRead for AsyncSocket {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -317,7 +323,7 @@ impl AsyncRead for UnixStream {
     }
 }
 
-impl AsyncWrite for UnixStream {
+impl AsyncWrite for AsyncSocket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -347,17 +353,17 @@ impl AsyncWrite for UnixStream {
     }
 }
 
-/// The reading half from [`UnixStream::into_split`].
+/// The reading half from [`AsyncSocket::into_split`].
 #[derive(Debug)]
-pub(crate) struct OwnedReadHalf(UnixStream);
+pub(crate) struct SocketReadHalf(AsyncSocket);
 
-impl AsRef<UnixStream> for OwnedReadHalf {
-    fn as_ref(&self) -> &UnixStream {
+impl AsRef<AsyncSocket> for SocketReadHalf {
+    fn as_ref(&self) -> &AsyncSocket {
         &self.0
     }
 }
 
-impl AsyncRead for OwnedReadHalf {
+impl AsyncRead for SocketReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -367,12 +373,12 @@ impl AsyncRead for OwnedReadHalf {
     }
 }
 
-/// The writing half from [`UnixStream::into_split`]; shuts the write direction
+/// The writing half from [`AsyncSocket::into_split`]; shuts the write direction
 /// down when dropped.
 #[derive(Debug)]
-pub(crate) struct OwnedWriteHalf(UnixStream);
+pub(crate) struct SocketWriteHalf(AsyncSocket);
 
-impl AsyncWrite for OwnedWriteHalf {
+impl AsyncWrite for SocketWriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -404,7 +410,7 @@ impl AsyncWrite for OwnedWriteHalf {
     }
 }
 
-impl Drop for OwnedWriteHalf {
+impl Drop for SocketWriteHalf {
     fn drop(&mut self) {
         let _ = self.0.shutdown_write();
     }
