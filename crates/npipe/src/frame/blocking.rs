@@ -6,7 +6,7 @@
 
 use std::io::{self, Read};
 
-use super::{grown_len, Decoder, Received, Start, HEADER_LEN};
+use super::{grown_len, Decoder, Received, HEADER_LEN};
 use crate::error::{err_src, ErrorKind};
 
 /// First size of the read-ahead buffer: a small request and its header in one
@@ -199,22 +199,18 @@ impl FrameReader {
             // the buffer, for the next call.
             let start = self.decoder.start(&self.buf[self.pos..self.end], at_end)?;
             self.pos += start.consumed();
-            match start {
-                Start::Message(len) => return Ok(Some(len)),
-                Start::End => return Ok(None),
-                Start::Refused(e) => return Err(e),
-                Start::More => {
-                    if self.end == self.buf.len() {
-                        self.compact_for(self.buf.len() / 2);
-                    }
-                    let n = read_retrying(src, &mut self.buf[self.end..])?;
-                    self.end += n;
-                    at_end = n == 0;
-                    if self.end == self.buf.len() && self.buf.len() < MAX_READ_AHEAD {
-                        let grown = (self.buf.len() * 2).min(MAX_READ_AHEAD);
-                        self.buf.resize(grown, 0);
-                    }
-                }
+            if let Some(outcome) = start.outcome() {
+                return outcome;
+            }
+            // Less than a notice waits in a buffer of at least `READ_AHEAD`
+            // bytes: moving it to the front makes room.
+            self.compact_for(1);
+            let n = read_retrying(src, &mut self.buf[self.end..])?;
+            self.end += n;
+            at_end = n == 0;
+            if self.end == self.buf.len() && self.buf.len() < MAX_READ_AHEAD {
+                let grown = (self.buf.len() * 2).min(MAX_READ_AHEAD);
+                self.buf.resize(grown, 0);
             }
         }
     }
@@ -258,7 +254,7 @@ impl FrameReader {
 }
 
 /// `read` that retries `EINTR` and reports timeouts as [`ErrorKind::Timeout`].
-fn read_retrying<R: Read>(src: &mut R, out: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_retrying<R: Read>(src: &mut R, out: &mut [u8]) -> io::Result<usize> {
     loop {
         match src.read(out) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -61,6 +61,13 @@ pub(crate) fn grown_len(received: usize, total: usize) -> usize {
     total.min(received.saturating_mul(2).saturating_add(GROWTH_STEP))
 }
 
+/// How much more room a buffer holding `received` bytes of a message, of which
+/// `left` are still to come, may take: up to [`grown_len`].
+#[cfg_attr(unix, allow(dead_code))]
+pub(crate) fn growth(received: usize, left: usize) -> usize {
+    grown_len(received, received.saturating_add(left)) - received
+}
+
 /// The header for a `len`-byte message, or `MessageTooLarge` if `len` exceeds `max`
 /// (checked before anything is sent, on every platform).
 pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]> {
@@ -73,6 +80,25 @@ pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]
             ),
         )),
     }
+}
+
+/// The header of a message of `len` bytes that has arrived without one: a native
+/// Windows message presented to [`MessageCodec`](crate::tokio::MessageCodec) as a
+/// frame. `len` has passed the cap, so it fits (else it reads as over any cap).
+#[cfg_attr(unix, allow(dead_code))]
+pub(crate) fn frame_header(len: usize) -> [u8; HEADER_LEN] {
+    u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+/// The first whole frame at the front of `bytes`, if it is all there: its size
+/// (header included) and its payload. For frames npipe's own codec wrote (a framed
+/// Windows stream cuts them into native messages): no cap to check.
+#[cfg_attr(unix, allow(dead_code))]
+pub(crate) fn whole_frame(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let header = bytes.get(..HEADER_LEN)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let payload = bytes.get(HEADER_LEN..HEADER_LEN.checked_add(len)?)?;
+    Some((HEADER_LEN + len, payload))
 }
 
 /// Messages up to this size are put behind their header on the stack: a connection
@@ -380,6 +406,18 @@ pub(crate) enum Start {
 }
 
 impl Start {
+    /// What a reader of whole messages makes of it once [`consumed`](Self::consumed):
+    /// the length of the message that begins, `None` at the end of the stream, or
+    /// the refusal; `None` (outer) when it must read more first.
+    pub(crate) fn outcome(self) -> Option<io::Result<Option<usize>>> {
+        match self {
+            Start::More => None,
+            Start::End => Some(Ok(None)),
+            Start::Message(len) => Some(Ok(Some(len))),
+            Start::Refused(e) => Some(Err(e)),
+        }
+    }
+
     /// Bytes of the input this outcome consumes.
     pub(crate) fn consumed(&self) -> usize {
         match self {
@@ -635,9 +673,26 @@ mod tests {
     }
 
     #[test]
+    fn whole_frames_are_cut_from_what_arrived() {
+        let mut scratch = Vec::new();
+        let mut bytes = outgoing(&[b"hello"], u32::MAX, &mut scratch)
+            .unwrap()
+            .slices()
+            .concat();
+        assert_eq!(bytes[..HEADER_LEN], frame_header(5));
+        bytes.extend_from_slice(&frame_header(3));
+        assert_eq!(whole_frame(&bytes), Some((9, &b"hello"[..])));
+        assert_eq!(whole_frame(&bytes[9..]), None, "a header alone");
+        assert_eq!(whole_frame(&bytes[..8]), None, "a payload cut short");
+        assert_eq!(frame_header(usize::MAX), u32::MAX.to_le_bytes());
+    }
+
+    #[test]
     fn growth_follows_the_bytes_received() {
         assert_eq!(grown_len(0, 1 << 30), GROWTH_STEP);
         assert_eq!(grown_len(1000, 1 << 30), 2000 + GROWTH_STEP);
         assert_eq!(grown_len(1000, 1500), 1500);
+        assert_eq!(growth(1000, 1 << 30), 1000 + GROWTH_STEP);
+        assert_eq!(growth(1000, 500), 500);
     }
 }

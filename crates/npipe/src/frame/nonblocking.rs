@@ -12,7 +12,7 @@ use std::io;
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{grown_len, outgoing, Decoder, Received, Start};
+use super::{grown_len, outgoing, Decoder, Received};
 use crate::error::ErrorKind;
 use crate::options::Mode;
 
@@ -120,15 +120,11 @@ impl Reader {
         loop {
             let start = self.decoder.start(&self.buf, at_end)?;
             self.buf.advance(start.consumed());
-            match start {
-                Start::Message(len) => return Ok(Some(len)),
-                Start::End => return Ok(None),
-                Start::Refused(e) => return Err(e),
-                Start::More => {
-                    let more = self.buf.len() + 1;
-                    at_end = !self.fill(io, more).await?;
-                }
+            if let Some(outcome) = start.outcome() {
+                return outcome;
             }
+            let more = self.buf.len() + 1;
+            at_end = !self.fill(io, more).await?;
         }
     }
 

@@ -195,7 +195,7 @@ impl Stream {
     /// Cancel safe: bytes read before the future was dropped stay in the stream, and
     /// the next call returns the whole message. `buf` is only changed on completion.
     pub async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.inner.recv(buf).await
+        self.inner.read_half().recv(buf).await
     }
 
     /// Receives as much of the next message as fits in `buf`;
@@ -210,7 +210,7 @@ impl Stream {
     ///
     /// Cancel safe: nothing is consumed unless the future completes.
     pub async fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        self.inner.recv_into(buf).await
+        self.inner.read_half().recv_into(buf).await
     }
 
     /// Copies what has already arrived of the next message (or the next bytes) into
@@ -411,32 +411,36 @@ impl WriteHalf {
     }
 }
 
-/// `AsyncRead` of the stream and its read half: the backend's, which moves bytes in
-/// byte mode (and, on a framed stream, the frames), and fails in message mode.
+/// `AsyncRead` of the stream and its read half: the backend's read half, which
+/// moves bytes in byte mode (and, on a framed stream, the frames), and fails in
+/// message mode.
 macro_rules! forward_async_read {
-    ($type:ty) => {
+    ($type:ty, $this:ident => $half:expr) => {
         impl AsyncRead for $type {
             fn poll_read(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 buf: &mut ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+                let $this = self.get_mut();
+                $half.poll_read(cx, buf)
             }
         }
     };
 }
 
-/// `AsyncWrite` of the stream and its write half, as [`forward_async_read`].
+/// `AsyncWrite` of the stream and its write half: the backend's write half, as
+/// [`forward_async_read`].
 macro_rules! forward_async_write {
-    ($type:ty) => {
+    ($type:ty, $this:ident => $half:expr) => {
         impl AsyncWrite for $type {
             fn poll_write(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+                let $this = self.get_mut();
+                $half.poll_write(cx, &[io::IoSlice::new(buf)])
             }
 
             fn poll_write_vectored(
@@ -444,28 +448,31 @@ macro_rules! forward_async_write {
                 cx: &mut Context<'_>,
                 bufs: &[io::IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+                let $this = self.get_mut();
+                $half.poll_write(cx, bufs)
             }
 
             fn is_write_vectored(&self) -> bool {
-                self.inner.is_write_vectored()
+                sys::WRITES_VECTORED
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+                let $this = self.get_mut();
+                $half.poll_flush(cx)
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+                let $this = self.get_mut();
+                $half.poll_shutdown(cx)
             }
         }
     };
 }
 
-forward_async_read!(Stream);
-forward_async_read!(ReadHalf);
-forward_async_write!(Stream);
-forward_async_write!(WriteHalf);
+forward_async_read!(Stream, this => this.inner.read_half());
+forward_async_read!(ReadHalf, this => this.inner);
+forward_async_write!(Stream, this => this.inner.write_half());
+forward_async_write!(WriteHalf, this => this.inner);
 
 #[cfg(unix)]
 impl std::os::fd::AsFd for Stream {

@@ -45,6 +45,9 @@ pub(crate) struct AsyncSocket {
     inner: Arc<Inner>,
     /// Used by the writing side only.
     send_buffer: SendBuffer,
+    /// A write half of its own ([`shut_write_on_drop`](Self::shut_write_on_drop)):
+    /// dropping it shuts the write direction down.
+    write_half: bool,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,7 @@ impl AsyncSocket {
                 read_first: AtomicBool::new(is_server),
             }),
             send_buffer,
+            write_half: false,
         })
     }
 
@@ -106,14 +110,20 @@ impl AsyncSocket {
         Ok(n)
     }
 
-    /// Splits into halves usable from different tasks. Dropping the write half
-    /// shuts the write direction down, as tokio's `SocketWriteHalf` does.
-    pub(crate) fn into_split(self) -> (SocketReadHalf, SocketWriteHalf) {
-        let read = AsyncSocket {
+    /// A second handle on the socket, for reading: a stream's read half, while
+    /// this one writes (and alone applies the send buffer size).
+    pub(crate) fn reader(&self) -> AsyncSocket {
+        AsyncSocket {
             inner: Arc::clone(&self.inner),
             send_buffer: SendBuffer::unchanged(),
-        };
-        (SocketReadHalf(read), SocketWriteHalf(self))
+            write_half: false,
+        }
+    }
+
+    /// Makes this handle a write half of its own: dropping it shuts the write
+    /// direction down (the peer's reads end), as tokio's `OwnedWriteHalf` does.
+    pub(crate) fn shut_write_on_drop(&mut self) {
+        self.write_half = true;
     }
 
     fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -353,65 +363,10 @@ impl AsyncWrite for AsyncSocket {
     }
 }
 
-/// The reading half from [`AsyncSocket::into_split`].
-#[derive(Debug)]
-pub(crate) struct SocketReadHalf(AsyncSocket);
-
-impl AsRef<AsyncSocket> for SocketReadHalf {
-    fn as_ref(&self) -> &AsyncSocket {
-        &self.0
-    }
-}
-
-impl AsyncRead for SocketReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.0.poll_read_priv(cx, buf)
-    }
-}
-
-/// The writing half from [`AsyncSocket::into_split`]; shuts the write direction
-/// down when dropped.
-#[derive(Debug)]
-pub(crate) struct SocketWriteHalf(AsyncSocket);
-
-impl AsyncWrite for SocketWriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .0
-            .poll_write_priv(cx, &[io::IoSlice::new(buf)])
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().0.poll_write_priv(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0.shutdown_write())
-    }
-}
-
-impl Drop for SocketWriteHalf {
+impl Drop for AsyncSocket {
     fn drop(&mut self) {
-        let _ = self.0.shutdown_write();
+        if self.write_half {
+            let _ = self.shutdown_write();
+        }
     }
 }

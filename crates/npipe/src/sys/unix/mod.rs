@@ -48,7 +48,7 @@ pub(crate) fn cached_peer_credentials(
 #[cfg(feature = "tokio")]
 pub(crate) use async_listener::AsyncListener;
 #[cfg(feature = "tokio")]
-pub(crate) use async_stream::{AsyncReadHalf, AsyncStream, AsyncWriteHalf};
+pub(crate) use async_stream::{AsyncReadHalf, AsyncStream, AsyncWriteHalf, WRITES_VECTORED};
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]
 pub(crate) use stream::hung_up;

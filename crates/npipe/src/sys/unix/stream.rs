@@ -16,7 +16,7 @@ use super::dir::ConnectTarget;
 use super::gate::Slot;
 use super::{Endpoint, Kind};
 use crate::error::{err, err_src, ErrorKind};
-use crate::frame::blocking::FrameReader;
+use crate::frame::blocking::{read_retrying, FrameReader};
 #[cfg(feature = "tokio")]
 use crate::frame::Decoder;
 use crate::frame::{outgoing, Received};
@@ -681,28 +681,17 @@ impl Read for NonBlocking<'_> {
     }
 }
 
+/// A byte-mode read: as the framing's reads (`EINTR` retried, timeouts reported
+/// as `Timeout`), and a connection reset as `Disconnected`.
 fn read_mapped(src: &mut impl Read, out: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match src.read(out) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(err_src(ErrorKind::Timeout, "read timed out", e))
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Err(err_src(
-                    ErrorKind::Disconnected,
-                    "the other end closed the connection",
-                    e,
-                ))
-            }
-            other => return other,
-        }
-    }
+    read_retrying(src, out).map_err(|e| match e.kind() {
+        io::ErrorKind::ConnectionReset => err_src(
+            ErrorKind::Disconnected,
+            "the other end closed the connection",
+            e,
+        ),
+        _ => e,
+    })
 }
 
 /// Sends every byte of `parts`, in order, without raising `SIGPIPE`.
