@@ -9,18 +9,20 @@
 //! This module is the only place that encodes or decodes a length prefix. Its core
 //! is sans-IO: [`Decoder`] is the state of one connection's incoming frames over the
 //! bytes that have arrived (header, cap, the message being delivered, the server's
-//! refusal notice, what `peek` may show), and [`Cap`] the size cap with the broken
-//! state it leaves. The drivers move the bytes:
+//! refusal notice, what `peek` may show), [`Cap`] the size cap with the broken
+//! state it leaves, and [`outgoing`] what a writer puts on the wire for a message
+//! (its header and payload in the fewest writes). The drivers move the bytes:
 //!
 //! - [`blocking`]: `FrameReader`, over any [`std::io::Read`] (the blocking `Stream`,
 //!   the managed server's dedicated threads);
 //! - `nonblocking`: the reader and writer of the tokio `Stream` over
 //!   `AsyncRead`/`AsyncWrite` (feature `tokio`);
-//! - `codec`: [`MessageCodec`](crate::tokio::MessageCodec), the same framing as a
-//!   `tokio_util` codec (feature `tokio`).
+//! - `codec`: `MessageCodec` (public as `npipe::tokio::MessageCodec`), the same
+//!   framing as a `tokio_util` codec (feature `tokio`).
 //!
-//! Windows pipes carry messages natively, with no length prefix: there only [`Cap`],
-//! [`grown_len`] and [`Received`] apply.
+//! Windows pipes carry messages natively, with no length prefix: there [`Cap`],
+//! [`grown_len`] and [`Received`] apply, and a framed tokio stream shows each
+//! message to the codec as a frame ([`frame_header`], [`whole_frame`]).
 //!
 //! Why not tokio-util's `LengthDelimitedCodec`, which reads the same 4-byte
 //! little-endian length with a `max_frame_length`: on a header within the cap it
@@ -214,12 +216,12 @@ impl<'a> std::ops::Deref for Slices<'a> {
 ///
 /// npipe's message-mode clients (the blocking [`Stream`](crate::Stream), the tokio
 /// `Stream` and `MessageCodec`) recognise the notice as the first frame and fail with
-/// [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied). To a message reader
-/// of any language it looks like a frame announcing 4 GiB − 1 bytes, which its cap
-/// check refuses, and the text tells a person reading the raw bytes (`socat`) what
-/// happened. Byte-mode clients receive the bytes as they are. The one ambiguity:
-/// a server allowing 4 GiB − 1-byte messages whose first reply is exactly that
-/// long and begins with `npipe:access-denied\n` would be taken for a refusal.
+/// [`ErrorKind::AccessDenied`]. To a message reader of any language it looks like a
+/// frame announcing 4 GiB − 1 bytes, which its cap check refuses, and the text tells
+/// a person reading the raw bytes (`socat`) what happened. Byte-mode clients receive
+/// the bytes as they are. The one ambiguity: a server allowing 4 GiB − 1-byte
+/// messages whose first reply is exactly that long and begins with
+/// `npipe:access-denied\n` would be taken for a refusal.
 ///
 /// # Examples
 ///
