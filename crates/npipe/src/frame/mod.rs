@@ -85,8 +85,8 @@ pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]
 }
 
 /// The header of a message of `len` bytes that has arrived without one: a native
-/// Windows message presented to [`MessageCodec`](crate::tokio::MessageCodec) as a
-/// frame. `len` has passed the cap, so it fits (else it reads as over any cap).
+/// Windows message presented to `MessageCodec` as a frame. `len` has passed the
+/// cap, so it fits (else it reads as over any cap).
 #[cfg_attr(unix, allow(dead_code))]
 pub(crate) fn frame_header(len: usize) -> [u8; HEADER_LEN] {
     u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes()
