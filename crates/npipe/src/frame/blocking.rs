@@ -195,16 +195,22 @@ impl FrameReader {
         self.compact_for(HEADER_LEN);
         let mut at_end = false;
         loop {
+            // Nothing read ahead can only mean "read more" (the decoder is not
+            // broken): the usual case, decided without asking.
+            if self.buffered() > 0 || at_end {
+                let start = self.decoder.start(&self.buf[self.pos..self.end], at_end)?;
+                self.pos += start.consumed();
+                if let Some(outcome) = start.outcome() {
+                    return outcome;
+                }
+            }
             // A read timeout below leaves what arrived of a header (or notice) in
             // the buffer, for the next call.
-            let start = self.decoder.start(&self.buf[self.pos..self.end], at_end)?;
-            self.pos += start.consumed();
-            if let Some(outcome) = start.outcome() {
-                return outcome;
+            if self.end == self.buf.len() {
+                // Less than a notice waits in a buffer of at least `READ_AHEAD`
+                // bytes: moving it to the front makes room.
+                self.compact_for(1);
             }
-            // Less than a notice waits in a buffer of at least `READ_AHEAD`
-            // bytes: moving it to the front makes room.
-            self.compact_for(1);
             let n = read_retrying(src, &mut self.buf[self.end..])?;
             self.end += n;
             at_end = n == 0;

@@ -103,9 +103,21 @@ pub(crate) fn whole_frame(bytes: &[u8]) -> Option<(usize, &[u8])> {
     Some((HEADER_LEN + len, payload))
 }
 
-/// Messages up to this size are put behind their header on the stack: a connection
-/// that carries one small request costs no allocation for sending it.
+/// Messages up to this size are put behind their header on the writer's stack, in
+/// a [`SmallFrame`]: a connection that carries one small request costs no
+/// allocation for sending it.
 const SMALL_MESSAGE: usize = 252;
+
+/// Room on a writer's stack for a small message and its header (see [`outgoing`]).
+#[derive(Debug)]
+pub(crate) struct SmallFrame([u8; HEADER_LEN + SMALL_MESSAGE]);
+
+impl SmallFrame {
+    #[inline]
+    pub(crate) fn new() -> SmallFrame {
+        SmallFrame([0; HEADER_LEN + SMALL_MESSAGE])
+    }
+}
 
 /// Messages up to this size are copied behind their header into a reused buffer,
 /// so that header and payload leave in one write; larger ones go out as they are,
@@ -114,16 +126,10 @@ const COALESCE_LIMIT: usize = 16 * 1024;
 
 /// One message made ready to write by [`outgoing`]: its header and payload as the
 /// fewest system calls take them. [`slices`](Self::slices) says what to write.
-// The large variant is the point: a small message stays on the stack.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Wire<'a> {
-    /// A small message: header and payload copied together on the stack.
-    Inline {
-        bytes: [u8; HEADER_LEN + SMALL_MESSAGE],
-        len: usize,
-    },
-    /// A medium message: copied together into the writer's reused buffer.
+    /// A small or medium message: header and payload copied together (into the
+    /// writer's [`SmallFrame`] or its reused buffer), for one write.
     Joined(&'a [u8]),
     /// A large message: the header, then the parts as they are.
     Gathered {
@@ -133,32 +139,35 @@ pub(crate) enum Wire<'a> {
 }
 
 /// The frame of one message made of `parts` (one header for their total length),
-/// or `MessageTooLarge` if it exceeds `max` (nothing to write then). `scratch`: a
-/// buffer the writer keeps for medium messages.
+/// or `MessageTooLarge` if it exceeds `max` (nothing to write then). The writer
+/// lends room for the copy: `small` on its stack, `scratch` a buffer it keeps for
+/// medium messages.
+#[inline]
 pub(crate) fn outgoing<'a>(
     parts: &'a [&'a [u8]],
     max: u32,
+    small: &'a mut SmallFrame,
     scratch: &'a mut Vec<u8>,
 ) -> io::Result<Wire<'a>> {
     let len = parts.iter().map(|part| part.len()).sum();
     let header = encode_header(len, max)?;
-    let pieces = || std::iter::once(&header[..]).chain(parts.iter().copied());
     if len <= SMALL_MESSAGE {
-        let mut bytes = [0u8; HEADER_LEN + SMALL_MESSAGE];
-        let mut at = 0;
-        for piece in pieces() {
-            bytes[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
+        let frame = &mut small.0[..HEADER_LEN + len];
+        frame[..HEADER_LEN].copy_from_slice(&header);
+        let mut at = HEADER_LEN;
+        for part in parts {
+            frame[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
         }
-        Ok(Wire::Inline {
-            bytes,
-            len: HEADER_LEN + len,
-        })
+        Ok(Wire::Joined(frame))
     } else if len <= COALESCE_LIMIT {
         scratch.clear();
         // One allocation for the first message, not a growth per part.
         scratch.reserve(HEADER_LEN + len);
-        pieces().for_each(|piece| scratch.extend_from_slice(piece));
+        scratch.extend_from_slice(&header);
+        parts
+            .iter()
+            .for_each(|part| scratch.extend_from_slice(part));
         Ok(Wire::Joined(scratch))
     } else {
         Ok(Wire::Gathered { header, parts })
@@ -169,7 +178,6 @@ impl Wire<'_> {
     /// What to write, in order: one slice, or the header and the parts.
     pub(crate) fn slices(&self) -> Slices<'_> {
         match self {
-            Wire::Inline { bytes, len } => Slices::One([&bytes[..*len]]),
             Wire::Joined(bytes) => Slices::One([bytes]),
             Wire::Gathered {
                 header,
@@ -337,6 +345,7 @@ impl Cap {
     }
 
     /// The error of a connection whose framing is lost, if it is.
+    #[inline]
     pub(crate) fn check(&self) -> io::Result<()> {
         match &self.broken {
             Some((kind, msg)) => Err(err(*kind, msg.clone())),
@@ -352,6 +361,7 @@ impl Cap {
 
     /// The payload length `header` announces, or `MessageTooLarge` (for good) if it
     /// is over the cap: nothing has been allocated for it.
+    #[inline]
     fn announced(&mut self, header: [u8; HEADER_LEN]) -> io::Result<usize> {
         let len = u32::from_le_bytes(header);
         if len > self.max {
@@ -411,6 +421,7 @@ impl Start {
     /// What a reader of whole messages makes of it once [`consumed`](Self::consumed):
     /// the length of the message that begins, `None` at the end of the stream, or
     /// the refusal; `None` (outer) when it must read more first.
+    #[inline]
     pub(crate) fn outcome(self) -> Option<io::Result<Option<usize>>> {
         match self {
             Start::More => None,
@@ -421,6 +432,7 @@ impl Start {
     }
 
     /// Bytes of the input this outcome consumes.
+    #[inline]
     pub(crate) fn consumed(&self) -> usize {
         match self {
             Start::Message(_) => HEADER_LEN,
@@ -486,17 +498,20 @@ impl Decoder {
 
     /// Whether a message has been partly delivered (after `more_data`, or a read
     /// that timed out).
+    #[inline]
     pub(crate) fn in_message(&self) -> bool {
         self.current.is_some()
     }
 
     /// The message being delivered: its length and the payload bytes not yet
     /// delivered (at least one).
+    #[inline]
     pub(crate) fn current(&self) -> Option<(usize, usize)> {
         self.current
     }
 
     /// Payload bytes of the current message not yet delivered (0 between messages).
+    #[inline]
     pub(crate) fn left(&self) -> usize {
         self.current.map_or(0, |(_, left)| left)
     }
@@ -510,6 +525,7 @@ impl Decoder {
     /// more bytes will come (the peer closed). Errors: the connection's framing is
     /// lost (before, or by this header: `MessageTooLarge`), or the stream ended
     /// inside a header (`Disconnected`).
+    #[inline]
     pub(crate) fn start(&mut self, input: &[u8], at_end: bool) -> io::Result<Start> {
         debug_assert!(self.current.is_none(), "a message is being delivered");
         self.check()?;
@@ -537,6 +553,7 @@ impl Decoder {
 
     /// `n` more payload bytes of the current message were delivered (at most what
     /// is left of it); the message ends when none are left.
+    #[inline]
     pub(crate) fn delivered(&mut self, n: usize) {
         if let Some((total, left)) = self.current {
             debug_assert!(n <= left);
@@ -659,7 +676,8 @@ mod tests {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let (a, b) = payload.split_at(len / 3);
             for parts in [&[&payload[..]][..], &[a, b][..]] {
-                let wire = outgoing(parts, u32::MAX, &mut scratch).unwrap();
+                let mut small = SmallFrame::new();
+                let wire = outgoing(parts, u32::MAX, &mut small, &mut scratch).unwrap();
                 let bytes = wire.slices().concat();
                 assert_eq!(bytes[..HEADER_LEN], (len as u32).to_le_bytes(), "{len}");
                 assert_eq!(bytes[HEADER_LEN..], payload[..], "{len}");
@@ -670,14 +688,15 @@ mod tests {
                 }
             }
         }
-        let e = outgoing(&[b"abc"], 2, &mut scratch).unwrap_err();
+        let e = outgoing(&[b"abc"], 2, &mut SmallFrame::new(), &mut scratch).unwrap_err();
         assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
     }
 
     #[test]
     fn whole_frames_are_cut_from_what_arrived() {
         let mut scratch = Vec::new();
-        let mut bytes = outgoing(&[b"hello"], u32::MAX, &mut scratch)
+        let mut small = SmallFrame::new();
+        let mut bytes = outgoing(&[b"hello"], u32::MAX, &mut small, &mut scratch)
             .unwrap()
             .slices()
             .concat();

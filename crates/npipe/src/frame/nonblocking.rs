@@ -12,7 +12,7 @@ use std::io;
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{grown_len, outgoing, Decoder, Received};
+use super::{grown_len, outgoing, Decoder, Received, SmallFrame};
 use crate::error::ErrorKind;
 use crate::options::Mode;
 
@@ -117,11 +117,15 @@ impl Reader {
             return Ok(Some(left));
         }
         let mut at_end = false;
+        self.decoder.check()?;
         loop {
-            let start = self.decoder.start(&self.buf, at_end)?;
-            self.buf.advance(start.consumed());
-            if let Some(outcome) = start.outcome() {
-                return outcome;
+            // Nothing read ahead can only mean "read more": decided without asking.
+            if !self.buf.is_empty() || at_end {
+                let start = self.decoder.start(&self.buf, at_end)?;
+                self.buf.advance(start.consumed());
+                if let Some(outcome) = start.outcome() {
+                    return outcome;
+                }
             }
             let more = self.buf.len() + 1;
             at_end = !self.fill(io, more).await?;
@@ -310,7 +314,8 @@ impl Writer {
         let result = match self.mode {
             Mode::Message => {
                 let parts = [message];
-                let wire = outgoing(&parts, self.max, &mut self.buf)?;
+                let mut small = SmallFrame::new();
+                let wire = outgoing(&parts, self.max, &mut small, &mut self.buf)?;
                 write_all_slices(io, &wire.slices()).await
             }
             Mode::Byte => io.write_all(message).await,

@@ -19,7 +19,7 @@ use crate::error::{err, err_src, ErrorKind};
 use crate::frame::blocking::{read_retrying, FrameReader};
 #[cfg(feature = "tokio")]
 use crate::frame::Decoder;
-use crate::frame::{outgoing, Received};
+use crate::frame::{outgoing, Received, SmallFrame};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
 use crate::stream::PeerCredentials;
@@ -245,7 +245,8 @@ impl Stream {
         self.send_buffer.before_send(&self.sock, len);
         match self.mode {
             Mode::Message => {
-                let wire = outgoing(parts, self.max_message, &mut self.write_buf)?;
+                let mut small = SmallFrame::new();
+                let wire = outgoing(parts, self.max_message, &mut small, &mut self.write_buf)?;
                 send(&self.sock, &wire.slices())
             }
             Mode::Byte => send(&self.sock, parts),
