@@ -4,8 +4,9 @@
 
 use std::io::{self, Read};
 
+use crate::frame;
+use crate::frame::blocking::FrameReader;
 pub use crate::frame::Received;
-use crate::frame::{self, FrameReader};
 
 /// The frame decoder of the blocking API (`crate::frame::FrameReader`), as is.
 #[derive(Debug)]

@@ -83,9 +83,6 @@ impl Direction {
     }
 }
 
-#[cfg(feature = "tokio")]
-pub(crate) use crate::error::one_way_error; // the path of `tokio/*`'s calls
-
 /// Who may connect to a pipe.
 ///
 /// The default, [`Access::Owner`], admits only the user that created the pipe (and

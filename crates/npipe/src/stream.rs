@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use crate::frame::Received;
 use crate::name::{PipeName, ToPipeName};
 use crate::options::{ConnectOptions, Mode};
-// Also the path of `tokio/*`'s imports.
-pub(crate) use crate::peer::PeerCredentials;
+use crate::peer::PeerCredentials;
 use crate::sys;
 
 /// A connected pipe end: returned by [`Stream::connect`] on the client and by

@@ -9,6 +9,19 @@
 //!   `peek`, `read`, `write`, `shutdown`, `set_read_timeout`, `set_write_timeout`,
 //!   `set_deadline` (one deadline for every system call of an operation, not a
 //!   timeout per call), `peer_credentials`, `mode`, `is_server`.
+//! - with the feature `tokio`, the async backend under `crate::tokio`, which
+//!   defines the public types once over it:
+//!   - `AsyncStream`: `connect(PipeName, &ConnectOptions)` (async), `mode`,
+//!     `is_server`, `send` (async), `peek`, `peer_credentials`, `shutdown`,
+//!     `into_split`, `start_framing` (the `MessageCodec` and bytes read ahead for
+//!     `into_framed`), `wait_data` (async), and its joined halves `read_half`,
+//!     `write_half`; `AsFd` (Unix) or `AsHandle` (Windows).
+//!   - `AsyncReadHalf`: `mode`, `recv`, `recv_into` (async), `peer_credentials`,
+//!     `poll_read` (the bytes of `AsyncRead`). `AsyncWriteHalf`: `mode`, `send`
+//!     (async), `poll_write` (of a slice list), `poll_flush`, `poll_shutdown`;
+//!     `WRITES_VECTORED` says whether a write takes several slices at once.
+//!   - `AsyncListener`: `bind(PipeName, &ListenerOptions)`, `accept` (async, cancel
+//!     safe), `blocking()` (the `Listener`: name, options, counts).
 //! - `is_listening(&PipeName) -> io::Result<bool>`: whether a live server owns the
 //!   name, without connecting where the OS allows (used by `wait`).
 //! - the mapping of a `PipeName` to an `Address` (called by `PipeName::address`).

@@ -1,4 +1,5 @@
-//! The async server end.
+//! The async server end: one definition over each platform's async backend
+//! (`sys::AsyncListener`).
 
 use std::fmt;
 use std::io;
@@ -34,43 +35,23 @@ use crate::sys;
 /// }
 /// # }
 /// ```
+///
+/// ## Platform-specific behavior
+///
+/// Unix: the listening socket is registered with tokio. Windows: the blocking
+/// listener's pool of instances (each with a thread waiting in `ConnectNamedPipe`)
+/// hands connected instances to `accept`.
 pub struct Listener {
-    /// The blocking listener: name ownership, access policy and instance gate.
-    inner: sys::Listener,
-    /// The same listening socket (a duplicate descriptor) registered with tokio;
-    /// `None` for a listener whose clients are taken by threads in a blocking
-    /// `accept` ([`bind_blocking_with`](Self::bind_blocking_with)).
-    socket: Option<sys::AsyncListener>,
+    inner: sys::AsyncListener,
 }
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = &self.inner;
         f.debug_struct("Listener")
-            .field("name", inner.name())
-            .field("address", inner.address())
-            .field("instances", &inner.instances())
+            .field("name", self.name())
+            .field("address", self.address())
+            .field("instances", &self.instances())
             .finish_non_exhaustive()
-    }
-}
-
-/// An instance reserved in the gate for an `accept` in progress; given back if the
-/// accept does not produce a connection (including when its future is dropped).
-struct Reservation<'a> {
-    listener: Option<&'a sys::Listener>,
-}
-
-impl Reservation<'_> {
-    fn consume(mut self) {
-        self.listener = None;
-    }
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        if let Some(listener) = self.listener {
-            listener.gate().unreserve();
-        }
     }
 }
 
@@ -99,28 +80,20 @@ impl Listener {
     ///
     /// Outside a tokio runtime with I/O enabled.
     pub fn bind_with(name: impl ToPipeName, options: &ListenerOptions) -> io::Result<Listener> {
-        let inner = sys::Listener::create(name.to_pipe_name()?, options.clone())?;
-        let socket = inner.socket().try_clone()?;
-        socket.set_nonblocking(true)?;
-        Ok(Listener {
-            socket: Some(sys::AsyncListener::from_std(socket)?),
-            inner,
-        })
+        let inner = sys::AsyncListener::bind(name.to_pipe_name()?, options)?;
+        Ok(Listener { inner })
     }
 
     /// A listener whose clients are taken by threads that call a blocking
-    /// `accept` (the managed server's acceptors, Linux): its socket stays
-    /// blocking and is not registered with tokio, whose reactor would otherwise
-    /// wake up for every client for nothing. The async `accept` fails on it.
+    /// `accept` (the managed server's acceptors, Linux); the async `accept`
+    /// fails on it.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn bind_blocking_with(
         name: &PipeName,
         options: &ListenerOptions,
     ) -> io::Result<Listener> {
-        Ok(Listener {
-            inner: sys::Listener::create(name.clone(), options.clone())?,
-            socket: None,
-        })
+        let inner = sys::AsyncListener::bind_blocking(name, options)?;
+        Ok(Listener { inner })
     }
 
     /// Waits for a client and returns the connected server end (`ConnectNamedPipe`).
@@ -132,98 +105,78 @@ impl Listener {
     /// # Errors
     ///
     /// I/O errors of the listening socket, such as running out of file descriptors
-    /// (`EMFILE`); the listener stays usable.
+    /// (`EMFILE`); the listener stays usable. On Windows, a standing failure to
+    /// create pipe instances.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: no connection is taken from the kernel unless the future
+    /// Cancel safe: no connection is taken from the system unless the future
     /// completes, and the instance it reserved is given back when it is dropped.
     pub async fn accept(&self) -> io::Result<Stream> {
-        let stream = self.accept_sys(true).await?;
-        Stream::from_sys(stream)
+        self.inner.accept().await.map(Stream::new)
     }
 
     /// [`accept`](Self::accept), returning the connection before it is given to
     /// tokio: non-blocking, or blocking for a thread that will serve it (the
     /// managed server's sync handlers). Cancel safe, as `accept`.
+    #[cfg(unix)]
     pub(crate) async fn accept_sys(&self, nonblocking: bool) -> io::Result<sys::Stream> {
-        let listener = &self.inner;
-        let Some(socket) = &self.socket else {
-            return Err(io::Error::other(
-                "this listener's clients are accepted by blocking threads",
-            ));
-        };
-        loop {
-            listener.gate().reserve_async().await;
-            let reservation = Reservation {
-                listener: Some(listener),
-            };
-            let conn = loop {
-                match socket.accept(nonblocking).await {
-                    Ok(conn) => break conn,
-                    Err(e) if sys::is_transient_accept_error(&e) => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            // From here to the return there is no await: the future cannot be
-            // dropped with a connection in hand.
-            reservation.consume();
-            if let Some(stream) = listener.finish_accept(conn)? {
-                return Ok(stream);
-            }
-        }
+        self.inner.accept_sys(nonblocking).await
     }
 
     /// Whether this listener's clients are taken by blocking `accept` calls
     /// ([`bind_blocking_with`](Self::bind_blocking_with)).
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn accepts_blocking(&self) -> bool {
-        self.socket.is_none()
+        self.inner.accepts_blocking()
     }
 
     /// The blocking listener, for threads that accept with blocking calls.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn blocking(&self) -> &sys::Listener {
-        &self.inner
+        self.inner.blocking()
     }
 
-    /// Wakes every thread blocked in a blocking `accept` on this listener (which
-    /// then fails with `EINVAL`), and refuses new clients: Linux's
-    /// `shutdown(SHUT_RD)` on a listening Unix socket.
+    /// Wakes every thread blocked in a blocking `accept` on this listener, and
+    /// refuses new clients.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn stop_accepting(&self) {
-        use std::os::fd::AsRawFd;
-        let fd = self.inner.socket().as_raw_fd();
-        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read);
+        self.inner.stop_accepting();
     }
 
     /// The pipe's name.
     pub fn name(&self) -> &PipeName {
-        self.inner.name()
+        self.inner.blocking().name()
     }
 
-    /// Where the pipe lives in the OS (the socket path on Unix).
+    /// Where the pipe lives in the OS: the socket path on Unix, `\\.\pipe\NAME` on
+    /// Windows.
     pub fn address(&self) -> &Address {
-        self.inner.address()
+        self.inner.blocking().address()
     }
 
     /// How many accepted streams are alive now.
     pub fn instances(&self) -> u32 {
-        self.inner.instances()
+        self.inner.blocking().instances()
     }
 
     /// How many clients the access policy has refused so far.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Always 0 on Windows: the pipe's DACL refuses clients before they reach the
+    /// server.
     pub fn denied(&self) -> u64 {
-        self.inner.denied()
+        self.inner.blocking().denied()
     }
 
     /// The options this listener was created with.
     pub fn options(&self) -> &ListenerOptions {
-        self.inner.options()
+        self.inner.blocking().options()
     }
 
     /// How many more clients could connect now without waiting.
     pub(crate) fn listening(&self) -> u32 {
-        self.inner.listening()
+        self.inner.blocking().listening()
     }
 }

@@ -47,20 +47,9 @@
 //! I/O (tokio's named pipes would split long messages without telling). The server
 //! end's `shutdown`/`disconnect` blocks until the client has read everything.
 
-mod codec;
-#[cfg(unix)]
 mod listener;
-#[cfg(unix)]
-mod read;
-#[cfg(unix)]
 mod stream;
-#[cfg(windows)]
-mod windows;
 
-pub use codec::MessageCodec;
-#[cfg(unix)]
+pub use crate::frame::codec::MessageCodec;
 pub use listener::Listener;
-#[cfg(unix)]
 pub use stream::{ReadHalf, Stream, WriteHalf};
-#[cfg(windows)]
-pub use windows::{Listener, ReadHalf, Stream, WriteHalf};

@@ -1,27 +1,21 @@
-//! The async connected end.
+//! The async connected end: one definition over each platform's async backend
+//! (`sys::AsyncStream`).
 
 use std::fmt;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::{Framed, FramedParts};
 
-use super::codec::MessageCodec;
-use super::read::{Reader, Writer};
-use crate::error::{err, ErrorKind};
+use super::MessageCodec;
 use crate::frame::Received;
 use crate::name::ToPipeName;
 use crate::options::{ConnectOptions, Mode};
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 use crate::sys;
-// Not `tokio::net::UnixStream`: see `sys::unix::tokio_io` for why.
-use crate::sys::{AsyncUnixStream as UnixStream, OwnedReadHalf, OwnedWriteHalf};
 
 /// A connected pipe end on tokio, client or server: returned by
 /// [`Stream::connect`] and by [`Listener::accept`](super::Listener::accept). The async
@@ -31,7 +25,8 @@ use crate::sys::{AsyncUnixStream as UnixStream, OwnedReadHalf, OwnedWriteHalf};
 ///   [`recv_into`](Self::recv_into) as in the blocking API, or
 ///   [`into_framed`](Self::into_framed) for a `futures::Stream` of messages and a
 ///   `Sink` to send them. `AsyncRead`/`AsyncWrite` fail with
-///   [`ErrorKind::Unsupported`] in message mode, since they cannot keep boundaries.
+///   [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) in message mode,
+///   since they cannot keep boundaries.
 /// - **Byte mode**: `AsyncRead`/`AsyncWrite` move bytes with nothing added, and
 ///   [`into_split`](Self::into_split) gives independent halves.
 ///
@@ -51,47 +46,36 @@ use crate::sys::{AsyncUnixStream as UnixStream, OwnedReadHalf, OwnedWriteHalf};
 /// # Ok(())
 /// # }
 /// ```
+///
+/// ## Platform-specific behavior
+///
+/// Unix: a Unix domain socket, with npipe's length prefix in message mode; the
+/// stream is `AsFd`/`AsRawFd`. Windows: a named pipe with native messages, read and
+/// written with npipe's own overlapped `ReadFile`/`WriteFile` (tokio's named pipes
+/// would split a message longer than the read buffer without telling); the stream
+/// is `AsHandle`/`AsRawHandle`.
 pub struct Stream {
-    io: UnixStream,
-    reader: Reader,
-    writer: Writer,
-    is_server: bool,
-    /// Server streams: the instance stays taken until the stream (or both halves) drop.
-    slot: Option<Arc<sys::Slot>>,
+    inner: sys::AsyncStream,
 }
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
-            .field("mode", &self.reader.mode)
-            .field("server", &self.is_server)
+            .field("mode", &self.mode())
+            .field("server", &self.is_server())
             .finish_non_exhaustive()
     }
 }
 
 impl Stream {
-    /// Wraps a stream fresh from the blocking code (connect or accept), whose
-    /// socket is non-blocking already (`accept4` and the connect that does not
-    /// wait make it so: setting it again would be a system call per connection).
+    pub(crate) fn new(inner: sys::AsyncStream) -> Stream {
+        Stream { inner }
+    }
+
+    /// Wraps a stream fresh from the blocking code (connect or accept).
+    #[cfg(unix)]
     pub(crate) fn from_sys(stream: sys::Stream) -> io::Result<Stream> {
-        let parts = stream.into_parts();
-        Ok(Stream {
-            io: UnixStream::from_std(parts.sock, parts.peer, parts.send_buffer, parts.is_server)?,
-            reader: Reader::new(
-                parts.mode,
-                parts.max_message,
-                parts.can_read,
-                parts.is_server,
-            ),
-            writer: Writer::new(
-                parts.mode,
-                parts.max_message,
-                parts.can_write,
-                parts.is_server,
-            ),
-            is_server: parts.is_server,
-            slot: parts.slot.map(Arc::new),
-        })
+        sys::AsyncStream::from_sys(stream).map(Stream::new)
     }
 
     /// Connects to a message-mode pipe with the default [`ConnectOptions`] (waits up
@@ -102,7 +86,7 @@ impl Stream {
     /// # Errors
     ///
     /// As [`ConnectOptions::connect`]: `NotFound`, `PipeBusy`, `AccessDenied`,
-    /// `InvalidName`, `Unsupported` (see [`ErrorKind`]).
+    /// `InvalidName`, `Unsupported` (see [`ErrorKind`](crate::ErrorKind)).
     ///
     /// # Cancel safety
     ///
@@ -150,32 +134,29 @@ impl Stream {
     /// # Cancel safety
     ///
     /// As [`connect`](Self::connect).
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix: a pipe that accepts at once is connected on the calling task, with no
+    /// hand-off to the blocking pool.
     pub async fn connect_with(
         name: impl ToPipeName,
         options: &ConnectOptions,
     ) -> io::Result<Stream> {
         let name = name.to_pipe_name()?;
-        // A Unix socket connects at once when the server has room: no need for a
-        // blocking thread then (a hand-off that costs more than the connect).
-        if let Some(stream) = sys::Stream::connect_now(&name, options) {
-            return Stream::from_sys(stream);
-        }
-        let options = options.clone();
-        let stream = tokio::task::spawn_blocking(move || sys::Stream::connect(&name, &options))
+        sys::AsyncStream::connect(name, options)
             .await
-            .map_err(|e| io::Error::other(format!("the connect task failed: {e}")))??;
-        stream.set_nonblocking(true)?;
-        Stream::from_sys(stream)
+            .map(Stream::new)
     }
 
     /// The mode this end reads and writes in.
     pub fn mode(&self) -> Mode {
-        self.reader.mode
+        self.inner.mode()
     }
 
     /// Whether this is the server end.
     pub fn is_server(&self) -> bool {
-        self.is_server
+        self.inner.is_server()
     }
 
     /// Sends one message (message mode) or the bytes (byte mode), all of it.
@@ -189,19 +170,13 @@ impl Stream {
     ///
     /// Not cancel safe: if the future is dropped before it completes, part of the
     /// message may have been written and the connection must be closed.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Windows: the message goes out in one `WriteFile`, which completes even if
+    /// the future is dropped.
     pub async fn send(&mut self, message: &[u8]) -> io::Result<()> {
-        let sent = self.writer.send(&mut self.io, message).await;
-        sent.map_err(|e| {
-            // As the blocking client: a send that finds the connection closed
-            // before anything was read may be the server's access refusal.
-            if self.reader.expects_notice()
-                && ErrorKind::of(&e) == ErrorKind::Disconnected
-                && (self.reader.holds_refusal() || sys::refusal_waiting(self.io.as_fd()))
-            {
-                return crate::frame::refused();
-            }
-            e
-        })
+        self.inner.send(message).await
     }
 
     /// Receives one whole message into `buf` (cleared first). `None`: the peer closed
@@ -220,7 +195,7 @@ impl Stream {
     /// Cancel safe: bytes read before the future was dropped stay in the stream, and
     /// the next call returns the whole message. `buf` is only changed on completion.
     pub async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.reader.recv(&mut self.io, buf).await
+        self.inner.read_half().recv(buf).await
     }
 
     /// Receives as much of the next message as fits in `buf`;
@@ -235,7 +210,7 @@ impl Stream {
     ///
     /// Cancel safe: nothing is consumed unless the future completes.
     pub async fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        self.reader.recv_into(&mut self.io, buf).await
+        self.inner.read_half().recv_into(buf).await
     }
 
     /// Copies what has already arrived of the next message (or the next bytes) into
@@ -245,10 +220,9 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// I/O errors of the socket; `MessageTooLarge` after a refused message.
+    /// I/O errors of the pipe; `MessageTooLarge` after a refused message.
     pub fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let io = &self.io;
-        self.reader.peek(|b| io.try_read_buf(b), buf)
+        self.inner.peek(buf)
     }
 
     /// Who is at the other end.
@@ -256,17 +230,28 @@ impl Stream {
     /// # Errors
     ///
     /// The OS could not tell.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Windows tells only the process id (`GetNamedPipeClientProcessId` on the
+    /// server end, `GetNamedPipeServerProcessId` on the client end).
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        self.io.peer_credentials()
+        self.inner.peer_credentials()
     }
 
     /// Half-closes the connection (see [`crate::Stream::shutdown`]).
     ///
     /// # Errors
     ///
-    /// I/O errors of the socket.
+    /// I/O errors of the pipe.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Windows pipes cannot half-close: the server end flushes (blocking until the
+    /// client has read everything) and disconnects; the client end stops reading and
+    /// writing at once.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        shutdown_fd(self.io.as_fd(), how)
+        self.inner.shutdown(how)
     }
 
     /// Ends the connection; same as dropping the stream, with errors reported.
@@ -274,6 +259,11 @@ impl Stream {
     /// # Errors
     ///
     /// I/O errors of the final shutdown (a peer already gone is not an error).
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// As [`shutdown`](Self::shutdown): on Windows the server end blocks until the
+    /// client has read everything.
     pub fn disconnect(self) -> io::Result<()> {
         match self.shutdown(Shutdown::Both) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
@@ -285,19 +275,8 @@ impl Stream {
     /// tasks. In message mode they keep the framing ([`ReadHalf::recv`],
     /// [`WriteHalf::send`]); in byte mode they are `AsyncRead` / `AsyncWrite`.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
-        let (read, write) = self.io.into_split();
-        (
-            ReadHalf {
-                io: read,
-                reader: self.reader,
-                _slot: self.slot.clone(),
-            },
-            WriteHalf {
-                io: write,
-                writer: self.writer,
-                _slot: self.slot,
-            },
-        )
+        let (read, write) = self.inner.into_split();
+        (ReadHalf { inner: read }, WriteHalf { inner: write })
     }
 
     /// A `futures::Stream` of received messages and a `Sink` of messages to send,
@@ -326,156 +305,39 @@ impl Stream {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Windows: the pipe keeps its native messages; each one is presented to the
+    /// codec as its frame (length and payload), and each frame the codec writes
+    /// goes out as one message.
     // Giving the stream back unchanged is the point, as `crate::Stream::into_std` does.
     #[allow(clippy::result_large_err)]
     pub fn into_framed(mut self) -> Result<Framed<Stream, MessageCodec>, Stream> {
-        if self.reader.mode != Mode::Message || self.reader.in_message() {
+        let Some((codec, read_ahead)) = self.inner.start_framing() else {
             return Err(self);
-        }
-        let mut codec = MessageCodec::with_max_message_size(self.reader.max());
-        codec.expect_notice(self.reader.expects_notice());
-        let buffered = std::mem::take(&mut self.reader.buf);
-        self.reader.mode = Mode::Byte;
-        self.writer.mode = Mode::Byte;
+        };
         let mut parts = FramedParts::new::<bytes::Bytes>(self, codec);
-        parts.read_buf = buffered;
+        parts.read_buf = read_ahead;
         Ok(Framed::from_parts(parts))
     }
 
     /// Waits until the start of the next request has arrived; `false` when the peer
     /// closed first. The server's idle deadline wraps this.
     pub(crate) async fn wait_data(&mut self) -> io::Result<bool> {
-        self.reader.wait_data(&mut self.io).await
-    }
-}
-
-fn shutdown_fd(fd: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
-    use nix::sys::socket::{shutdown, Shutdown as NixShutdown};
-    let how = match how {
-        Shutdown::Read => NixShutdown::Read,
-        Shutdown::Write => NixShutdown::Write,
-        Shutdown::Both => NixShutdown::Both,
-    };
-    shutdown(fd.as_raw_fd(), how).map_err(io::Error::from)
-}
-
-fn message_mode_io() -> io::Error {
-    err(
-        ErrorKind::Unsupported,
-        "AsyncRead/AsyncWrite carry bytes; on a message-mode stream use send/recv or into_framed",
-    )
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        poll_read_bytes(&mut this.reader, Pin::new(&mut this.io), cx, buf)
-    }
-}
-
-/// The byte-mode `AsyncWrite` of a whole stream and of its write half: both
-/// hold a `writer` (mode, direction) and an `io` to write to.
-macro_rules! byte_mode_async_write {
-    ($type:ty) => {
-        impl AsyncWrite for $type {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                let this = self.get_mut();
-                let bufs = [io::IoSlice::new(buf)];
-                poll_write_bytes(&this.writer, Pin::new(&mut this.io), cx, &bufs)
-            }
-
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[io::IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                let this = self.get_mut();
-                poll_write_bytes(&this.writer, Pin::new(&mut this.io), cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                true
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.get_mut().io).poll_flush(cx)
-            }
-
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-            }
-        }
-    };
-}
-
-byte_mode_async_write!(Stream);
-
-/// Byte-mode writes, with one `sendmsg` for several slices.
-fn poll_write_bytes<W: AsyncWrite>(
-    writer: &Writer,
-    io: Pin<&mut W>,
-    cx: &mut Context<'_>,
-    bufs: &[io::IoSlice<'_>],
-) -> Poll<io::Result<usize>> {
-    if writer.mode != Mode::Byte {
-        return Poll::Ready(Err(message_mode_io()));
-    }
-    writer.check_write()?;
-    io.poll_write_vectored(cx, bufs)
-        .map_err(super::read::map_write_error)
-}
-
-/// Byte-mode reads: bytes read ahead first, then the socket.
-fn poll_read_bytes<R: AsyncRead>(
-    reader: &mut Reader,
-    io: Pin<&mut R>,
-    cx: &mut Context<'_>,
-    buf: &mut ReadBuf<'_>,
-) -> Poll<io::Result<()>> {
-    if reader.mode != Mode::Byte {
-        return Poll::Ready(Err(message_mode_io()));
-    }
-    reader.check_read()?;
-    if !reader.buf.is_empty() {
-        let n = reader.buf.len().min(buf.remaining());
-        buf.put_slice(&reader.buf[..n]);
-        reader.buf.advance(n);
-        return Poll::Ready(Ok(()));
-    }
-    io.poll_read(cx, buf)
-}
-
-impl AsFd for Stream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.as_fd()
-    }
-}
-
-impl AsRawFd for Stream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.as_raw_fd()
+        self.inner.wait_data().await
     }
 }
 
 /// The reading half of a [`Stream`], from [`Stream::into_split`].
 pub struct ReadHalf {
-    io: OwnedReadHalf,
-    reader: Reader,
-    _slot: Option<Arc<sys::Slot>>,
+    inner: sys::AsyncReadHalf,
 }
 
 impl fmt::Debug for ReadHalf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadHalf")
-            .field("mode", &self.reader.mode)
+            .field("mode", &self.inner.mode())
             .finish_non_exhaustive()
     }
 }
@@ -491,7 +353,7 @@ impl ReadHalf {
     ///
     /// Cancel safe, as [`Stream::recv`].
     pub async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.reader.recv(&mut self.io, buf).await
+        self.inner.recv(buf).await
     }
 
     /// As [`Stream::recv_into`].
@@ -504,42 +366,32 @@ impl ReadHalf {
     ///
     /// Cancel safe, as [`Stream::recv_into`].
     pub async fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        self.reader.recv_into(&mut self.io, buf).await
+        self.inner.recv_into(buf).await
     }
 
-    /// The peer's credentials.
+    /// The peer's credentials, as [`Stream::peer_credentials`].
     ///
     /// # Errors
     ///
     /// The OS could not tell.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        self.io.as_ref().peer_credentials()
+        self.inner.peer_credentials()
     }
 }
 
-impl AsyncRead for ReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        poll_read_bytes(&mut this.reader, Pin::new(&mut this.io), cx, buf)
-    }
-}
-
-/// The writing half of a [`Stream`], from [`Stream::into_split`]. Dropping it
-/// half-closes the connection (the peer's reads end).
+/// The writing half of a [`Stream`], from [`Stream::into_split`].
+///
+/// ## Platform-specific behavior
+///
+/// Unix: dropping it half-closes the connection (the peer's reads end).
 pub struct WriteHalf {
-    io: OwnedWriteHalf,
-    writer: Writer,
-    _slot: Option<Arc<sys::Slot>>,
+    inner: sys::AsyncWriteHalf,
 }
 
 impl fmt::Debug for WriteHalf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteHalf")
-            .field("mode", &self.writer.mode)
+            .field("mode", &self.inner.mode())
             .finish_non_exhaustive()
     }
 }
@@ -553,10 +405,99 @@ impl WriteHalf {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe, as [`Stream::send`].
+    /// As [`Stream::send`].
     pub async fn send(&mut self, message: &[u8]) -> io::Result<()> {
-        self.writer.send(&mut self.io, message).await
+        self.inner.send(message).await
     }
 }
 
-byte_mode_async_write!(WriteHalf);
+/// `AsyncRead` of the stream and its read half: the backend's read half, which
+/// moves bytes in byte mode (and, on a framed stream, the frames), and fails in
+/// message mode.
+macro_rules! forward_async_read {
+    ($type:ty, $this:ident => $half:expr) => {
+        impl AsyncRead for $type {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let $this = self.get_mut();
+                $half.poll_read(cx, buf)
+            }
+        }
+    };
+}
+
+/// `AsyncWrite` of the stream and its write half: the backend's write half, as
+/// [`forward_async_read`].
+macro_rules! forward_async_write {
+    ($type:ty, $this:ident => $half:expr) => {
+        impl AsyncWrite for $type {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let $this = self.get_mut();
+                $half.poll_write(cx, &[io::IoSlice::new(buf)])
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                let $this = self.get_mut();
+                $half.poll_write(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                sys::WRITES_VECTORED
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let $this = self.get_mut();
+                $half.poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let $this = self.get_mut();
+                $half.poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+forward_async_read!(Stream, this => this.inner.read_half());
+forward_async_read!(ReadHalf, this => this.inner);
+forward_async_write!(Stream, this => this.inner.write_half());
+forward_async_write!(WriteHalf, this => this.inner);
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for Stream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsHandle for Stream {
+    fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.inner.as_handle()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsRawHandle for Stream {
+    fn as_raw_handle(&self) -> std::os::windows::io::RawHandle {
+        self.inner.as_raw_handle()
+    }
+}

@@ -13,6 +13,12 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_io;
+#[cfg(feature = "tokio")]
+mod async_listener;
+#[cfg(feature = "tokio")]
+mod async_stream;
 mod connect;
 mod cred;
 mod dir;
@@ -24,8 +30,6 @@ mod record;
 #[cfg(feature = "tokio")]
 mod shutdown;
 mod stream;
-#[cfg(feature = "tokio")]
-mod tokio_io;
 
 use std::ffi::OsString;
 use std::io;
@@ -38,18 +42,16 @@ pub(crate) use liveness::{socket_owners, Listening};
 pub(crate) use process::{process_name, process_uid, user_name};
 pub(crate) use record::Record;
 
+#[cfg(feature = "tokio")]
+pub(crate) use async_listener::AsyncListener;
+#[cfg(feature = "tokio")]
+pub(crate) use async_stream::{AsyncReadHalf, AsyncStream, AsyncWriteHalf, WRITES_VECTORED};
 pub(crate) use listener::Listener;
 #[cfg(feature = "tokio")]
 pub(crate) use shutdown::{Reachable, ShutdownHandle};
 #[cfg(feature = "tokio")]
 pub(crate) use stream::Socket;
 pub(crate) use stream::Stream;
-#[cfg(feature = "tokio")]
-pub(crate) use tokio_io::{
-    AsyncListener, OwnedReadHalf, OwnedWriteHalf, UnixStream as AsyncUnixStream,
-};
-#[cfg(feature = "tokio")]
-pub(crate) use {gate::Slot, listener::is_transient_accept_error, stream::refusal_waiting};
 
 use crate::error::{err, ErrorKind};
 use crate::name::{Address, PipeName};

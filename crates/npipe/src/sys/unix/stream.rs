@@ -14,17 +14,13 @@ use nix::sys::socket::{self, setsockopt, sockopt};
 use super::connect::connect_waiting;
 use super::gate::Slot;
 use crate::error::{err, err_src, ErrorKind};
-use crate::frame::{encode_header, FrameReader, Received, HEADER_LEN};
+use crate::frame::blocking::{read_retrying, FrameReader};
+#[cfg(feature = "tokio")]
+use crate::frame::Decoder;
+use crate::frame::{outgoing, Received, SmallFrame};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
 use crate::peer::PeerCredentials;
-
-/// Messages up to this size are copied behind their header and sent with one `send`;
-/// larger ones go out with `sendmsg` from their buffers, without a copy.
-const COALESCE_LIMIT: usize = 16 * 1024;
-
-/// Messages up to this size are put behind their header on the stack.
-const SMALL_MESSAGE: usize = 252;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) const SEND_FLAGS: socket::MsgFlags = socket::MsgFlags::MSG_NOSIGNAL;
@@ -100,7 +96,6 @@ impl Stream {
     /// for fresh streams (just connected or accepted): read-ahead bytes would be lost.
     #[cfg(feature = "tokio")]
     pub(crate) fn into_parts(self) -> StreamParts {
-        debug_assert_eq!(self.reader.buffered(), 0, "a fresh stream has read nothing");
         StreamParts {
             sock: self.sock,
             mode: self.mode,
@@ -108,6 +103,7 @@ impl Stream {
             can_write: self.can_write,
             is_server: self.is_server,
             max_message: self.max_message,
+            decoder: self.reader.into_decoder(),
             slot: self._slot,
             peer: self.peer.into_inner(),
             send_buffer: self.send_buffer,
@@ -174,7 +170,7 @@ impl Stream {
             is_server: false,
             max_message: opts.max_message_size,
             reader: match opts.mode {
-                Mode::Message => FrameReader::for_client(opts.max_message_size),
+                Mode::Message => FrameReader::for_client(opts.max_message_size, refused),
                 Mode::Byte => FrameReader::new(opts.max_message_size),
             },
             write_buf: Vec::new(),
@@ -209,17 +205,9 @@ impl Stream {
         sent.map_err(|e| self.refused_or(e))
     }
 
-    /// A message client whose send found the connection closed before it read
-    /// anything may have been refused by the server's access policy: then the
-    /// server's refusal notice waits to be read, and says so better than `EPIPE`.
     fn refused_or(&self, e: io::Error) -> io::Error {
-        if self.reader.expects_notice()
-            && ErrorKind::of(&e) == ErrorKind::Disconnected
-            && (self.reader.holds_refusal() || refusal_waiting(self.sock.as_fd()))
-        {
-            return crate::frame::refused();
-        }
-        e
+        let notice = self.reader.holds_refusal();
+        refused_or(e, self.reader.expects_notice(), notice, self.sock.as_fd())
     }
 
     /// `Write::write_vectored`: the slices are one message in message mode (one
@@ -241,9 +229,10 @@ impl Stream {
         Ok(parts.iter().map(|part| part.len()).sum())
     }
 
-    /// Puts `parts` on the wire as one write with `send`: in message mode behind
-    /// one header for their total length (copied next to it when small, so that
-    /// header and payload leave in one `send`), in byte mode as they are.
+    /// Puts `parts` on the wire as one write with `send`: in message mode as one
+    /// frame ([`outgoing`]: one header for their total length, copied next to it
+    /// unless large, so that header and payload leave in one `send`), in byte mode
+    /// as they are.
     fn send_wire(
         &mut self,
         parts: &[&[u8]],
@@ -254,29 +243,9 @@ impl Stream {
         self.send_buffer.before_send(&self.sock, len);
         match self.mode {
             Mode::Message => {
-                let header = encode_header(len, self.max_message)?;
-                if len <= SMALL_MESSAGE {
-                    // No heap: a connection that carries one small request costs
-                    // no allocation for sending it.
-                    let mut wire = [0u8; HEADER_LEN + SMALL_MESSAGE];
-                    let wire = gather(&mut wire[..HEADER_LEN + len], &header, parts);
-                    send(&self.sock, &[wire])
-                } else if len <= COALESCE_LIMIT {
-                    self.write_buf.clear();
-                    self.write_buf.reserve(HEADER_LEN + len);
-                    self.write_buf.extend_from_slice(&header);
-                    for part in parts {
-                        self.write_buf.extend_from_slice(part);
-                    }
-                    send(&self.sock, &[&self.write_buf])
-                } else if let [message] = parts {
-                    send(&self.sock, &[&header, message])
-                } else {
-                    let mut all = Vec::with_capacity(parts.len() + 1);
-                    all.push(&header[..]);
-                    all.extend_from_slice(parts);
-                    send(&self.sock, &all)
-                }
+                let mut small = SmallFrame::new();
+                let wire = outgoing(parts, self.max_message, &mut small, &mut self.write_buf)?;
+                send(&self.sock, &wire.slices())
             }
             Mode::Byte => send(&self.sock, parts),
         }
@@ -463,6 +432,8 @@ pub(crate) struct StreamParts {
     pub(crate) can_write: bool,
     pub(crate) is_server: bool,
     pub(crate) max_message: u32,
+    /// The framing state: a client's first frame may be the refusal notice.
+    pub(crate) decoder: Decoder,
     /// Server streams: the instance, freed when dropped.
     pub(crate) slot: Option<Slot>,
     /// Server streams: the client's credentials, read at accept.
@@ -621,41 +592,20 @@ impl Read for NonBlocking<'_> {
     }
 }
 
+/// A byte-mode read: as the framing's reads (`EINTR` retried, timeouts reported
+/// as `Timeout`), and a connection reset as `Disconnected`.
 fn read_mapped(src: &mut impl Read, out: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match src.read(out) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(err_src(ErrorKind::Timeout, "read timed out", e))
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Err(err_src(
-                    ErrorKind::Disconnected,
-                    "the other end closed the connection",
-                    e,
-                ))
-            }
-            other => return other,
-        }
-    }
+    read_retrying(src, out).map_err(|e| match e.kind() {
+        io::ErrorKind::ConnectionReset => err_src(
+            ErrorKind::Disconnected,
+            "the other end closed the connection",
+            e,
+        ),
+        _ => e,
+    })
 }
 
 /// Sends every byte of `parts`, in order, without raising `SIGPIPE`.
-/// Copies `header` and then `parts` into `out`, which is exactly their length.
-fn gather<'a>(out: &'a mut [u8], header: &[u8], parts: &[&[u8]]) -> &'a [u8] {
-    let mut at = 0;
-    for piece in std::iter::once(header).chain(parts.iter().copied()) {
-        out[at..at + piece.len()].copy_from_slice(piece);
-        at += piece.len();
-    }
-    out
-}
-
 fn send_all(sock: &UnixStream, parts: &[&[u8]]) -> io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut sent = 0;
@@ -744,10 +694,41 @@ fn send_error(e: Errno) -> io::Error {
     }
 }
 
+/// The error of this client once the server's
+/// [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) arrived: it names the user and group
+/// that the server refused.
+fn refused() -> io::Error {
+    let ids = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    crate::frame::refused(Some(ids))
+}
+
+/// `e`, or the refusal it stands for: a message client (`expects_notice`: it has
+/// not read a frame yet) whose send found the connection closed may have been
+/// refused by the server's access policy; then the server's refusal notice waits
+/// to be read, read ahead already (`read_ahead`) or on `sock`, and says so better
+/// than `EPIPE`. The blocking and the async clients' sends.
+pub(crate) fn refused_or(
+    e: io::Error,
+    expects_notice: bool,
+    read_ahead: bool,
+    sock: BorrowedFd<'_>,
+) -> io::Error {
+    if expects_notice
+        && ErrorKind::of(&e) == ErrorKind::Disconnected
+        && (read_ahead || refusal_waiting(sock))
+    {
+        return refused();
+    }
+    e
+}
+
 /// Whether the server's [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) waits unread on
 /// the client socket `sock`: looked at with `MSG_PEEK`, so nothing is consumed,
 /// and without waiting (the notice arrives before the server closes).
-pub(crate) fn refusal_waiting(sock: BorrowedFd<'_>) -> bool {
+fn refusal_waiting(sock: BorrowedFd<'_>) -> bool {
     let mut head = [0u8; 32];
     let flags = socket::MsgFlags::MSG_PEEK | socket::MsgFlags::MSG_DONTWAIT;
     match socket::recv(sock.as_raw_fd(), &mut head, flags) {

@@ -15,6 +15,10 @@
 
 #[cfg(feature = "tokio")]
 mod async_io;
+#[cfg(feature = "tokio")]
+mod async_listener;
+#[cfg(feature = "tokio")]
+mod async_stream;
 mod listener;
 mod overlapped;
 mod security;
@@ -29,16 +33,11 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
 
 #[cfg(feature = "tokio")]
-pub(crate) use async_io::{register as register_async, AsyncOp};
+pub(crate) use async_listener::AsyncListener;
+#[cfg(feature = "tokio")]
+pub(crate) use async_stream::{AsyncReadHalf, AsyncStream, AsyncWriteHalf, WRITES_VECTORED};
 pub(crate) use listener::Listener;
-#[cfg(feature = "tokio")]
-pub(crate) use listener::Slot;
 pub(crate) use stream::Stream;
-#[cfg(feature = "tokio")]
-pub(crate) use stream::{
-    disconnect_in_background, disconnect_server, is_disconnect, left_this_message, open_client,
-    peek_pipe, peer_credentials,
-};
 
 use crate::error::{err, fmt_duration, ErrorKind};
 use crate::name::{Address, PipeName};

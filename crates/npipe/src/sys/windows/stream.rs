@@ -27,7 +27,7 @@ use super::listener::Slot;
 use super::overlapped::{millis, run, Done, Event, Timeout};
 use super::{pipe_path, wide};
 use crate::error::{err, err_src, fmt_duration, ErrorKind};
-use crate::frame::{encode_header, grown_len, Received};
+use crate::frame::{encode_header, growth, Cap, Received};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, Direction, Mode};
 use crate::peer::PeerCredentials;
@@ -55,20 +55,16 @@ pub(crate) struct Stream {
     pipe: OwnedHandle,
     event: Event,
     mode: Mode,
-    can_read: bool,
-    can_write: bool,
-    is_server: bool,
-    max_message: u32,
+    /// Which directions it may use, and which are shut down.
+    state: EndState,
+    /// The maximum message size, and the refusal of a message over it.
+    cap: Cap,
     /// Part of a message has been delivered; the next read returns the rest of it.
     in_message: bool,
-    /// Set once an oversized message was refused: every later read fails.
-    poisoned: Option<String>,
     read_timeout: Timeout,
     write_timeout: Timeout,
     /// Set by `set_deadline`: every read and write must end by then.
     deadline: Option<Instant>,
-    read_shut: AtomicBool,
-    write_shut: AtomicBool,
     slot: Option<Slot>,
 }
 
@@ -90,17 +86,12 @@ impl Stream {
             pipe,
             event: Event::new()?,
             mode,
-            can_read: direction.server_reads(),
-            can_write: direction.server_writes(),
-            is_server: true,
-            max_message,
+            state: EndState::server(direction),
+            cap: Cap::new(max_message),
             in_message: false,
-            poisoned: None,
             read_timeout: Timeout::none(),
             write_timeout: Timeout::none(),
             deadline: None,
-            read_shut: AtomicBool::new(false),
-            write_shut: AtomicBool::new(false),
             slot: Some(slot),
         })
     }
@@ -113,17 +104,12 @@ impl Stream {
             pipe: client.pipe,
             event: Event::new()?,
             mode: opts.mode,
-            can_read: client.can_read,
-            can_write: client.can_write,
-            is_server: false,
-            max_message: opts.max_message_size,
+            state: client.state,
+            cap: Cap::new(opts.max_message_size),
             in_message: false,
-            poisoned: None,
             read_timeout: Timeout::none(),
             write_timeout: Timeout::none(),
             deadline: None,
-            read_shut: AtomicBool::new(client.read_shut),
-            write_shut: AtomicBool::new(client.write_shut),
             slot: None,
         })
     }
@@ -133,12 +119,7 @@ impl Stream {
 #[derive(Debug)]
 pub(crate) struct ClientEnd {
     pub(crate) pipe: OwnedHandle,
-    pub(crate) can_read: bool,
-    pub(crate) can_write: bool,
-    /// A duplex client of a one-way pipe: as on Unix, reads find the end of the
-    /// stream (the server never writes) or writes find nobody reading.
-    pub(crate) read_shut: bool,
-    pub(crate) write_shut: bool,
+    pub(crate) state: EndState,
 }
 
 /// Connects (`CreateFile`, with `WaitNamedPipe` while every instance is busy),
@@ -181,10 +162,15 @@ pub(crate) fn open_client(name: &PipeName, opts: &ConnectOptions) -> io::Result<
     }
     Ok(ClientEnd {
         pipe,
-        can_read,
-        can_write,
-        read_shut: can_read && !granted_read,
-        write_shut: can_write && !granted_write,
+        state: EndState {
+            is_server: false,
+            can_read,
+            can_write,
+            // A duplex client of a one-way pipe: as on Unix, reads find the end of
+            // the stream (the server never writes) or writes find nobody reading.
+            read_shut: AtomicBool::new(can_read && !granted_read),
+            write_shut: AtomicBool::new(can_write && !granted_write),
+        },
     })
 }
 
@@ -194,15 +180,15 @@ impl Stream {
     }
 
     pub(crate) fn is_server(&self) -> bool {
-        self.is_server
+        self.state.is_server
     }
 
     pub(crate) fn send(&mut self, message: &[u8]) -> io::Result<()> {
-        self.check_write()?;
+        self.state.check_write()?;
         match self.mode {
             Mode::Message => {
                 // Refused before anything is written.
-                encode_header(message.len(), self.max_message)?;
+                encode_header(message.len(), self.cap.max())?;
                 let sent = self.write_once(message)?;
                 if sent != message.len() {
                     return Err(err(
@@ -227,9 +213,9 @@ impl Stream {
     }
 
     pub(crate) fn recv(&mut self, out: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.check_read()?;
+        self.state.check_read()?;
         out.clear();
-        if self.read_shut.load(Ordering::Relaxed) {
+        if self.state.read_shut() {
             return Ok(None);
         }
         let timeout = self.read_timeout.millis();
@@ -243,13 +229,13 @@ impl Stream {
                 }
             }
         }
-        self.check_poisoned()?;
+        self.cap.check()?;
         let at_start = !self.in_message;
         let mut want = out.capacity().clamp(FIRST_READ, MAX_FIRST_READ);
         if at_start {
             // A message that fills the cap exactly still fits; one byte more is
             // reported as more data and refused below, before any allocation.
-            want = want.min(self.max_message as usize);
+            want = want.min(self.cap.max() as usize);
         }
         loop {
             out.reserve_exact(want);
@@ -262,7 +248,7 @@ impl Stream {
                     self.in_message = true;
                     let left = self.left_this_message()?;
                     if at_start {
-                        self.check_size(out.len() + left.max(1))?;
+                        self.cap.admit(out.len() + left.max(1))?;
                     }
                     want = next_read(out, left);
                 }
@@ -278,8 +264,8 @@ impl Stream {
     }
 
     pub(crate) fn recv_into(&mut self, out: &mut [u8]) -> io::Result<Option<Received>> {
-        self.check_read()?;
-        if self.read_shut.load(Ordering::Relaxed) {
+        self.state.check_read()?;
+        if self.state.read_shut() {
             return Ok(None);
         }
         let timeout = self.read_timeout.millis();
@@ -295,7 +281,7 @@ impl Stream {
                 }
             }
         }
-        self.check_poisoned()?;
+        self.cap.check()?;
         let at_start = !self.in_message;
         match self.read_raw(out.as_mut_ptr(), out.len(), timeout)? {
             Got::Data { len, more } => {
@@ -305,7 +291,7 @@ impl Stream {
                     } else {
                         0
                     };
-                    self.check_size(len + left)?;
+                    self.cap.admit(len + left)?;
                 }
                 self.in_message = more;
                 Ok(Some(Received::new(len, more)))
@@ -316,20 +302,20 @@ impl Stream {
     }
 
     pub(crate) fn peek(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.check_read()?;
+        self.state.check_read()?;
         if self.mode == Mode::Message {
-            self.check_poisoned()?;
+            self.cap.check()?;
         }
         peek_pipe(self.pipe.as_handle(), out)
     }
 
     pub(crate) fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.check_read()?;
-        if self.read_shut.load(Ordering::Relaxed) || out.is_empty() {
+        self.state.check_read()?;
+        if self.state.read_shut() || out.is_empty() {
             return Ok(0);
         }
         if self.mode == Mode::Message {
-            self.check_poisoned()?;
+            self.cap.check()?;
         }
         let timeout = self.read_timeout.millis();
         loop {
@@ -347,7 +333,7 @@ impl Stream {
                         } else {
                             0
                         };
-                        self.check_size(len + left)?;
+                        self.cap.admit(len + left)?;
                     }
                     self.in_message = more;
                     return Ok(len);
@@ -376,21 +362,9 @@ impl Stream {
         }
     }
 
-    /// Windows pipes cannot half-close. The server end flushes (waits until the
-    /// client has read everything) and disconnects the client; the client end stops
-    /// reading and writing at once and closes its handle when dropped.
+    /// See [`EndState::shutdown`].
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        if how != Shutdown::Write {
-            self.read_shut.store(true, Ordering::Relaxed);
-        }
-        if how == Shutdown::Read {
-            return Ok(());
-        }
-        let already = self.write_shut.swap(true, Ordering::Relaxed);
-        if !self.is_server || already {
-            return Ok(());
-        }
-        disconnect_server(self.pipe.as_handle(), self.can_write)
+        self.state.shutdown(self.pipe.as_handle(), how)
     }
 
     pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -423,22 +397,22 @@ impl Stream {
     /// The peer's process id (`GetNamedPipeClientProcessId` on the server end,
     /// `GetNamedPipeServerProcessId` on the client end). Windows has no uid or gid.
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        peer_credentials(self.pipe.as_handle(), self.is_server)
+        peer_credentials(self.pipe.as_handle(), self.state.is_server)
     }
 
     /// Sends `request` and receives the reply in one `TransactNamedPipe`.
     pub(crate) fn transact(&mut self, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-        self.check_write()?;
-        self.check_read()?;
+        self.state.check_write()?;
+        self.state.check_read()?;
         if self.mode != Mode::Message {
             return Err(err(
                 ErrorKind::Unsupported,
                 "a transaction needs a message pipe",
             ));
         }
-        encode_header(request.len(), self.max_message)?;
+        encode_header(request.len(), self.cap.max())?;
         let deadline = Instant::now() + timeout;
-        let want = FIRST_READ.min(self.max_message as usize);
+        let want = FIRST_READ.min(self.cap.max() as usize);
         let mut reply = Vec::with_capacity(want);
         let spare = reply.spare_capacity_mut();
         let reply_ptr = spare.as_mut_ptr().cast::<u8>();
@@ -491,7 +465,7 @@ impl Stream {
         }
         self.in_message = true;
         let left = self.left_this_message()?;
-        self.check_size(len + left.max(1))?;
+        self.cap.admit(len + left.max(1))?;
         let mut want = next_read(&reply, left);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -510,7 +484,7 @@ impl Stream {
                 }
                 Got::Data { more: true, .. } => {
                     let left = self.left_this_message()?;
-                    self.check_size(reply.len() + left.max(1))?;
+                    self.cap.admit(reply.len() + left.max(1))?;
                     want = next_read(&reply, left);
                 }
                 Got::Eof => return Err(self.cut_off(reply.len())),
@@ -603,26 +577,6 @@ impl Stream {
         left_this_message(self.pipe.as_handle())
     }
 
-    /// Refuses (and poisons the stream for) a message over the maximum size.
-    fn check_size(&mut self, total: usize) -> io::Result<()> {
-        if total <= self.max_message as usize {
-            return Ok(());
-        }
-        let msg = format!(
-            "the peer sent a message of {total} bytes; the maximum message size is {} bytes (the rest was not read; the connection can no longer be read)",
-            self.max_message
-        );
-        self.poisoned = Some(msg.clone());
-        Err(err(ErrorKind::MessageTooLarge, msg))
-    }
-
-    fn check_poisoned(&self) -> io::Result<()> {
-        match &self.poisoned {
-            Some(msg) => Err(err(ErrorKind::MessageTooLarge, msg.clone())),
-            None => Ok(()),
-        }
-    }
-
     fn cut_off(&self, got: usize) -> io::Error {
         err(
             ErrorKind::Disconnected,
@@ -631,8 +585,55 @@ impl Stream {
             ),
         )
     }
+}
 
-    fn check_write(&self) -> io::Result<()> {
+impl AsHandle for Stream {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        self.pipe.as_handle()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if self.state.disconnects_on_drop() {
+            disconnect_in_background(&self.pipe, self.slot.take());
+        }
+    }
+}
+
+/// What an end may do and has been told: the directions it was opened for, and
+/// which it has shut down. The blocking [`Stream`] and the async end (whose two
+/// halves share it) follow the same rules.
+#[derive(Debug)]
+pub(crate) struct EndState {
+    pub(crate) is_server: bool,
+    can_read: bool,
+    can_write: bool,
+    read_shut: AtomicBool,
+    write_shut: AtomicBool,
+}
+
+impl EndState {
+    /// A server end fresh from `ConnectNamedPipe`.
+    pub(crate) fn server(direction: Direction) -> EndState {
+        EndState {
+            is_server: true,
+            can_read: direction.server_reads(),
+            can_write: direction.server_writes(),
+            read_shut: AtomicBool::new(false),
+            write_shut: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn check_read(&self) -> io::Result<()> {
+        if self.can_read {
+            Ok(())
+        } else {
+            Err(crate::error::one_way_error(self.is_server, false))
+        }
+    }
+
+    pub(crate) fn check_write(&self) -> io::Result<()> {
         if !self.can_write {
             return Err(crate::error::one_way_error(self.is_server, true));
         }
@@ -645,26 +646,32 @@ impl Stream {
         Ok(())
     }
 
-    fn check_read(&self) -> io::Result<()> {
-        if self.can_read {
-            Ok(())
-        } else {
-            Err(crate::error::one_way_error(self.is_server, false))
-        }
+    /// Whether reads end here (`shutdown`, or a pipe that never writes to us).
+    pub(crate) fn read_shut(&self) -> bool {
+        self.read_shut.load(Ordering::Relaxed)
     }
-}
 
-impl AsHandle for Stream {
-    fn as_handle(&self) -> BorrowedHandle<'_> {
-        self.pipe.as_handle()
+    /// Whether a dropped server end must still disconnect its client (it was not
+    /// shut down).
+    pub(crate) fn disconnects_on_drop(&self) -> bool {
+        self.is_server && !self.write_shut.load(Ordering::Relaxed)
     }
-}
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        if self.is_server && !self.write_shut.load(Ordering::Relaxed) {
-            disconnect_in_background(&self.pipe, self.slot.take());
+    /// Windows pipes cannot half-close. The server end flushes (waits until the
+    /// client has read everything) and disconnects the client; the client end
+    /// stops reading and writing at once and closes its handle when dropped.
+    pub(crate) fn shutdown(&self, pipe: BorrowedHandle<'_>, how: Shutdown) -> io::Result<()> {
+        if how != Shutdown::Write {
+            self.read_shut.store(true, Ordering::Relaxed);
         }
+        if how == Shutdown::Read {
+            return Ok(());
+        }
+        let already = self.write_shut.swap(true, Ordering::Relaxed);
+        if !self.is_server || already {
+            return Ok(());
+        }
+        disconnect_server(pipe, self.can_write)
     }
 }
 
@@ -696,13 +703,13 @@ pub(crate) fn peer_credentials(
 /// How much the next read of a message may take once `out` holds what has been
 /// read of it and `left` bytes are still to come (`PeekNamedPipe`'s count, 0 if
 /// the system does not say): the room `out` already has, or the growth that the
-/// bytes received so far allow (`grown_len`), never the whole of `left` at once.
+/// bytes received so far allow ([`growth`]), never the whole of `left` at once.
 /// Whether `left` counts bytes that have arrived or only bytes a writer has
 /// announced, memory then follows what was actually read.
 fn next_read(out: &Vec<u8>, left: usize) -> usize {
     let left = if left == 0 { FIRST_READ } else { left };
     let room = out.capacity() - out.len();
-    left.min(room.max(grown_len(out.len(), out.len() + left) - out.len()))
+    left.min(room.max(growth(out.len(), left)))
 }
 
 /// Copies what has arrived of the next message (or the next bytes) without

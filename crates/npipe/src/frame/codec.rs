@@ -1,15 +1,13 @@
-//! The message framing as a tokio-util codec.
+//! The framing as a tokio-util codec: [`MessageCodec`], driven by `Framed` over the
+//! core's [`Decoder`](super::Decoder). Why not tokio-util's own
+//! `LengthDelimitedCodec`: see the [module documentation](super).
 
 use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::error::{err, ErrorKind};
-use crate::frame::{
-    check_announced, encode_header, grown_len, header_cut_off, match_refusal, payload_cut_off,
-    refused, HEADER_LEN, REFUSAL_NOTICE,
-};
+use super::{encode_header, grown_len, Start, HEADER_LEN};
 use crate::options::DEFAULT_MAX_MESSAGE;
 
 /// npipe's message framing as a [`tokio_util::codec`] codec: each message is a
@@ -18,21 +16,22 @@ use crate::options::DEFAULT_MAX_MESSAGE;
 /// maximum, room is reserved as the payload arrives (at most twice what has arrived
 /// plus 64 KiB), not for the announced length at once.
 ///
-/// Use it through [`Stream::into_framed`](super::Stream::into_framed), or with
+/// Use it through [`Stream::into_framed`](crate::tokio::Stream::into_framed), or with
 /// `Framed`/`FramedRead`/`FramedWrite` over any byte transport that speaks npipe's
 /// wire contract. Decoding yields `BytesMut`; messages to send may be `Bytes`,
 /// `Vec<u8>` or `&[u8]`.
 ///
 /// # Errors
 ///
-/// Decoding fails with [`ErrorKind::MessageTooLarge`] for an oversized length (the
-/// framing is lost; every later call fails the same way), with
-/// [`ErrorKind::Disconnected`] when the stream ends inside a message. The codec of
-/// a client stream ([`Stream::into_framed`](super::Stream::into_framed) on a
-/// client) fails with [`ErrorKind::AccessDenied`] when the first frame is the
+/// Decoding fails with [`MessageTooLarge`](crate::ErrorKind::MessageTooLarge) for
+/// an oversized length (the framing is lost; every later call fails the same way),
+/// with [`Disconnected`](crate::ErrorKind::Disconnected) when the stream ends
+/// inside a message. The codec of a client stream
+/// ([`Stream::into_framed`](crate::tokio::Stream::into_framed) on a client) fails
+/// with [`AccessDenied`](crate::ErrorKind::AccessDenied) when the first frame is the
 /// server's [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE): the server's access policy
-/// refused this client. Encoding fails
-/// with `MessageTooLarge` when a message is over the maximum (nothing is written).
+/// refused this client. Encoding fails with `MessageTooLarge` when a message is
+/// over the maximum (nothing is written).
 ///
 /// # Examples
 ///
@@ -50,10 +49,7 @@ use crate::options::DEFAULT_MAX_MESSAGE;
 /// ```
 #[derive(Debug, Clone)]
 pub struct MessageCodec {
-    max: u32,
-    poisoned: Option<(ErrorKind, String)>,
-    /// Whether the next frame may be a server's refusal notice: the first, on a client.
-    notice: bool,
+    decoder: super::Decoder,
 }
 
 impl Default for MessageCodec {
@@ -70,32 +66,53 @@ impl MessageCodec {
 
     /// A codec accepting and sending messages of at most `max` bytes.
     pub fn with_max_message_size(max: u32) -> MessageCodec {
-        MessageCodec {
-            max,
-            poisoned: None,
-            notice: false,
-        }
+        MessageCodec::with_decoder(super::Decoder::new(max))
     }
 
-    /// Whether to look for a server's refusal notice in the first frame: on a
-    /// fresh client stream (`into_framed`), never on a hand-made codec. (Windows
-    /// pipes refuse clients at `CreateFile`: no notice there.)
-    #[cfg_attr(not(unix), allow(dead_code))]
-    pub(crate) fn expect_notice(&mut self, on: bool) {
-        self.notice = on;
+    /// The codec that goes on where a stream's reader stopped (`into_framed`),
+    /// between messages: its cap, and on a fresh client the refusal notice to look
+    /// for. (Windows pipes refuse clients at `CreateFile`: no notice there.)
+    pub(crate) fn with_decoder(decoder: super::Decoder) -> MessageCodec {
+        MessageCodec { decoder }
     }
 
     /// The maximum message size.
     pub fn max_message_size(&self) -> u32 {
-        self.max
+        self.decoder.max()
     }
 
     fn encode_slice(&self, message: &[u8], dst: &mut BytesMut) -> io::Result<()> {
-        let header = encode_header(message.len(), self.max)?;
+        let header = encode_header(message.len(), self.decoder.max())?;
         dst.reserve(HEADER_LEN + message.len());
         dst.put_slice(&header);
         dst.put_slice(message);
         Ok(())
+    }
+
+    /// The next message in `src`, if it has arrived whole. `at_end`: no more bytes
+    /// will come, so a message cut off is an error.
+    fn decode_at(&mut self, src: &mut BytesMut, at_end: bool) -> io::Result<Option<BytesMut>> {
+        if !self.decoder.in_message() {
+            let start = self.decoder.start(src, at_end)?;
+            src.advance(start.consumed());
+            match start {
+                Start::Message(_) => {}
+                Start::Refused(e) => return Err(e),
+                Start::More | Start::End => return Ok(None),
+            }
+        }
+        let left = self.decoder.left();
+        if src.len() >= left {
+            self.decoder.delivered(left);
+            return Ok(Some(src.split_to(left)));
+        }
+        if at_end {
+            return Err(self.decoder.cut_off(src.len()));
+        }
+        // Room for more of this message as it arrives (`grown_len`), so a header
+        // alone reserves one step, not the message.
+        src.reserve(grown_len(src.len(), left) - src.len());
+        Ok(None)
     }
 }
 
@@ -104,55 +121,11 @@ impl Decoder for MessageCodec {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
-        if let Some((kind, msg)) = &self.poisoned {
-            return Err(err(*kind, msg.clone()));
-        }
-        if src.len() < HEADER_LEN {
-            return Ok(None);
-        }
-        if self.notice {
-            match match_refusal(src) {
-                Some(true) => {
-                    src.advance(REFUSAL_NOTICE.len());
-                    let e = refused();
-                    self.poisoned = Some((ErrorKind::AccessDenied, e.to_string()));
-                    return Err(e);
-                }
-                // Wait for the rest of what may be the notice.
-                Some(false) => return Ok(None),
-                None => self.notice = false,
-            }
-        }
-        let len = match check_announced([src[0], src[1], src[2], src[3]], self.max) {
-            Ok(len) => len,
-            Err(msg) => {
-                self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
-                return Err(err(ErrorKind::MessageTooLarge, msg));
-            }
-        };
-        if src.len() < HEADER_LEN + len {
-            // Within the cap: make room for more of this message as it arrives
-            // (`grown_len`), so a header alone reserves one step, not the message.
-            let frame = HEADER_LEN + len;
-            src.reserve(grown_len(src.len(), frame) - src.len());
-            return Ok(None);
-        }
-        src.advance(HEADER_LEN);
-        Ok(Some(src.split_to(len)))
+        self.decode_at(src, false)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
-        if let Some(message) = self.decode(src)? {
-            return Ok(Some(message));
-        }
-        match src.len() {
-            0 => Ok(None),
-            got if got < HEADER_LEN => Err(header_cut_off(got)),
-            got => {
-                let total = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
-                Err(payload_cut_off(got - HEADER_LEN, total))
-            }
-        }
+        self.decode_at(src, true)
     }
 }
 
@@ -183,6 +156,7 @@ impl Encoder<Vec<u8>> for MessageCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn oversized_is_refused_before_reserving() {
@@ -233,8 +207,10 @@ mod tests {
 
     #[test]
     fn a_client_codec_recognises_the_refusal_notice() {
-        let mut client = MessageCodec::new();
-        client.expect_notice(true);
+        let mut client = MessageCodec::with_decoder(crate::frame::Decoder::for_client(
+            DEFAULT_MAX_MESSAGE,
+            || crate::frame::refused(Some((65534, 65534))),
+        ));
         let mut src = BytesMut::from(&crate::REFUSAL_NOTICE[..10]);
         assert_eq!(client.decode(&mut src).unwrap(), None, "waits for the rest");
         src.extend_from_slice(&crate::REFUSAL_NOTICE[10..]);

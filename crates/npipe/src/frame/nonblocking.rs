@@ -1,28 +1,23 @@
-//! The async side of message framing: what a [`Stream`](super::Stream) or
-//! [`ReadHalf`](super::ReadHalf) reads with, and how it writes.
+//! The async driver of the framing: what the tokio `Stream` (Unix) and its
+//! `ReadHalf` read with, and how they write, over any `AsyncRead`/`AsyncWrite`.
 //!
-//! The decoding rules (cap checked before allocating, `Disconnected` inside a frame)
-//! come from [`crate::frame`]; this file only does the I/O. Every byte read from the
-//! socket goes into `buf`, and state changes happen between awaits, so a future
-//! dropped at any await loses nothing: that is what makes `recv` cancel safe.
+//! The decoding rules (cap checked before allocating, `Disconnected` inside a frame,
+//! the refusal notice) are the core's [`Decoder`]; this file only does the I/O. Every
+//! byte read from the socket goes into `buf`, and state changes happen between
+//! awaits, so a future dropped at any await loses nothing: that is what makes `recv`
+//! cancel safe.
 
 use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::error::{err, ErrorKind};
-use crate::frame::{
-    check_announced, encode_header, grown_len, header_cut_off, match_refusal, payload_cut_off,
-    refused, Received, HEADER_LEN, REFUSAL_NOTICE,
-};
+use super::{grown_len, outgoing, Decoder, Received, SmallFrame};
+use crate::error::ErrorKind;
 use crate::options::Mode;
 
 /// Read-ahead: many small messages per `read` system call.
 const READ_AHEAD: usize = 8 * 1024;
-
-/// Messages up to this size are copied behind their header and written at once.
-const COALESCE_LIMIT: usize = 16 * 1024;
 
 /// Largest chunk `recv` returns in byte mode, as in the blocking API.
 const BYTE_CHUNK: usize = 64 * 1024;
@@ -54,14 +49,7 @@ impl Drop for Staged<'_> {
 #[derive(Debug)]
 pub(crate) struct Reader {
     pub(crate) buf: BytesMut,
-    /// The message being delivered: (its length, payload bytes not yet delivered).
-    current: Option<(usize, usize)>,
-    /// Set once an oversized length (or a refusal notice) arrived: the framing is lost.
-    poisoned: Option<(ErrorKind, String)>,
-    /// Whether the next header may begin the server's refusal notice: a client's
-    /// first (see [`REFUSAL_NOTICE`]).
-    notice: bool,
-    max: u32,
+    decoder: Decoder,
     pub(crate) mode: Mode,
     can_read: bool,
     is_server: bool,
@@ -70,13 +58,12 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(mode: Mode, max: u32, can_read: bool, is_server: bool) -> Reader {
+    /// The reader of a fresh connection, whose framing state is `decoder` (a
+    /// client's first frame may be the refusal notice).
+    pub(crate) fn new(mode: Mode, decoder: Decoder, can_read: bool, is_server: bool) -> Reader {
         Reader {
             buf: BytesMut::new(),
-            current: None,
-            poisoned: None,
-            notice: !is_server && mode == Mode::Message,
-            max,
+            decoder,
             mode,
             can_read,
             is_server,
@@ -86,22 +73,23 @@ impl Reader {
 
     /// Whether a message has been partly delivered (after `more_data`).
     pub(crate) fn in_message(&self) -> bool {
-        self.current.is_some()
+        self.decoder.in_message()
     }
 
-    pub(crate) fn max(&self) -> u32 {
-        self.max
+    /// The framing state, for a codec that goes on from here (`into_framed`).
+    pub(crate) fn decoder(&self) -> &Decoder {
+        &self.decoder
     }
 
     /// Whether no header has been read yet on a message client (a refusal notice
     /// may wait).
     pub(crate) fn expects_notice(&self) -> bool {
-        self.notice
+        self.decoder.expects_notice()
     }
 
     /// Whether the refusal notice has been read ahead (by `peek`) and waits here.
     pub(crate) fn holds_refusal(&self) -> bool {
-        self.notice && match_refusal(&self.buf) == Some(true)
+        self.decoder.holds_refusal(&self.buf)
     }
 
     /// Reads until `buf` holds `want` bytes; `false` at end of stream before that.
@@ -119,59 +107,28 @@ impl Reader {
         Ok(true)
     }
 
-    /// Starts the next message: reads and checks its header. `None` at a clean end.
+    /// What is left of the current message, or the length of the next one once its
+    /// header is read. `None` at a clean end. Consumes nothing across an await.
     async fn next_message<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
-    ) -> io::Result<Option<(usize, usize)>> {
-        if let Some((total, left)) = self.current {
-            return Ok(Some((total, left)));
+    ) -> io::Result<Option<usize>> {
+        if let Some((_, left)) = self.decoder.current() {
+            return Ok(Some(left));
         }
-        if let Some((kind, msg)) = &self.poisoned {
-            return Err(err(*kind, msg.clone()));
-        }
-        if !self.fill(io, HEADER_LEN).await? {
-            return match self.buf.len() {
-                0 => Ok(None),
-                got => Err(header_cut_off(got)),
-            };
-        }
-        if self.notice {
-            if self.refusal_follows(io).await? {
-                self.buf.advance(REFUSAL_NOTICE.len());
-                let e = refused();
-                self.poisoned = Some((ErrorKind::AccessDenied, e.to_string()));
-                return Err(e);
-            }
-            self.notice = false;
-        }
-        let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
-        match check_announced(header, self.max) {
-            Ok(len) => {
-                self.buf.advance(HEADER_LEN);
-                self.current = Some((len, len));
-                Ok(self.current)
-            }
-            Err(msg) => {
-                self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
-                Err(err(ErrorKind::MessageTooLarge, msg))
-            }
-        }
-    }
-
-    /// Whether the bytes at the front of `buf` begin the server's refusal notice:
-    /// reads on while what has arrived matches it. Consumes nothing (cancel safe).
-    async fn refusal_follows<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> io::Result<bool> {
+        let mut at_end = false;
+        self.decoder.check()?;
         loop {
-            match match_refusal(&self.buf) {
-                Some(true) => return Ok(true),
-                None => return Ok(false),
-                Some(false) => {}
+            // Nothing read ahead can only mean "read more": decided without asking.
+            if !self.buf.is_empty() || at_end {
+                let start = self.decoder.start(&self.buf, at_end)?;
+                self.buf.advance(start.consumed());
+                if let Some(outcome) = start.outcome() {
+                    return outcome;
+                }
             }
             let more = self.buf.len() + 1;
-            if !self.fill(io, more).await? {
-                return Ok(false);
-            }
+            at_end = !self.fill(io, more).await?;
         }
     }
 
@@ -179,7 +136,7 @@ impl Reader {
     /// For the server's idle deadline.
     pub(crate) async fn wait_data<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> io::Result<bool> {
         self.check_read()?;
-        if self.current.is_some() {
+        if self.decoder.in_message() {
             return Ok(true);
         }
         self.fill(io, 1).await
@@ -202,20 +159,20 @@ impl Reader {
             self.buf.advance(n);
             return Ok(Some(n));
         }
-        let Some((total, left)) = self.next_message(io).await? else {
+        let Some(left) = self.next_message(io).await? else {
             out.clear();
             return Ok(None);
         };
         if left > LARGE && self.buf.len() < left {
-            return self.recv_large(io, out, total, left).await;
+            return self.recv_large(io, out, left).await;
         }
         if !self.fill(io, left).await? {
-            return Err(payload_cut_off(total - left + self.buf.len(), total));
+            return Err(self.decoder.cut_off(self.buf.len()));
         }
         out.clear();
         out.extend_from_slice(&self.buf[..left]);
         self.buf.advance(left);
-        self.current = None;
+        self.decoder.delivered(left);
         Ok(Some(left))
     }
 
@@ -231,7 +188,6 @@ impl Reader {
         &mut self,
         io: &mut R,
         out: &mut Vec<u8>,
-        total: usize,
         left: usize,
     ) -> io::Result<Option<usize>> {
         let mut staged = Staged {
@@ -254,7 +210,7 @@ impl Reader {
                 .await?
                 == 0
             {
-                return Err(payload_cut_off(total - left + staged.large.len(), total));
+                return Err(self.decoder.cut_off(staged.large.len()));
             }
         }
         staged.done = true;
@@ -263,7 +219,7 @@ impl Reader {
         drop(staged);
         spare.clear();
         self.spare = spare;
-        self.current = None;
+        self.decoder.delivered(left);
         Ok(Some(left))
     }
 
@@ -284,18 +240,17 @@ impl Reader {
             };
             return Ok((n > 0 || out.is_empty()).then(|| Received::new(n, false)));
         }
-        let Some((total, left)) = self.next_message(io).await? else {
+        let Some(left) = self.next_message(io).await? else {
             return Ok(None);
         };
         let take = left.min(out.len());
         if !self.fill(io, take).await? {
-            return Err(payload_cut_off(total - left + self.buf.len(), total));
+            return Err(self.decoder.cut_off(self.buf.len()));
         }
         out[..take].copy_from_slice(&self.buf[..take]);
         self.buf.advance(take);
-        let rest = left - take;
-        self.current = (rest > 0).then_some((total, rest));
-        Ok(Some(Received::new(take, rest > 0)))
+        self.decoder.delivered(take);
+        Ok(Some(Received::new(take, self.decoder.in_message())))
     }
 
     /// Copies what has arrived of the next message (or bytes) without consuming it,
@@ -306,25 +261,16 @@ impl Reader {
         out: &mut [u8],
     ) -> io::Result<usize> {
         self.check_read()?;
-        if let Some((kind, msg)) = &self.poisoned {
-            return Err(err(*kind, msg.clone()));
-        }
+        self.decoder.check()?;
         self.buf.reserve(READ_AHEAD);
         match try_read(&mut self.buf) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
-        let avail = &self.buf[..];
-        let payload = match (self.mode, self.current) {
-            (Mode::Byte, _) => avail,
-            (Mode::Message, Some((_, left))) => &avail[..left.min(avail.len())],
-            (Mode::Message, None) if avail.len() >= HEADER_LEN => {
-                let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
-                let body = &avail[HEADER_LEN..];
-                &body[..len.min(body.len())]
-            }
-            (Mode::Message, None) => &[],
+        let payload = match self.mode {
+            Mode::Byte => &self.buf[..],
+            Mode::Message => self.decoder.peek(&self.buf),
         };
         let n = payload.len().min(out.len());
         out[..n].copy_from_slice(&payload[..n]);
@@ -335,7 +281,7 @@ impl Reader {
         if self.can_read {
             return Ok(());
         }
-        Err(crate::options::one_way_error(self.is_server, false))
+        Err(crate::error::one_way_error(self.is_server, false))
     }
 }
 
@@ -367,21 +313,10 @@ impl Writer {
         self.check_write()?;
         let result = match self.mode {
             Mode::Message => {
-                let header = encode_header(message.len(), self.max)?;
-                if message.len() <= COALESCE_LIMIT {
-                    self.buf.clear();
-                    // One allocation for the first message, not a growth per part.
-                    self.buf.reserve(header.len() + message.len());
-                    self.buf.extend_from_slice(&header);
-                    self.buf.extend_from_slice(message);
-                    io.write_all(&self.buf).await
-                } else {
-                    write_all_vectored(
-                        io,
-                        &mut [io::IoSlice::new(&header), io::IoSlice::new(message)],
-                    )
-                    .await
-                }
+                let parts = [message];
+                let mut small = SmallFrame::new();
+                let wire = outgoing(&parts, self.max, &mut small, &mut self.buf)?;
+                write_all_slices(io, &wire.slices()).await
             }
             Mode::Byte => io.write_all(message).await,
         };
@@ -392,7 +327,7 @@ impl Writer {
         if self.can_write {
             return Ok(());
         }
-        Err(crate::options::one_way_error(self.is_server, true))
+        Err(crate::error::one_way_error(self.is_server, true))
     }
 }
 
@@ -408,9 +343,27 @@ pub(crate) fn map_write_error(e: io::Error) -> io::Error {
     }
 }
 
-/// Writes every byte of `bufs`, gathering them into one `sendmsg` where the
-/// socket takes them at once: a header sent on its own would reach the reader
-/// as a 4-byte segment of its own, and could wake it for nothing.
+/// Writes every byte of `slices` (a frame from [`outgoing`]): a frame in one
+/// piece with `write_all`, in several with vectored writes (one `sendmsg` where the
+/// socket takes them at once: a header sent on its own would reach the reader as a
+/// 4-byte segment of its own, and could wake it for nothing).
+async fn write_all_slices<W: AsyncWrite + Unpin>(io: &mut W, slices: &[&[u8]]) -> io::Result<()> {
+    match slices {
+        [one] => io.write_all(one).await,
+        [header, payload] => {
+            write_all_vectored(
+                io,
+                &mut [io::IoSlice::new(header), io::IoSlice::new(payload)],
+            )
+            .await
+        }
+        many => {
+            let mut bufs: Vec<io::IoSlice<'_>> = many.iter().map(|s| io::IoSlice::new(s)).collect();
+            write_all_vectored(io, &mut bufs).await
+        }
+    }
+}
+
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     io: &mut W,
     mut bufs: &mut [io::IoSlice<'_>],

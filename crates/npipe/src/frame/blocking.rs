@@ -1,18 +1,13 @@
-//! Message framing for byte-stream transports: the Unix wire contract.
-//!
-//! Every message is a 4-byte little-endian unsigned length followed by that many
-//! bytes. The length is checked against the cap **before** anything is allocated.
-//!
-//! [`FrameReader`] decodes from any [`Read`] source through a small read-ahead buffer,
-//! so a small message (header and payload) costs one `read` system call, and a large
-//! payload is read straight into the caller's buffer with no extra copy.
+//! The blocking driver of the framing: [`FrameReader`] reads frames from any
+//! [`Read`] source (a socket, bounded by its timeouts or a deadline, or the managed
+//! server's request source) through a small read-ahead buffer, so a small message
+//! (header and payload) costs one `read` system call, and a large payload is read
+//! straight into the caller's buffer with no extra copy.
 
 use std::io::{self, Read};
 
-use crate::error::{err, err_src, ErrorKind};
-
-/// Bytes in a frame header.
-pub(crate) const HEADER_LEN: usize = 4;
+use super::{grown_len, Decoder, Received, HEADER_LEN};
+use crate::error::{err_src, ErrorKind};
 
 /// First size of the read-ahead buffer: a small request and its header in one
 /// `read`. Safe Rust hands out only initialised buffers, so every connection
@@ -25,224 +20,51 @@ const READ_AHEAD: usize = 1024;
 /// (16 x 4 KiB messages per `read` rather than 2 with 8 KiB).
 const MAX_READ_AHEAD: usize = 64 * 1024;
 
-/// A message buffer grows by at most this much beyond what has arrived of the
-/// message (see [`grown_len`]): what a header alone makes the receiver commit.
-pub(crate) const GROWTH_STEP: usize = 64 * 1024;
-
-/// How far a buffer for a `total`-byte payload may grow once `received` bytes of
-/// it have arrived: twice that plus [`GROWTH_STEP`], never more than `total`.
-///
-/// Memory then follows the bytes received, not the bytes announced: a peer that
-/// sends a header and stalls holds one step, and one that sends half a message
-/// holds about the whole of it. Doubling keeps an honest large message to a few
-/// steps, so its bytes are moved about once more at most (and not at all when
-/// the caller's buffer, which the caller allocated, already has the room).
-pub(crate) fn grown_len(received: usize, total: usize) -> usize {
-    total.min(received.saturating_mul(2).saturating_add(GROWTH_STEP))
-}
-
-/// The header for a `len`-byte message, or `MessageTooLarge` if `len` exceeds `max`.
-pub(crate) fn encode_header(len: usize, max: u32) -> io::Result<[u8; HEADER_LEN]> {
-    match u32::try_from(len) {
-        Ok(len32) if len32 <= max => Ok(len32.to_le_bytes()),
-        _ => Err(err(
-            ErrorKind::MessageTooLarge,
-            format!(
-                "cannot send a message of {len} bytes: the maximum message size is {max} bytes"
-            ),
-        )),
-    }
-}
-
-// The decoding rules, shared by the blocking `FrameReader`, the async stream and the
-// tokio codec: a length over the cap is refused before anything is allocated, an
-// end of stream inside a frame is a `Disconnected` error, and a client's first
-// frame may be the server's refusal notice.
-
-/// What an npipe server on Unix writes to a client that its access policy refuses
-/// after the connection was made, just before it closes the connection: the four
-/// bytes `FF FF FF FF` and the ASCII text `npipe:access-denied` and a newline.
-///
-/// Servers check the client's credentials (`SO_PEERCRED`) after accepting it when
-/// the socket file's mode cannot do the check: abstract `@NAME` sockets,
-/// [`Access::Group`](crate::Access::Group) and allow lists. A refused client may
-/// have sent its request already; without a word from the server, it would see
-/// only its connection reset. No admitted client ever receives these bytes first.
-///
-/// npipe's message-mode clients (the blocking [`Stream`](crate::Stream), the tokio
-/// `Stream` and `MessageCodec`) recognise the notice as the first frame and fail with
-/// [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied). To a message reader
-/// of any language it looks like a frame announcing 4 GiB − 1 bytes, which its cap
-/// check refuses, and the text tells a person reading the raw bytes (`socat`) what
-/// happened. Byte-mode clients receive the bytes as they are. The one ambiguity:
-/// a server allowing 4 GiB − 1-byte messages whose first reply is exactly that
-/// long and begins with `npipe:access-denied\n` would be taken for a refusal.
-///
-/// # Examples
-///
-/// ```
-/// assert_eq!(&npipe::REFUSAL_NOTICE[..4], &u32::MAX.to_le_bytes());
-/// assert!(npipe::REFUSAL_NOTICE.ends_with(b"npipe:access-denied\n"));
-/// ```
-pub const REFUSAL_NOTICE: &[u8] = b"\xFF\xFF\xFF\xFFnpipe:access-denied\n";
-
-/// The error of a client that received [`REFUSAL_NOTICE`].
-pub(crate) fn refused() -> io::Error {
-    #[cfg(unix)]
-    let who = format!(
-        " (uid {}, gid {})",
-        nix::unistd::geteuid(),
-        nix::unistd::getegid()
-    );
-    #[cfg(not(unix))]
-    let who = "";
-    err(
-        ErrorKind::AccessDenied,
-        format!(
-            "the server refused this client's credentials{who}: its access policy does not admit them"
-        ),
-    )
-}
-
-/// How far `bytes` (what has arrived of a client's first frame) match the refusal
-/// notice: `Some(true)` all of it, `Some(false)` a beginning of it (more to read),
-/// `None` not it.
-pub(crate) fn match_refusal(bytes: &[u8]) -> Option<bool> {
-    let n = bytes.len().min(REFUSAL_NOTICE.len());
-    (bytes[..n] == REFUSAL_NOTICE[..n]).then_some(n == REFUSAL_NOTICE.len())
-}
-
-/// The payload length announced by a frame header, or the message for people
-/// explaining why it is refused (over `max`; the framing is lost after this).
-pub(crate) fn check_announced(header: [u8; HEADER_LEN], max: u32) -> Result<usize, String> {
-    let len = u32::from_le_bytes(header);
-    if len > max {
-        return Err(format!(
-            "the peer announced a message of {len} bytes{}; the maximum message size is {max} bytes (nothing was allocated; the connection can no longer be read)",
-            text_hint(header)
-        ));
-    }
-    usize::try_from(len).map_err(|_| format!("a message of {len} bytes does not fit in memory"))
-}
-
-/// A length whose four bytes are printable text was most likely written by a peer
-/// that does not frame its messages: a byte-mode client on a message pipe ("hell"
-/// of "hello"), or a byte-mode server answering a message client. Says so.
-fn text_hint(header: [u8; HEADER_LEN]) -> String {
-    let text = |b: &u8| b.is_ascii_graphic() || matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-    if !header.iter().all(text) {
-        return String::new();
-    }
-    let bytes: String = header.iter().map(|&b| char::from(b)).collect();
-    format!(" (the bytes {bytes:?} look like text: {BYTE_MODE_HINT})")
-}
-
-/// The end of [`text_hint`], for the server's log (which must not quote the bytes).
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-pub(crate) const BYTE_MODE_HINT: &str = "the peer may be writing in byte mode";
-
-/// The error for an end of stream after `got` bytes of a frame header.
-pub(crate) fn header_cut_off(got: usize) -> io::Error {
-    err(
-        ErrorKind::Disconnected,
-        format!(
-            "the peer closed the connection in the middle of a message header ({got} of {HEADER_LEN} bytes)"
-        ),
-    )
-}
-
-/// The error for an end of stream after `got` of `total` payload bytes.
-pub(crate) fn payload_cut_off(got: usize, total: usize) -> io::Error {
-    err(
-        ErrorKind::Disconnected,
-        format!(
-            "the peer closed the connection in the middle of a message ({got} of {total} bytes)"
-        ),
-    )
-}
-
-/// The outcome of [`crate::Stream::recv_into`]: how many bytes were stored and whether
-/// the message is complete.
-///
-/// When the buffer was too small, `more_data()` is true (Windows `ERROR_MORE_DATA`) and
-/// the rest of the same message is returned by the following reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Received {
-    len: usize,
-    more_data: bool,
-}
-
-impl Received {
-    /// Bytes stored in the buffer.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no bytes were stored (a zero-length message, or an empty buffer).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether the rest of this message is still to be read (`ERROR_MORE_DATA`).
-    pub fn more_data(&self) -> bool {
-        self.more_data
-    }
-
-    /// Whether the message ended within this read.
-    pub fn is_complete(&self) -> bool {
-        !self.more_data
-    }
-
-    pub(crate) fn new(len: usize, more_data: bool) -> Received {
-        Received { len, more_data }
-    }
-}
-
-/// Decoder state for one connection.
+/// Decoder state for one connection, with its read-ahead buffer.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
-    /// Payload bytes of the current message not yet delivered; `None` between messages.
-    remaining: Option<usize>,
-    max: u32,
-    /// Set once the framing is lost (oversized length, refusal): every later read fails.
-    poisoned: Option<(ErrorKind, String)>,
-    /// Whether the next header may begin the server's [`REFUSAL_NOTICE`]: a
-    /// client's first.
-    notice: bool,
+    decoder: Decoder,
 }
 
 impl FrameReader {
     pub(crate) fn new(max: u32) -> FrameReader {
+        FrameReader::with(Decoder::new(max))
+    }
+
+    /// The reader of a client, whose first frame may be the server's refusal notice
+    /// (see [`Decoder::for_client`]).
+    pub(crate) fn for_client(max: u32, refused: fn() -> io::Error) -> FrameReader {
+        FrameReader::with(Decoder::for_client(max, refused))
+    }
+
+    fn with(decoder: Decoder) -> FrameReader {
         FrameReader {
             buf: Vec::new(),
             pos: 0,
             end: 0,
-            remaining: None,
-            max,
-            poisoned: None,
-            notice: false,
+            decoder,
         }
     }
 
-    /// The reader of a client, whose first frame may be the server's refusal notice.
-    pub(crate) fn for_client(max: u32) -> FrameReader {
-        FrameReader {
-            notice: true,
-            ..FrameReader::new(max)
-        }
+    /// The decoding state, for a driver that takes over a fresh connection (one
+    /// with nothing read ahead).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn into_decoder(self) -> Decoder {
+        debug_assert_eq!(self.buffered(), 0, "bytes read ahead would be lost");
+        self.decoder
     }
 
     /// Whether no header has been read yet on a client (a refusal notice may wait).
     pub(crate) fn expects_notice(&self) -> bool {
-        self.notice
+        self.decoder.expects_notice()
     }
 
     /// Whether the refusal notice has been read ahead (by `peek`) and waits here.
     pub(crate) fn holds_refusal(&self) -> bool {
-        self.notice && match_refusal(&self.buf[self.pos..self.end]) == Some(true)
+        self.decoder.holds_refusal(&self.buf[self.pos..self.end])
     }
 
     /// Bytes read ahead from the transport and not yet delivered.
@@ -252,7 +74,7 @@ impl FrameReader {
 
     /// Whether a message has been partly delivered (after `more_data`).
     pub(crate) fn in_message(&self) -> bool {
-        self.remaining.is_some()
+        self.decoder.in_message()
     }
 
     /// Receives the rest of the current message, or the next whole message, into `out`
@@ -265,22 +87,18 @@ impl FrameReader {
         // Whatever happens, `out` ends up holding exactly what this call delivered:
         // after a timeout, the part of the message that arrived (the next call returns
         // the rest), never the previous message or unfilled bytes.
-        let len = match self.remaining.take() {
-            Some(len) => len,
-            None => match self.next_header(src) {
-                Ok(Some(len)) => len,
-                other => {
-                    out.clear();
-                    return other;
-                }
-            },
+        let len = match self.next_message(src) {
+            Ok(Some(len)) => len,
+            other => {
+                out.clear();
+                return other;
+            }
         };
         // Reuse the caller's buffer without zeroing what it already holds: every byte
         // of `out[..len]` is overwritten below. Beyond that, `out` grows (and is
         // zeroed) a step at a time as the payload arrives, within the room the caller
         // gave it where it can (`grown_len`): a header alone commits one step.
         out.truncate(len);
-        self.remaining = Some(len);
         let mut done = 0;
         while done < len {
             let step = grown_len(done, len);
@@ -289,13 +107,12 @@ impl FrameReader {
                 out.resize(step, 0);
             }
             let end = out.len();
-            if let Err(e) = self.fill_exact(src, &mut out[done..end], done) {
-                out.truncate(len - self.remaining.unwrap_or(len));
+            if let Err(e) = self.fill_exact(src, &mut out[done..end]) {
+                out.truncate(len - self.decoder.left());
                 return Err(e);
             }
             done = end;
         }
-        self.remaining = None;
         Ok(Some(len))
     }
 
@@ -305,27 +122,20 @@ impl FrameReader {
         src: &mut R,
         out: &mut [u8],
     ) -> io::Result<Option<Received>> {
-        let len = match self.remaining.take() {
-            Some(len) => len,
-            None => match self.next_header(src)? {
-                Some(len) => len,
-                None => return Ok(None),
-            },
+        let Some(len) = self.next_message(src)? else {
+            return Ok(None);
         };
         let take = len.min(out.len());
-        self.remaining = Some(len);
-        if let Err(e) = self.fill_exact(src, &mut out[..take], 0) {
+        if let Err(e) = self.fill_exact(src, &mut out[..take]) {
             // A timeout after some bytes were stored is a short read: report them
             // (with `more_data`) rather than lose them; the next read goes on.
-            let done = len - self.remaining.unwrap_or(len);
+            let done = len - self.decoder.left();
             if done > 0 && ErrorKind::of(&e) == ErrorKind::Timeout {
                 return Ok(Some(Received::new(done, true)));
             }
             return Err(e);
         }
-        let left = len - take;
-        self.remaining = (left > 0).then_some(left);
-        Ok(Some(Received::new(take, left > 0)))
+        Ok(Some(Received::new(take, self.decoder.in_message())))
     }
 
     /// `Read` semantics over the message payloads, boundaries ignored (Windows' byte
@@ -335,17 +145,11 @@ impl FrameReader {
             return Ok(0);
         }
         loop {
-            let left = match self.remaining {
+            let left = match self.next_message(src)? {
+                Some(0) => continue,
                 Some(left) => left,
-                None => match self.next_header(src)? {
-                    Some(len) => len,
-                    None => return Ok(0),
-                },
+                None => return Ok(0),
             };
-            if left == 0 {
-                self.remaining = None;
-                continue;
-            }
             let want = left.min(out.len());
             let got = if self.buffered() > 0 {
                 let n = want.min(self.buffered());
@@ -353,150 +157,93 @@ impl FrameReader {
                 self.pos += n;
                 n
             } else {
-                self.remaining = Some(left);
-                let n = read_retrying(src, &mut out[..want])?;
-                if n == 0 {
-                    return Err(self.cut_off(left));
+                match read_retrying(src, &mut out[..want])? {
+                    0 => return Err(self.decoder.cut_off(0)),
+                    n => n,
                 }
-                n
             };
-            let rest = left - got;
-            self.remaining = (rest > 0).then_some(rest);
+            self.decoder.delivered(got);
             return Ok(got);
         }
     }
 
     /// Copies the bytes of the current or next message that have already arrived,
-    /// without consuming them. `more` is called at most once to pull in bytes that are
+    /// without consuming them. `src` is read at most once, to pull in bytes that are
     /// ready without blocking.
     pub(crate) fn peek<R: Read>(&mut self, src: &mut R, out: &mut [u8]) -> io::Result<usize> {
-        if let Some((kind, msg)) = &self.poisoned {
-            return Err(err(*kind, msg.clone()));
-        }
+        self.decoder.check()?;
         self.compact_for(HEADER_LEN);
         match src.read(&mut self.buf[self.end..]) {
-            Ok(0) => {}
             Ok(n) => self.end += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        let avail = &self.buf[self.pos..self.end];
-        let payload = match self.remaining {
-            Some(left) => &avail[..left.min(avail.len())],
-            None if avail.len() >= HEADER_LEN => {
-                let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
-                let body = &avail[HEADER_LEN..];
-                &body[..len.min(body.len())]
-            }
-            None => &[],
-        };
+        let payload = self.decoder.peek(&self.buf[self.pos..self.end]);
         let n = payload.len().min(out.len());
         out[..n].copy_from_slice(&payload[..n]);
         Ok(n)
     }
 
-    /// Reads the next header. `Ok(None)` at a clean end of stream.
-    fn next_header<R: Read>(&mut self, src: &mut R) -> io::Result<Option<usize>> {
-        if let Some((kind, msg)) = &self.poisoned {
-            return Err(err(*kind, msg.clone()));
+    /// What is left of the current message, or the length of the next one once its
+    /// header is read. `Ok(None)` at a clean end of stream.
+    fn next_message<R: Read>(&mut self, src: &mut R) -> io::Result<Option<usize>> {
+        if let Some((_, left)) = self.decoder.current() {
+            return Ok(Some(left));
         }
+        self.decoder.check()?;
         self.compact_for(HEADER_LEN);
-        while self.buffered() < HEADER_LEN {
-            let n = read_retrying(src, &mut self.buf[self.end..])?;
-            if n == 0 {
-                if self.buffered() == 0 {
-                    return Ok(None);
+        let mut at_end = false;
+        loop {
+            // Nothing read ahead can only mean "read more" (the decoder is not
+            // broken): the usual case, decided without asking.
+            if self.buffered() > 0 || at_end {
+                let start = self.decoder.start(&self.buf[self.pos..self.end], at_end)?;
+                self.pos += start.consumed();
+                if let Some(outcome) = start.outcome() {
+                    return outcome;
                 }
-                return Err(header_cut_off(self.buffered()));
             }
+            // A read timeout below leaves what arrived of a header (or notice) in
+            // the buffer, for the next call.
+            if self.end == self.buf.len() {
+                // Less than a notice waits in a buffer of at least `READ_AHEAD`
+                // bytes: moving it to the front makes room.
+                self.compact_for(1);
+            }
+            let n = read_retrying(src, &mut self.buf[self.end..])?;
             self.end += n;
+            at_end = n == 0;
             if self.end == self.buf.len() && self.buf.len() < MAX_READ_AHEAD {
                 let grown = (self.buf.len() * 2).min(MAX_READ_AHEAD);
                 self.buf.resize(grown, 0);
             }
         }
-        let h = &self.buf[self.pos..self.pos + HEADER_LEN];
-        let announced = [h[0], h[1], h[2], h[3]];
-        if self.notice {
-            if self.refusal_follows(src)? {
-                self.pos += REFUSAL_NOTICE.len();
-                let e = refused();
-                self.poisoned = Some((ErrorKind::AccessDenied, e.to_string()));
-                return Err(e);
-            }
-            self.notice = false;
-        }
-        self.pos += HEADER_LEN;
-        match check_announced(announced, self.max) {
-            Ok(len) => Ok(Some(len)),
-            Err(msg) => {
-                self.poisoned = Some((ErrorKind::MessageTooLarge, msg.clone()));
-                Err(err(ErrorKind::MessageTooLarge, msg))
-            }
-        }
-    }
-
-    /// Whether the header at `pos` begins the server's refusal notice: reads on
-    /// while what has arrived matches it. Consumes nothing, so a read timeout here
-    /// leaves the header to the next call.
-    fn refusal_follows<R: Read>(&mut self, src: &mut R) -> io::Result<bool> {
-        loop {
-            match match_refusal(&self.buf[self.pos..self.end]) {
-                Some(true) => return Ok(true),
-                None => return Ok(false),
-                Some(false) => {}
-            }
-            // The notice is the first thing on the connection and shorter than the
-            // read-ahead buffer: there is room for the rest of it.
-            match read_retrying(src, &mut self.buf[self.end..])? {
-                0 => return Ok(false),
-                n => self.end += n,
-            }
-        }
     }
 
     /// Fills `out` completely with payload bytes of the current message, first from
-    /// the read-ahead buffer, then straight from `src`. `self.remaining` holds the
-    /// bytes of the message still to come, and is left holding them after what was
-    /// stored (also on an error: the framing is kept); `before` bytes of the
-    /// message were delivered earlier (for the error's count).
-    fn fill_exact<R: Read>(
-        &mut self,
-        src: &mut R,
-        out: &mut [u8],
-        before: usize,
-    ) -> io::Result<()> {
-        let left = self.remaining.unwrap_or(out.len()).max(out.len());
+    /// the read-ahead buffer, then straight from `src`; the decoder counts what was
+    /// delivered, also on an error (the framing is kept).
+    fn fill_exact<R: Read>(&mut self, src: &mut R, out: &mut [u8]) -> io::Result<()> {
         let from_buf = out.len().min(self.buffered());
         out[..from_buf].copy_from_slice(&self.buf[self.pos..self.pos + from_buf]);
         self.pos += from_buf;
+        self.decoder.delivered(from_buf);
         let mut done = from_buf;
         while done < out.len() {
-            match read_retrying(src, &mut out[done..]) {
-                Ok(0) => {
-                    self.remaining = Some(left - done);
-                    return Err(payload_cut_off(before + done, before + left));
-                }
-                Ok(n) => done += n,
-                Err(e) => {
-                    self.remaining = Some(left - done);
-                    return Err(e);
+            match read_retrying(src, &mut out[done..])? {
+                0 => return Err(self.decoder.cut_off(0)),
+                n => {
+                    self.decoder.delivered(n);
+                    done += n;
                 }
             }
         }
-        self.remaining = Some(left - done);
         Ok(())
     }
 
-    fn cut_off(&self, left: usize) -> io::Error {
-        err(
-            ErrorKind::Disconnected,
-            format!("the peer closed the connection with {left} bytes of a message still to come"),
-        )
-    }
-
-    /// Makes room for at least `want` more bytes at the end of the buffer.
+    /// Makes room for at least `want` more bytes at the end of the buffer (which
+    /// must be able to hold them).
     fn compact_for(&mut self, want: usize) {
         if self.buf.is_empty() {
             self.buf = vec![0; READ_AHEAD];
@@ -513,7 +260,7 @@ impl FrameReader {
 }
 
 /// `read` that retries `EINTR` and reports timeouts as [`ErrorKind::Timeout`].
-fn read_retrying<R: Read>(src: &mut R, out: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_retrying<R: Read>(src: &mut R, out: &mut [u8]) -> io::Result<usize> {
     loop {
         match src.read(out) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -533,6 +280,12 @@ fn read_retrying<R: Read>(src: &mut R, out: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::{encode_header, GROWTH_STEP, REFUSAL_NOTICE};
+
+    /// The error of a refused client, as the Unix backend makes it.
+    fn refused() -> io::Error {
+        crate::frame::refused(Some((65534, 65534)))
+    }
 
     /// A source that hands out at most `chunk` bytes per read, like a slow socket.
     struct Chunked<'a> {
@@ -620,7 +373,7 @@ mod tests {
         wire.extend_from_slice(&frames(&[b"after"]));
         for chunk in [1, 3, 4, 5, 23, 24, 100] {
             let mut src = Chunked { data: &wire, chunk };
-            let mut reader = FrameReader::for_client(1024);
+            let mut reader = FrameReader::for_client(1024, refused);
             let mut out = Vec::new();
             let e = reader.recv(&mut src, &mut out).unwrap_err();
             assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "chunk {chunk}");
@@ -632,7 +385,7 @@ mod tests {
         for (mut reader, wire) in [
             (FrameReader::new(1024), REFUSAL_NOTICE.to_vec()),
             (
-                FrameReader::for_client(1024),
+                FrameReader::for_client(1024, refused),
                 [&frames(&[b"first"])[..], REFUSAL_NOTICE].concat(),
             ),
         ] {
@@ -650,7 +403,7 @@ mod tests {
         // Bytes that only begin like the notice are a frame header like any other.
         let mut wire = 0xFFFF_FFFFu32.to_le_bytes().to_vec();
         wire.extend_from_slice(b"npipe:something else");
-        let e = FrameReader::for_client(1024)
+        let e = FrameReader::for_client(1024, refused)
             .recv(&mut &wire[..], &mut Vec::new())
             .unwrap_err();
         assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
@@ -662,7 +415,7 @@ mod tests {
         let head: &'static [u8] = head;
         let tail: &'static [u8] = tail;
         let mut src = props::Script::new(vec![Some(head), None, Some(tail)]);
-        let mut reader = FrameReader::for_client(1024);
+        let mut reader = FrameReader::for_client(1024, refused);
         let e = reader.recv(&mut src, &mut Vec::new()).unwrap_err();
         assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout);
         let e = reader.recv(&mut src, &mut Vec::new()).unwrap_err();
@@ -878,6 +631,7 @@ mod props {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::frame::encode_header;
 
     /// Hands out `chunks[i % len]` bytes per read (0: everything) and fails every
     /// `stall`-th read with `WouldBlock`, as a socket with a read timeout does.

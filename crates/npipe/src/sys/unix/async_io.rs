@@ -1,5 +1,6 @@
-//! A connected Unix stream socket on tokio that is registered for **readability
-//! only**: the I/O under [`crate::tokio::Stream`].
+//! The Unix sockets under the async API: a connected socket on tokio that is
+//! registered for **readability only** ([`AsyncSocket`], the I/O under
+//! `AsyncStream`), and a listening one whose `accept` returns plain sockets.
 //!
 //! Why not `tokio::net::UnixStream`: it registers every socket for readable *and*
 //! writable events, edge-triggered. Linux signals "writable" on a Unix socket every
@@ -14,7 +15,7 @@
 //! (the send buffer is full) is writability needed; then a duplicate of the
 //! socket is registered for writable events, once, and used from then on.
 //!
-//! The API is the subset of `tokio::net::UnixStream` that `crate::tokio` uses.
+//! The API is the subset of `tokio::net::UnixStream` that `AsyncStream` uses.
 
 use std::io;
 use std::net::Shutdown;
@@ -31,7 +32,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 use super::stream::SendBuffer;
-use crate::stream::PeerCredentials;
+use crate::peer::PeerCredentials;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
@@ -40,10 +41,13 @@ const SEND_FLAGS: MsgFlags = MsgFlags::empty();
 
 /// A connected, non-blocking Unix stream socket driven by tokio.
 #[derive(Debug)]
-pub(crate) struct UnixStream {
+pub(crate) struct AsyncSocket {
     inner: Arc<Inner>,
     /// Used by the writing side only.
     send_buffer: SendBuffer,
+    /// A write half of its own ([`shut_write_on_drop`](Self::shut_write_on_drop)):
+    /// dropping it shuts the write direction down.
+    write_half: bool,
 }
 
 #[derive(Debug)]
@@ -63,7 +67,7 @@ struct Inner {
     read_first: AtomicBool,
 }
 
-impl UnixStream {
+impl AsyncSocket {
     /// Registers `sock` (already non-blocking) with the current runtime. `peer`:
     /// the peer's credentials if already read (they cannot change).
     ///
@@ -75,8 +79,8 @@ impl UnixStream {
         peer: Option<PeerCredentials>,
         send_buffer: SendBuffer,
         is_server: bool,
-    ) -> io::Result<UnixStream> {
-        Ok(UnixStream {
+    ) -> io::Result<AsyncSocket> {
+        Ok(AsyncSocket {
             inner: Arc::new(Inner {
                 read: register(sock, Interest::READABLE)?,
                 write: OnceLock::new(),
@@ -84,6 +88,7 @@ impl UnixStream {
                 read_first: AtomicBool::new(is_server),
             }),
             send_buffer,
+            write_half: false,
         })
     }
 
@@ -105,14 +110,20 @@ impl UnixStream {
         Ok(n)
     }
 
-    /// Splits into halves usable from different tasks. Dropping the write half
-    /// shuts the write direction down, as tokio's `OwnedWriteHalf` does.
-    pub(crate) fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let read = UnixStream {
+    /// A second handle on the socket, for reading: a stream's read half, while
+    /// this one writes (and alone applies the send buffer size).
+    pub(crate) fn reader(&self) -> AsyncSocket {
+        AsyncSocket {
             inner: Arc::clone(&self.inner),
             send_buffer: SendBuffer::unchanged(),
-        };
-        (OwnedReadHalf(read), OwnedWriteHalf(self))
+            write_half: false,
+        }
+    }
+
+    /// Makes this handle a write half of its own: dropping it shuts the write
+    /// direction down (the peer's reads end), as tokio's `OwnedWriteHalf` does.
+    pub(crate) fn shut_write_on_drop(&mut self) {
+        self.write_half = true;
     }
 
     fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -197,8 +208,13 @@ impl UnixStream {
         }
     }
 
+    /// Half-closes or closes the connection (`shutdown`).
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.read.get_ref().shutdown(how)
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
-        match self.inner.read.get_ref().shutdown(Shutdown::Write) {
+        match self.shutdown(Shutdown::Write) {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
         }
@@ -210,18 +226,18 @@ impl UnixStream {
 /// reactor, and `into_std` deregisters it again before npipe registers it its own
 /// way: two `epoll_ctl` calls per connection for nothing.
 #[derive(Debug)]
-pub(crate) struct AsyncListener {
+pub(crate) struct ListeningSocket {
     io: AsyncFd<std::os::unix::net::UnixListener>,
 }
 
-impl AsyncListener {
+impl ListeningSocket {
     /// Registers `listener` (already non-blocking) with the current runtime.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime with I/O enabled.
     pub(crate) fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
-        Ok(AsyncListener {
+        Ok(ListeningSocket {
             io: register(listener, Interest::READABLE)?,
         })
     }
@@ -295,19 +311,19 @@ fn recv_uninit(fd: RawFd, out: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<u
     }
 }
 
-impl AsFd for UnixStream {
+impl AsFd for AsyncSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.read.get_ref().as_fd()
     }
 }
 
-impl AsRawFd for UnixStream {
+impl AsRawFd for AsyncSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.inner.read.as_raw_fd()
     }
 }
 
-impl AsyncRead for UnixStream {
+impl AsyncRead for AsyncSocket {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -317,7 +333,7 @@ impl AsyncRead for UnixStream {
     }
 }
 
-impl AsyncWrite for UnixStream {
+impl AsyncWrite for AsyncSocket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -347,65 +363,10 @@ impl AsyncWrite for UnixStream {
     }
 }
 
-/// The reading half from [`UnixStream::into_split`].
-#[derive(Debug)]
-pub(crate) struct OwnedReadHalf(UnixStream);
-
-impl AsRef<UnixStream> for OwnedReadHalf {
-    fn as_ref(&self) -> &UnixStream {
-        &self.0
-    }
-}
-
-impl AsyncRead for OwnedReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.0.poll_read_priv(cx, buf)
-    }
-}
-
-/// The writing half from [`UnixStream::into_split`]; shuts the write direction
-/// down when dropped.
-#[derive(Debug)]
-pub(crate) struct OwnedWriteHalf(UnixStream);
-
-impl AsyncWrite for OwnedWriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .0
-            .poll_write_priv(cx, &[io::IoSlice::new(buf)])
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().0.poll_write_priv(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0.shutdown_write())
-    }
-}
-
-impl Drop for OwnedWriteHalf {
+impl Drop for AsyncSocket {
     fn drop(&mut self) {
-        let _ = self.0.shutdown_write();
+        if self.write_half {
+            let _ = self.shutdown_write();
+        }
     }
 }
