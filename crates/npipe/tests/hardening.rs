@@ -1040,6 +1040,30 @@ fn a_client_refused_after_connecting_is_told_its_credentials_were_refused() {
     }
 }
 
+/// A squatter who sends npipe's refusal notice (a client of root's, whom every npipe
+/// policy admits, would otherwise be told its credentials were refused) is named
+/// by the error: the refusing server's uid, from the connection.
+#[test]
+fn a_forged_refusal_names_the_server_that_sent_it() {
+    let _w = Watchdog::start("a_forged_refusal_names_the_server");
+    if !running_as_root() {
+        crate::skip_or_fail!("needs root to run the squatter as user nobody (setpriv)");
+    }
+    let name = unique("forged");
+    let mut squatter = nobody("hard-forge-refusal", &[&name]);
+    assert_eq!(squatter.expect_line(""), "ready");
+    let e = npipe::call(&name, b"hello", Duration::from_secs(10)).unwrap_err();
+    assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("uid 65534"),
+        "the refusing server is named: {text}"
+    );
+    assert!(text.contains("squatter"), "{text}");
+    squatter.kill();
+    let _ = std::fs::remove_file(socket_path(&name));
+}
+
 /// A user who grabbed the name first (a squatter) is exposed by a client that
 /// states which user its server must run as; the real server cannot take the name
 /// and says who holds it.
@@ -1908,6 +1932,25 @@ pub(crate) mod roles {
     }
 
     /// `NAME`: takes the name first, open to everyone, and echoes until killed.
+    /// A squatter that answers every client with npipe's refusal notice, as if a
+    /// policy had refused it: a plain socket at the pipe's path.
+    pub(crate) fn forge_refusal(args: &[&str]) -> i32 {
+        let path = super::socket_path(args[0]);
+        let listener = match std::os::unix::net::UnixListener::bind(&path) {
+            Ok(listener) => listener,
+            Err(e) => {
+                say(format!("error {e}"));
+                return 0;
+            }
+        };
+        say("ready");
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.write_all(npipe::REFUSAL_NOTICE);
+        }
+        0
+    }
+
     pub(crate) fn squat(args: &[&str]) -> i32 {
         let listener = match ListenerOptions::new()
             .access(Access::Everyone)

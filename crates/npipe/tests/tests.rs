@@ -47,6 +47,8 @@ fn child_role() {
         #[cfg(all(unix, feature = "tokio"))]
         "hard-squat" => hardening::roles::squat(&args),
         #[cfg(all(unix, feature = "tokio"))]
+        "hard-forge-refusal" => hardening::roles::forge_refusal(&args),
+        #[cfg(all(unix, feature = "tokio"))]
         "hard-expect-root" => hardening::roles::expect_root(&args),
         #[cfg(all(unix, feature = "tokio"))]
         "hard-logs" => hardening::roles::logs(&args),

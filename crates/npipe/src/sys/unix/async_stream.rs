@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::async_io::AsyncSocket;
 use super::gate::Slot;
-use super::stream::{refused_or, Stream};
+use super::stream::{name_the_refuser, refused_or, Stream};
 use crate::frame::codec::MessageCodec;
 use crate::frame::nonblocking::{map_write_error, Reader, Writer};
 use crate::frame::Received;
@@ -96,7 +96,8 @@ impl AsyncStream {
         sent.map_err(|e| {
             let reader = &self.read.reader;
             let fd = self.read.io.as_fd();
-            refused_or(e, reader.expects_notice(), reader.holds_refusal(), fd)
+            let e = refused_or(e, reader.expects_notice(), reader.holds_refusal(), fd);
+            name_the_refuser(e, || self.read.peer_credentials())
         })
     }
 
@@ -186,11 +187,13 @@ impl AsyncReadHalf {
     }
 
     pub(crate) async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.reader.recv(&mut self.io, buf).await
+        let got = self.reader.recv(&mut self.io, buf).await;
+        got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
     }
 
     pub(crate) async fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        self.reader.recv_into(&mut self.io, buf).await
+        let got = self.reader.recv_into(&mut self.io, buf).await;
+        got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
     }
 
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {

@@ -202,7 +202,7 @@ impl Stream {
                 send_all_by(sock, parts, Some(deadline), WaitLimit::SocketTimeout)
             }),
         };
-        sent.map_err(|e| self.refused_or(e))
+        sent.map_err(|e| name_the_refuser(self.refused_or(e), || self.peer_credentials()))
     }
 
     fn refused_or(&self, e: io::Error) -> io::Error {
@@ -255,7 +255,10 @@ impl Stream {
         self.check_read()?;
         let mut src = Source::new(&self.sock, self.deadline);
         match self.mode {
-            Mode::Message => self.reader.recv(&mut src, out),
+            Mode::Message => {
+                let got = self.reader.recv(&mut src, out);
+                got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
+            }
             Mode::Byte => {
                 // A byte stream has no messages: deliver what has arrived.
                 out.resize(64 * 1024, 0);
@@ -270,7 +273,10 @@ impl Stream {
         self.check_read()?;
         let mut src = Source::new(&self.sock, self.deadline);
         match self.mode {
-            Mode::Message => self.reader.recv_into(&mut src, out),
+            Mode::Message => {
+                let got = self.reader.recv_into(&mut src, out);
+                got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
+            }
             Mode::Byte => {
                 let n = read_mapped(&mut src, out)?;
                 Ok((n > 0 || out.is_empty()).then(|| Received::new(n, false)))
@@ -300,7 +306,10 @@ impl Stream {
         self.check_read()?;
         let mut src = Source::new(&self.sock, self.deadline);
         match self.mode {
-            Mode::Message => self.reader.read_bytes(&mut src, out),
+            Mode::Message => {
+                let got = self.reader.read_bytes(&mut src, out);
+                got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
+            }
             Mode::Byte => read_mapped(&mut src, out),
         }
     }
@@ -703,6 +712,35 @@ fn refused() -> io::Error {
         nix::unistd::getegid().as_raw(),
     );
     crate::frame::refused(Some(ids))
+}
+
+/// `e`, naming the server that refused this client if `e` is that refusal
+/// (`AccessDenied` on a connected client can only be) and the server is neither
+/// root nor this user: its pid and uid, from `SO_PEERCRED` (`server`), so that a
+/// notice a squatter sent is not taken for the pipe's own policy. (A refusal by
+/// root's or this user's own server is the pipe's policy, and says so as it is.)
+/// The error path only: nothing is asked otherwise.
+pub(crate) fn name_the_refuser(
+    e: io::Error,
+    server: impl FnOnce() -> io::Result<PeerCredentials>,
+) -> io::Error {
+    if ErrorKind::of(&e) != ErrorKind::AccessDenied {
+        return e;
+    }
+    let Ok(peer) = server() else { return e };
+    let me = nix::unistd::geteuid().as_raw();
+    let Some(uid) = peer.uid().filter(|uid| *uid != 0 && *uid != me) else {
+        return e;
+    };
+    let pid = peer
+        .pid()
+        .map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+    err(
+        ErrorKind::AccessDenied,
+        format!(
+            "{e} (the server that refused it is pid {pid}, uid {uid}; if that is not the user who should serve this pipe, it may be a squatter: require the server's user with expect_server_uid)"
+        ),
+    )
 }
 
 /// `e`, or the refusal it stands for: a message client (`expects_notice`: it has
