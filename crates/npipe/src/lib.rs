@@ -109,10 +109,12 @@ mod name;
 mod options;
 mod peer;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod server;
 mod stream;
 mod sys;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
 use std::io;
@@ -130,6 +132,7 @@ pub use options::{
 };
 pub use peer::PeerCredentials;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use server::{
     Cancellation, Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats,
 };

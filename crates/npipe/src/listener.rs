@@ -146,12 +146,14 @@ mod unix_impls {
 
     use super::Listener;
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl AsFd for Listener {
         fn as_fd(&self) -> BorrowedFd<'_> {
             self.inner.as_fd()
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl AsRawFd for Listener {
         fn as_raw_fd(&self) -> RawFd {
             self.inner.as_raw_fd()

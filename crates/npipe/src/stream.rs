@@ -334,12 +334,14 @@ mod unix_impls {
     use crate::options::Mode;
     use crate::sys;
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl AsFd for Stream {
         fn as_fd(&self) -> BorrowedFd<'_> {
             self.inner.as_fd()
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl AsRawFd for Stream {
         fn as_raw_fd(&self) -> RawFd {
             self.inner.as_raw_fd()
@@ -348,12 +350,14 @@ mod unix_impls {
 
     /// Gives up the socket. In message mode, bytes npipe had already read ahead are
     /// lost; use [`Stream::into_std`] to be refused instead.
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl IntoRawFd for Stream {
         fn into_raw_fd(self) -> RawFd {
             OwnedFd::from(self.inner).into_raw_fd()
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl Stream {
         /// Wraps a connected std socket as a client end in `mode` (default options).
         ///
@@ -381,6 +385,7 @@ mod unix_impls {
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl From<UnixStream> for Stream {
         /// A byte-mode client end over `stream`.
         fn from(stream: UnixStream) -> Stream {
@@ -395,12 +400,14 @@ mod windows_impls {
 
     use super::Stream;
 
+    #[cfg_attr(docsrs, doc(cfg(windows)))]
     impl AsHandle for Stream {
         fn as_handle(&self) -> BorrowedHandle<'_> {
             self.inner.as_handle()
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(windows)))]
     impl AsRawHandle for Stream {
         fn as_raw_handle(&self) -> RawHandle {
             self.inner.as_handle().as_raw_handle()

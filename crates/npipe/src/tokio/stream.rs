@@ -475,6 +475,7 @@ forward_async_write!(Stream, this => this.inner.write_half());
 forward_async_write!(WriteHalf, this => this.inner);
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl std::os::fd::AsFd for Stream {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.as_fd()
@@ -482,6 +483,7 @@ impl std::os::fd::AsFd for Stream {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl std::os::fd::AsRawFd for Stream {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.inner.as_raw_fd()
@@ -489,6 +491,7 @@ impl std::os::fd::AsRawFd for Stream {
 }
 
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 impl std::os::windows::io::AsHandle for Stream {
     fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
         self.inner.as_handle()
@@ -496,6 +499,7 @@ impl std::os::windows::io::AsHandle for Stream {
 }
 
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 impl std::os::windows::io::AsRawHandle for Stream {
     fn as_raw_handle(&self) -> std::os::windows::io::RawHandle {
         self.inner.as_raw_handle()
