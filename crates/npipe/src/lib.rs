@@ -39,8 +39,11 @@
 //! let mut stream = npipe::Stream::connect("demo")?;
 //! stream.send(b"hello")?;
 //! let mut reply = Vec::new();
-//! stream.recv(&mut reply)?;
-//! assert_eq!(reply, b"Response to: hello");
+//! match stream.recv(&mut reply)? {
+//!     Some(_) => assert_eq!(reply, b"Response to: hello"),
+//!     // The server closed the connection without replying.
+//!     None => eprintln!("no reply"),
+//! }
 //!
 //! // ...or one transaction (CallNamedPipe).
 //! let reply = npipe::call("demo", b"ping", Duration::from_secs(5))?;
@@ -87,6 +90,16 @@
 //! [`NotFound`](ErrorKind::NotFound), [`PipeBusy`](ErrorKind::PipeBusy),
 //! [`AddrInUse`](ErrorKind::AddrInUse), [`AccessDenied`](ErrorKind::AccessDenied),
 //! [`MessageTooLarge`](ErrorKind::MessageTooLarge), ...
+//!
+//! ## Cargo features and platforms
+//!
+//! - `tokio` (off by default): the async API (`npipe::tokio`) and the managed
+//!   server (`npipe::Server` and the `npipe::server` module).
+//!
+//! The same API exists on Unix and on Windows. The few items that exist on one of
+//! them only (`Stream::from_std`, the `AsFd`/`AsHandle` implementations) and the
+//! items of the `tokio` feature say so in these docs ("Available on ... only"), and
+//! each item's "Platform-specific behavior" section tells where the two differ.
 
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
