@@ -303,6 +303,16 @@ impl ListenerOptions {
     /// # Panics
     ///
     /// If `pending` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // Many short-lived clients, each connecting for one request.
+    /// let listener = npipe::ListenerOptions::new()
+    ///     .pending_instances(64)
+    ///     .create("jobs")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn pending_instances(&mut self, pending: u32) -> &mut Self {
         assert!(pending >= 1, "pending_instances must be at least 1");
         self.pending_instances = pending;

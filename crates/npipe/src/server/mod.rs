@@ -4,6 +4,21 @@
 //! [`Server`] accepts clients, reads each request, runs a handler (sync on threads
 //! of tokio's blocking pool, or async), writes the reply, and keeps going until the
 //! client leaves. See [`Server`] for the wire behaviour, deadlines and shutdown.
+//!
+//! Its main types are also at the crate root (`npipe::Server`, `npipe::Request`,
+//! ...); [`InstanceState`] and [`InstanceStatus`] live here only.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use npipe::server::{Response, Server};
+//!
+//! let server = Server::builder("demo")
+//!     .handler(|request| Response::new(request.into_body()))
+//!     .spawn()?;
+//! server.join()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 #[cfg(unix)]
 mod dedicated;
@@ -346,6 +361,20 @@ impl ServerBuilder {
 
     /// How long a connection may wait for its next request before it is closed
     /// (`None`: forever). Default: 60 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::{Response, Server};
+    ///
+    /// // Clients keep one connection open for the day and ask now and then.
+    /// let server = Server::builder("config")
+    ///     .idle_timeout(None)
+    ///     .handler(|_| Response::from("colour=blue"))
+    ///     .spawn()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
@@ -353,6 +382,21 @@ impl ServerBuilder {
 
     /// How long one request may take from its first byte to the end of its reply
     /// (`None`: no limit). Default: 30 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::{Response, Server};
+    ///
+    /// // Answers are quick; a request still unanswered after 500 ms is cut off,
+    /// // and its handler is told (`Request::cancellation`).
+    /// let server = Server::builder("lookup")
+    ///     .request_timeout(Some(Duration::from_millis(500)))
+    ///     .handler(|request| Response::new(request.into_body()))
+    ///     .spawn()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;
         self
