@@ -130,6 +130,12 @@ mod sys;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
+// The README's Rust examples are compiled as doc tests, so they cannot drift from
+// the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
