@@ -326,11 +326,6 @@ impl Stream {
     ///
     /// The OS could not tell.
     ///
-    /// ## Platform-specific behavior
-    ///
-    /// Windows tells only the process id (`GetNamedPipeClientProcessId` on the
-    /// server end, `GetNamedPipeServerProcessId` on the client end).
-    ///
     /// # Examples
     ///
     /// ```no_run
@@ -343,6 +338,11 @@ impl Stream {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Windows tells only the process id (`GetNamedPipeClientProcessId` on the
+    /// server end, `GetNamedPipeServerProcessId` on the client end).
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         self.inner.peer_credentials()
     }
