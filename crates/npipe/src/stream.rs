@@ -371,7 +371,7 @@ impl Stream {
     /// # Examples
     ///
     /// A byte-mode request whose end the server learns from the half-close, as
-    /// [`Server`](crate::Server) reads byte-mode requests:
+    /// the managed `Server` (feature `tokio`) reads byte-mode requests:
     ///
     /// ```no_run
     /// use std::io::{Read, Write};
