@@ -11,6 +11,26 @@ use std::io;
 /// What went wrong, in the terms of named pipes.
 ///
 /// Obtain it from any `io::Error` returned by npipe with [`ErrorKind::of`].
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use npipe::{Error, ErrorKind};
+///
+/// fn advice(error: &io::Error) -> &'static str {
+///     match ErrorKind::of(error) {
+///         ErrorKind::NotFound => "no server has created the pipe: start it first",
+///         ErrorKind::PipeBusy => "every instance is busy: try again later",
+///         ErrorKind::AccessDenied => "the server does not admit this user",
+///         // The enum is non-exhaustive: new conditions may be added.
+///         _ => "see the error message",
+///     }
+/// }
+///
+/// let busy: io::Error = Error::new(ErrorKind::PipeBusy, "all instances busy").into();
+/// assert_eq!(advice(&busy), "every instance is busy: try again later");
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -110,6 +130,15 @@ impl ErrorKind {
     }
 
     /// A short lowercase description, e.g. `"pipe busy"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use npipe::ErrorKind;
+    ///
+    /// assert_eq!(ErrorKind::PipeBusy.as_str(), "pipe busy");
+    /// assert_eq!(ErrorKind::PipeBusy.to_string(), "pipe busy");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::NotFound => "pipe not found",
@@ -144,6 +173,30 @@ impl fmt::Display for ErrorKind {
 /// [`source`](std::error::Error::source) is therefore `None`: a report that walks
 /// the chain of sources (`anyhow`'s `{:#}`) names the OS error once, as does a
 /// plain `{}`. The OS error itself is [`io_error`](Self::io_error).
+///
+/// # Examples
+///
+/// An application that reports a condition of its own in npipe's terms, through
+/// `io::Result` like npipe's functions:
+///
+/// ```
+/// use std::io;
+/// use npipe::{Error, ErrorKind};
+///
+/// fn check_size(len: usize) -> io::Result<()> {
+///     if len > 1024 {
+///         let message = format!("a {len}-byte request is over this service's 1 KiB");
+///         return Err(Error::new(ErrorKind::MessageTooLarge, message).into());
+///     }
+///     Ok(())
+/// }
+///
+/// let e = check_size(4096).unwrap_err();
+/// assert_eq!(ErrorKind::of(&e), ErrorKind::MessageTooLarge);
+/// assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+/// let inner = Error::from_io(&e).expect("an npipe error inside");
+/// assert_eq!(inner.message(), "a 4096-byte request is over this service's 1 KiB");
+/// ```
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
@@ -163,6 +216,18 @@ impl Error {
 
     /// Creates an error of `kind` caused by the OS error `source`, which its
     /// `Display` appends to `message`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use npipe::{Error, ErrorKind};
+    ///
+    /// let os = io::Error::from(io::ErrorKind::PermissionDenied);
+    /// let e = Error::with_source(ErrorKind::AccessDenied, "cannot open the spool", os);
+    /// assert!(e.to_string().starts_with("cannot open the spool: "));
+    /// assert_eq!(e.io_error().map(io::Error::kind), Some(io::ErrorKind::PermissionDenied));
+    /// ```
     pub fn with_source(kind: ErrorKind, message: impl Into<String>, source: io::Error) -> Error {
         Error {
             kind,
@@ -188,15 +253,29 @@ impl Error {
     /// # Examples
     ///
     /// ```no_run
-    /// let e = npipe::Listener::bind("/root/forbidden.sock").unwrap_err();
-    /// let os = npipe::Error::from_io(&e).and_then(|e| e.io_error());
-    /// println!("{e} (errno {:?})", os.and_then(|os| os.raw_os_error()));
+    /// if let Err(e) = npipe::Listener::bind("demo") {
+    ///     // The OS error code, where an OS call failed.
+    ///     let os = npipe::Error::from_io(&e).and_then(|e| e.io_error());
+    ///     eprintln!("{e} (OS error {:?})", os.and_then(|os| os.raw_os_error()));
+    /// }
     /// ```
     pub fn io_error(&self) -> Option<&io::Error> {
         self.source.as_ref()
     }
 
     /// The npipe error inside an `io::Error`, if there is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use npipe::{Error, ErrorKind};
+    ///
+    /// let e: io::Error = Error::new(ErrorKind::Timeout, "no reply within 2 s").into();
+    /// assert_eq!(Error::from_io(&e).map(Error::kind), Some(ErrorKind::Timeout));
+    /// // An error that did not come from npipe has none.
+    /// assert!(Error::from_io(&io::Error::other("elsewhere")).is_none());
+    /// ```
     pub fn from_io(error: &io::Error) -> Option<&Error> {
         error.get_ref().and_then(|e| e.downcast_ref::<Error>())
     }

@@ -20,6 +20,20 @@ use crate::name::{Address, PipeName, ToPipeName};
 use crate::options::{Access, Direction, Mode};
 
 /// Whether a server owns a pipe right now, as seen by [`inspect`] and [`list`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use npipe::PipeState;
+///
+/// match npipe::inspect("demo")?.state() {
+///     PipeState::Live => println!("a server is listening"),
+///     PipeState::Stale => println!("a crashed server's files remain; the next server reclaims them"),
+///     PipeState::Absent => println!("no such pipe"),
+///     _ => println!("unknown"),
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PipeState {
@@ -57,6 +71,20 @@ impl fmt::Display for PipeState {
 /// through its record file, not through `/proc`). The mode, direction, access
 /// and recorded pid come from the record file the server keeps beside its socket,
 /// shown only when the record file belongs to the socket's owner.
+///
+/// # Examples
+///
+/// ```no_run
+/// for pipe in npipe::list()? {
+///     let owner = pipe.owner_name().map_or_else(
+///         || pipe.owner_uid().map_or("?".to_owned(), |uid| uid.to_string()),
+///         str::to_owned,
+///     );
+///     let mode = pipe.mode().map_or("?", |mode| mode.as_str());
+///     println!("{:20} {:6} {mode:8} {owner}", pipe.name().to_string(), pipe.state());
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipeInfo {
     name: PipeName,

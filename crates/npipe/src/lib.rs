@@ -39,8 +39,11 @@
 //! let mut stream = npipe::Stream::connect("demo")?;
 //! stream.send(b"hello")?;
 //! let mut reply = Vec::new();
-//! stream.recv(&mut reply)?;
-//! assert_eq!(reply, b"Response to: hello");
+//! match stream.recv(&mut reply)? {
+//!     Some(_) => assert_eq!(reply, b"Response to: hello"),
+//!     // The server closed the connection without replying.
+//!     None => eprintln!("no reply"),
+//! }
 //!
 //! // ...or one transaction (CallNamedPipe).
 //! let reply = npipe::call("demo", b"ping", Duration::from_secs(5))?;
@@ -87,6 +90,16 @@
 //! [`NotFound`](ErrorKind::NotFound), [`PipeBusy`](ErrorKind::PipeBusy),
 //! [`AddrInUse`](ErrorKind::AddrInUse), [`AccessDenied`](ErrorKind::AccessDenied),
 //! [`MessageTooLarge`](ErrorKind::MessageTooLarge), ...
+//!
+//! ## Cargo features and platforms
+//!
+//! - `tokio` (off by default): the async API (`npipe::tokio`) and the managed
+//!   server (`npipe::Server` and the `npipe::server` module).
+//!
+//! The same API exists on Unix and on Windows. The few items that exist on one of
+//! them only (`Stream::from_std`, the `AsFd`/`AsHandle` implementations) and the
+//! items of the `tokio` feature say so in these docs ("Available on ... only"), and
+//! each item's "Platform-specific behavior" section tells where the two differ.
 
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -109,11 +122,19 @@ mod name;
 mod options;
 mod peer;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod server;
 mod stream;
 mod sys;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
+
+// The README's Rust examples are compiled as doc tests, so they cannot drift from
+// the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 
 use std::io;
 use std::thread;
@@ -130,6 +151,7 @@ pub use options::{
 };
 pub use peer::PeerCredentials;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use server::{
     Cancellation, Request, Response, Server, ServerBuilder, ServerHandle, SpawnedServer, Stats,
 };

@@ -72,6 +72,14 @@ impl Listener {
     /// # Errors
     ///
     /// As [`ListenerOptions::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let listener = npipe::Listener::bind("demo")?;
+    /// println!("listening at {}", listener.address());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn bind(name: impl ToPipeName) -> io::Result<Listener> {
         ListenerOptions::new().create(name)
     }
@@ -90,11 +98,45 @@ impl Listener {
     ///
     /// I/O errors of the listening socket, such as running out of file descriptors
     /// (`EMFILE`); the listener stays usable.
+    ///
+    /// # Examples
+    ///
+    /// An echo server that serves one client at a time:
+    ///
+    /// ```no_run
+    /// let listener = npipe::Listener::bind("echo")?;
+    /// loop {
+    ///     let mut stream = listener.accept()?;
+    ///     let mut message = Vec::new();
+    ///     // `None`: the client closed the connection.
+    ///     while stream.recv(&mut message)?.is_some() {
+    ///         stream.send(&message)?;
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn accept(&self) -> io::Result<Stream> {
         self.inner.accept().map(Stream::from_sys)
     }
 
     /// An endless iterator over [`accept`](Self::accept).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let listener = npipe::Listener::bind("greeter")?;
+    /// for stream in listener.incoming() {
+    ///     match stream {
+    ///         Ok(mut stream) => {
+    ///             if let Err(e) = stream.send(b"hello") {
+    ///                 eprintln!("the client left early: {e}");
+    ///             }
+    ///         }
+    ///         Err(e) => eprintln!("accept failed: {e}"),
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming { listener: self }
     }
@@ -127,6 +169,21 @@ impl Listener {
 }
 
 /// Iterator returned by [`Listener::incoming`].
+///
+/// Every item is one call of [`Listener::accept`]; the iterator never ends.
+///
+/// # Examples
+///
+/// Serving the first two clients, one after the other:
+///
+/// ```no_run
+/// let listener = npipe::Listener::bind("demo")?;
+/// for stream in listener.incoming().take(2) {
+///     let mut stream = stream?;
+///     stream.send(b"hello")?;
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Incoming<'a> {
     listener: &'a Listener,
@@ -146,12 +203,14 @@ mod unix_impls {
 
     use super::Listener;
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl AsFd for Listener {
         fn as_fd(&self) -> BorrowedFd<'_> {
             self.inner.as_fd()
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl AsRawFd for Listener {
         fn as_raw_fd(&self) -> RawFd {
             self.inner.as_raw_fd()

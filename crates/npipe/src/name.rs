@@ -55,6 +55,20 @@ enum NameKind {
 }
 
 /// Where a pipe lives in the operating system, as returned by [`PipeName::address`].
+///
+/// # Examples
+///
+/// ```
+/// use npipe::{Address, PipeName};
+///
+/// match PipeName::new("orders")?.address()? {
+///     Address::Path(path) => println!("the socket file {}", path.display()),
+///     Address::Windows(path) => assert_eq!(path, r"\\.\pipe\orders"),
+///     // Abstract sockets (`@NAME`, Linux), and forms added later.
+///     other => println!("{other}"),
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Address {
@@ -82,6 +96,26 @@ impl PipeName {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidName`] (an `io::ErrorKind::InvalidInput`) naming the rule broken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use npipe::{ErrorKind, PipeName};
+    ///
+    /// let name = PipeName::new(r"\\.\pipe\orders")?;
+    /// assert_eq!(name.as_str(), "orders");
+    /// assert_eq!(name.host(), None);
+    ///
+    /// // A name read from a user: tell them which rule it breaks.
+    /// match PipeName::new("two\nlines") {
+    ///     Ok(name) => println!("using {name}"),
+    ///     Err(e) => {
+    ///         assert_eq!(ErrorKind::of(&e), ErrorKind::InvalidName);
+    ///         eprintln!("{e}");
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(name: &str) -> io::Result<PipeName> {
         let kind = if let Some(rest) = strip_windows_prefix(name) {
             let (host, pipe) = rest;
@@ -142,6 +176,15 @@ impl PipeName {
     ///   others without the sticky bit, or owned by another non-root user; the
     ///   message names that directory, its owner and mode, and the fix.
     /// - `NotFound` when `$NPIPE_DIR` does not exist.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = npipe::PipeName::new("orders")?;
+    /// // `/tmp/npipe-orders` on Unix, `\\.\pipe\orders` on Windows.
+    /// println!("{name} lives at {}", name.address()?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn address(&self) -> io::Result<Address> {
         #[cfg(unix)]
         return self.endpoint().map(|endpoint| endpoint.address());
@@ -200,6 +243,24 @@ impl FromStr for PipeName {
 ///
 /// Like std's `ToSocketAddrs`, it lets every function take either a string or a
 /// name parsed once up front.
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use npipe::{PipeName, ToPipeName};
+///
+/// // Takes a name the way npipe's own functions do.
+/// fn label(name: impl ToPipeName) -> io::Result<String> {
+///     Ok(format!("pipe {}", name.to_pipe_name()?))
+/// }
+///
+/// assert_eq!(label("orders")?, "pipe orders");
+/// assert_eq!(label(String::from("orders"))?, "pipe orders");
+/// let parsed: PipeName = r"\\.\pipe\orders".parse()?;
+/// assert_eq!(label(&parsed)?, "pipe orders");
+/// # Ok::<(), io::Error>(())
+/// ```
 pub trait ToPipeName {
     /// Parses (or clones) the name.
     ///

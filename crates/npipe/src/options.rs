@@ -20,6 +20,24 @@ pub const DEFAULT_PENDING_INSTANCES: u32 = 4;
 pub const DEFAULT_BUFFER_SIZE: usize = 1024 * 1024;
 
 /// How data is delimited on the pipe.
+///
+/// Both ends must use the same mode: [`ListenerOptions::mode`] and
+/// [`ConnectOptions::mode`].
+///
+/// # Examples
+///
+/// A byte stream, as with a plain socket: nothing is added on the wire, and
+/// `Read`/`Write` move the bytes.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use npipe::{ConnectOptions, Mode};
+///
+/// let mut stream = ConnectOptions::new().mode(Mode::Byte).connect("logs")?;
+/// stream.write_all(b"one line\n")?;
+/// assert_eq!(stream.mode().as_str(), "byte");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     /// A byte stream: what one side writes the other reads, nothing added
@@ -48,6 +66,24 @@ impl Mode {
 }
 
 /// Which way data flows, seen from the server (`PIPE_ACCESS_*`).
+///
+/// # Examples
+///
+/// An inbound pipe: clients send events, the server only reads them.
+///
+/// ```no_run
+/// use npipe::{ConnectOptions, Direction, ListenerOptions};
+///
+/// let listener = ListenerOptions::new()
+///     .direction(Direction::Inbound)
+///     .create("events")?;
+/// // The client says it only writes.
+/// let mut client = ConnectOptions::new()
+///     .direction(Direction::Inbound)
+///     .connect("events")?;
+/// client.send(b"started")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Direction {
     /// Client to server only (`PIPE_ACCESS_INBOUND`).
@@ -88,6 +124,16 @@ impl Direction {
 /// The default, [`Access::Owner`], admits only the user that created the pipe (and
 /// root / `SYSTEM`). Extra users and groups can be admitted with
 /// [`ListenerOptions::allow_uid`] and [`ListenerOptions::allow_gid`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use npipe::{Access, ListenerOptions};
+///
+/// // Members of the creating user's group may connect too.
+/// let listener = ListenerOptions::new().access(Access::Group).create("team")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Access {
@@ -211,6 +257,16 @@ impl ListenerOptions {
     /// # Panics
     ///
     /// If `max` is `Some(0)` or above 254.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // At most 8 clients at once; the 9th waits, then gets `PipeBusy`.
+    /// let listener = npipe::ListenerOptions::new()
+    ///     .max_instances(Some(8))
+    ///     .create("orders")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn max_instances(&mut self, max: Option<u32>) -> &mut Self {
         if let Some(max) = max {
             assert!(
@@ -247,6 +303,16 @@ impl ListenerOptions {
     /// # Panics
     ///
     /// If `pending` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // Many short-lived clients, each connecting for one request.
+    /// let listener = npipe::ListenerOptions::new()
+    ///     .pending_instances(64)
+    ///     .create("jobs")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn pending_instances(&mut self, pending: u32) -> &mut Self {
         assert!(pending >= 1, "pending_instances must be at least 1");
         self.pending_instances = pending;
@@ -257,6 +323,16 @@ impl ListenerOptions {
     ///
     /// A peer that announces a larger message is refused before anything is allocated
     /// ([`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // Requests are small: refuse anything over 64 KiB.
+    /// let listener = npipe::ListenerOptions::new()
+    ///     .max_message_size(64 * 1024)
+    ///     .create("orders")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn max_message_size(&mut self, bytes: u32) -> &mut Self {
         self.max_message_size = bytes;
         self
@@ -270,6 +346,16 @@ impl ListenerOptions {
     /// DACL granting the owner and `SYSTEM` everything; `Group` and `Everyone` add
     /// read/write, but never `FILE_CREATE_PIPE_INSTANCE`, for the user's primary group
     /// or for authenticated users).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{Access, ListenerOptions};
+    ///
+    /// // Every local user may connect: a public service.
+    /// let listener = ListenerOptions::new().access(Access::Everyone).create("status")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn access(&mut self, access: Access) -> &mut Self {
         self.access = access;
         self
@@ -278,6 +364,14 @@ impl ListenerOptions {
     /// Also admits user `uid` (checked against the peer's credentials on accept).
     /// May be called repeatedly. The socket file becomes connectable by all users so
     /// that the listed ones can reach it; everyone else is refused on accept.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // The owner, and the service account with uid 990 (say, a web server).
+    /// let listener = npipe::ListenerOptions::new().allow_uid(990).create("backend")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// ## Platform-specific behavior
     ///
@@ -333,6 +427,21 @@ impl ListenerOptions {
     /// - [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied): the pipe directory
     ///   is unsafe or not writable.
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): a remote name.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{ErrorKind, ListenerOptions};
+    ///
+    /// match ListenerOptions::new().create("orders") {
+    ///     Ok(listener) => println!("serving at {}", listener.address()),
+    ///     Err(e) if ErrorKind::of(&e) == ErrorKind::AddrInUse => {
+    ///         eprintln!("another server already owns the name: {e}");
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn create(&self, name: impl ToPipeName) -> io::Result<Listener> {
         Listener::create(name.to_pipe_name()?, self.clone())
     }
@@ -386,6 +495,18 @@ impl ConnectOptions {
     ///
     /// It bounds connecting only; to bound what follows too, give the stream a
     /// deadline ([`Stream::set_deadline`]), as [`call`](crate::call) does.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// // A server that starts along with this client may take a while to appear.
+    /// let stream = npipe::ConnectOptions::new()
+    ///     .timeout(Duration::from_secs(30))
+    ///     .connect("orders")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = timeout;
         self
@@ -425,6 +546,16 @@ impl ConnectOptions {
     /// [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied). This defends
     /// against a squatter that created the name first.
     ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // A system service runs as root: refuse to talk to anyone else at its name.
+    /// let stream = npipe::ConnectOptions::new()
+    ///     .expect_server_uid(0)
+    ///     .connect("system-agent")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// ## Platform-specific behavior
     ///
     /// Unix only: on Windows, connecting fails with
@@ -447,6 +578,23 @@ impl ConnectOptions {
     ///   refuses this user, or the server is not the expected user.
     /// - [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName),
     ///   [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): as for names.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::{ConnectOptions, ErrorKind};
+    ///
+    /// let mut options = ConnectOptions::new();
+    /// options.timeout(Duration::from_secs(1));
+    /// match options.connect("orders") {
+    ///     Ok(mut stream) => stream.send(b"hello")?,
+    ///     Err(e) if ErrorKind::of(&e) == ErrorKind::NotFound => eprintln!("no server is running"),
+    ///     Err(e) if ErrorKind::of(&e) == ErrorKind::PipeBusy => eprintln!("the server is busy"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// ## Platform-specific behavior
     ///

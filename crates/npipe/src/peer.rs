@@ -6,6 +6,20 @@
 ///
 /// On the server it describes the client; on the client, the server process (as it
 /// was when it created the pipe).
+///
+/// # Examples
+///
+/// ```no_run
+/// let listener = npipe::Listener::bind("demo")?;
+/// let stream = listener.accept()?;
+/// let peer = stream.peer_credentials()?;
+/// match (peer.pid(), peer.uid()) {
+///     (Some(pid), Some(uid)) => println!("client: process {pid}, user {uid}"),
+///     (Some(pid), None) => println!("client: process {pid}"),
+///     _ => println!("client: unknown"),
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerCredentials {
     pid: Option<u32>,

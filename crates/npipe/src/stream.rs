@@ -88,6 +88,20 @@ impl Stream {
     /// # Errors
     ///
     /// As [`connect`](Self::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{ErrorKind, Stream};
+    ///
+    /// match Stream::try_connect("demo") {
+    ///     Ok(mut stream) => stream.send(b"hello")?,
+    ///     Err(e) if ErrorKind::of(&e) == ErrorKind::NotFound => eprintln!("no server"),
+    ///     Err(e) if ErrorKind::of(&e) == ErrorKind::PipeBusy => eprintln!("no free instance now"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn try_connect(name: impl ToPipeName) -> io::Result<Stream> {
         ConnectOptions::new().timeout(Duration::ZERO).connect(name)
     }
@@ -125,6 +139,15 @@ impl Stream {
     ///   [deadline](Self::set_deadline) expired; part of the message may have been
     ///   sent and the connection should be closed.
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is read-only.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut stream = npipe::Stream::connect("demo")?;
+    /// stream.send(b"hello")?;
+    /// stream.send(b"")?; // a zero-length message is a message too
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn send(&mut self, message: &[u8]) -> io::Result<()> {
         self.inner.send(message)
     }
@@ -157,6 +180,28 @@ impl Stream {
     ///   [deadline](Self::set_deadline) expired. If part of a message had arrived, it
     ///   is in `buf` and the next call returns the rest.
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): this end is write-only.
+    ///
+    /// # Examples
+    ///
+    /// A client: `None` means the server closed the connection without replying
+    /// (a server that could not answer closes the connection), so it must not be
+    /// taken for an empty reply.
+    ///
+    /// ```no_run
+    /// use npipe::{Error, ErrorKind};
+    ///
+    /// let mut stream = npipe::Stream::connect("demo")?;
+    /// stream.send(b"ping")?;
+    /// let mut reply = Vec::new();
+    /// match stream.recv(&mut reply)? {
+    ///     Some(len) => println!("{len} bytes: {}", String::from_utf8_lossy(&reply)),
+    ///     None => {
+    ///         let closed = "the server closed the connection without replying";
+    ///         return Err(Error::new(ErrorKind::Disconnected, closed).into());
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.inner.recv(buf)
     }
@@ -197,6 +242,21 @@ impl Stream {
     /// # Errors
     ///
     /// I/O errors of the socket; `MessageTooLarge` after a refused message.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let listener = npipe::Listener::bind("demo")?;
+    /// let mut stream = listener.accept()?;
+    /// let mut first = [0u8; 1];
+    /// if stream.peek(&mut first)? == 1 && first[0] == b'{' {
+    ///     println!("the client's first message has begun arriving, and it looks like JSON");
+    /// }
+    /// // The peeked bytes are still there: `recv` returns the whole message.
+    /// let mut message = Vec::new();
+    /// stream.recv(&mut message)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.peek(buf)
     }
@@ -206,6 +266,18 @@ impl Stream {
     /// # Errors
     ///
     /// The OS could not tell (rare; e.g. the peer is gone on some systems).
+    ///
+    /// # Examples
+    ///
+    /// A server that gives administrative answers only to root:
+    ///
+    /// ```no_run
+    /// let listener = npipe::Listener::bind("admin")?;
+    /// let mut stream = listener.accept()?;
+    /// let is_root = stream.peer_credentials()?.uid() == Some(0);
+    /// stream.send(if is_root { b"welcome".as_slice() } else { b"read-only".as_slice() })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         self.inner.peer_credentials()
     }
@@ -220,6 +292,24 @@ impl Stream {
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::ErrorKind;
+    ///
+    /// let mut stream = npipe::Stream::connect("demo")?;
+    /// stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    /// let mut reply = Vec::new();
+    /// match stream.recv(&mut reply) {
+    ///     Ok(Some(_)) => println!("{}", String::from_utf8_lossy(&reply)),
+    ///     Ok(None) => eprintln!("the server closed the connection"),
+    ///     Err(e) if ErrorKind::of(&e) == ErrorKind::Timeout => eprintln!("nothing within 1 s"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(timeout)
     }
@@ -262,7 +352,9 @@ impl Stream {
     /// stream.set_deadline(Some(deadline));
     /// stream.send(b"ping")?;
     /// let mut reply = Vec::new();
-    /// stream.recv(&mut reply)?;
+    /// if stream.recv(&mut reply)?.is_none() {
+    ///     eprintln!("the server closed the connection without replying");
+    /// }
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
@@ -275,6 +367,24 @@ impl Stream {
     /// # Errors
     ///
     /// I/O errors of the socket.
+    ///
+    /// # Examples
+    ///
+    /// A byte-mode request whose end the server learns from the half-close, as
+    /// the managed `Server` (feature `tokio`) reads byte-mode requests:
+    ///
+    /// ```no_run
+    /// use std::io::{Read, Write};
+    /// use std::net::Shutdown;
+    /// use npipe::{ConnectOptions, Mode};
+    ///
+    /// let mut stream = ConnectOptions::new().mode(Mode::Byte).connect("upper")?;
+    /// stream.write_all(b"make this loud")?;
+    /// stream.shutdown(Shutdown::Write)?;
+    /// let mut reply = Vec::new();
+    /// stream.read_to_end(&mut reply)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// ## Platform-specific behavior
     ///
@@ -294,6 +404,16 @@ impl Stream {
     /// # Errors
     ///
     /// I/O errors of the final shutdown (a peer already gone is not an error).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let listener = npipe::Listener::bind("demo")?;
+    /// let mut stream = listener.accept()?;
+    /// stream.send(b"goodbye")?;
+    /// stream.disconnect()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn disconnect(self) -> io::Result<()> {
         match self.inner.shutdown(Shutdown::Both) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
@@ -334,12 +454,14 @@ mod unix_impls {
     use crate::options::Mode;
     use crate::sys;
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl AsFd for Stream {
         fn as_fd(&self) -> BorrowedFd<'_> {
             self.inner.as_fd()
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl AsRawFd for Stream {
         fn as_raw_fd(&self) -> RawFd {
             self.inner.as_raw_fd()
@@ -348,14 +470,33 @@ mod unix_impls {
 
     /// Gives up the socket. In message mode, bytes npipe had already read ahead are
     /// lost; use [`Stream::into_std`] to be refused instead.
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl IntoRawFd for Stream {
         fn into_raw_fd(self) -> RawFd {
             OwnedFd::from(self.inner).into_raw_fd()
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl Stream {
         /// Wraps a connected std socket as a client end in `mode` (default options).
+        ///
+        /// # Examples
+        ///
+        /// Messages over a socket pair, for a child process that inherits one end:
+        ///
+        /// ```
+        /// use std::os::unix::net::UnixStream;
+        /// use npipe::{Mode, Stream};
+        ///
+        /// let (a, b) = UnixStream::pair()?;
+        /// let (mut a, mut b) = (Stream::from_std(a, Mode::Message), Stream::from_std(b, Mode::Message));
+        /// a.send(b"hello")?;
+        /// let mut message = Vec::new();
+        /// assert_eq!(b.recv(&mut message)?, Some(5));
+        /// assert_eq!(message, b"hello");
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
         ///
         /// ## Platform-specific behavior
         ///
@@ -371,6 +512,18 @@ mod unix_impls {
         ///
         /// The stream itself, unchanged, when read-ahead bytes would be lost.
         ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// use std::io;
+        ///
+        /// let stream = npipe::Stream::connect("demo")?;
+        /// let socket = stream
+        ///     .into_std()
+        ///     .map_err(|_| io::Error::other("npipe holds bytes of a message; read them first"))?;
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        ///
         /// ## Platform-specific behavior
         ///
         /// Unix only.
@@ -381,6 +534,7 @@ mod unix_impls {
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     impl From<UnixStream> for Stream {
         /// A byte-mode client end over `stream`.
         fn from(stream: UnixStream) -> Stream {
@@ -395,12 +549,14 @@ mod windows_impls {
 
     use super::Stream;
 
+    #[cfg_attr(docsrs, doc(cfg(windows)))]
     impl AsHandle for Stream {
         fn as_handle(&self) -> BorrowedHandle<'_> {
             self.inner.as_handle()
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(windows)))]
     impl AsRawHandle for Stream {
         fn as_raw_handle(&self) -> RawHandle {
             self.inner.as_handle().as_raw_handle()

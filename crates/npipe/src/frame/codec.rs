@@ -60,6 +60,28 @@ impl Default for MessageCodec {
 
 impl MessageCodec {
     /// A codec with the default maximum message size (16 MiB).
+    ///
+    /// # Examples
+    ///
+    /// Messages over any byte transport that speaks npipe's wire contract; here,
+    /// an in-memory pipe:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use futures_util::{SinkExt, StreamExt};
+    /// use npipe::tokio::MessageCodec;
+    /// use tokio_util::codec::Framed;
+    ///
+    /// let (a, b) = tokio::io::duplex(1024);
+    /// let mut a = Framed::new(a, MessageCodec::new());
+    /// let mut b = Framed::new(b, MessageCodec::new());
+    /// a.send(&b"hello"[..]).await?;
+    /// let message = b.next().await.transpose()?;
+    /// assert_eq!(message.as_deref(), Some(&b"hello"[..]));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new() -> MessageCodec {
         MessageCodec::with_max_message_size(DEFAULT_MAX_MESSAGE)
     }

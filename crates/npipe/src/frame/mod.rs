@@ -293,6 +293,19 @@ fn header_cut_off(got: usize) -> io::Error {
 ///
 /// When the buffer was too small, `more_data()` is true (Windows `ERROR_MORE_DATA`) and
 /// the rest of the same message is returned by the following reads.
+///
+/// # Examples
+///
+/// ```no_run
+/// let mut stream = npipe::Stream::connect("demo")?;
+/// let mut buf = [0u8; 16];
+/// match stream.recv_into(&mut buf)? {
+///     Some(part) if part.more_data() => println!("{} bytes, more to come", part.len()),
+///     Some(part) => println!("a whole {}-byte message", part.len()),
+///     None => println!("the server closed the connection"),
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     len: usize,

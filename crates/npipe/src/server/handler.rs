@@ -118,6 +118,25 @@ impl Request {
     }
 
     /// The request's bytes.
+    ///
+    /// They come from the client as they are: parse them, and answer a malformed
+    /// request with a reply or [`Response::fail`], never a panic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use npipe::{Request, Response};
+    ///
+    /// // A handler that adds two little-endian u32s.
+    /// fn add(request: Request) -> Response {
+    ///     let Ok(bytes) = <[u8; 8]>::try_from(request.body()) else {
+    ///         return Response::fail("expected 8 bytes");
+    ///     };
+    ///     let a = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    ///     let b = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    ///     Response::new(a.wrapping_add(b).to_le_bytes())
+    /// }
+    /// ```
     pub fn body(&self) -> &[u8] {
         &self.body
     }
@@ -130,6 +149,20 @@ impl Request {
     /// The client's process id, user id and group id, as far as the OS tells.
     /// `None` only if the OS could not say (the access policy has already admitted
     /// the client either way).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use npipe::{Request, Response};
+    ///
+    /// // Only root may ask for the secret; everyone else gets a public answer.
+    /// fn handle(request: Request) -> Response {
+    ///     match request.peer().and_then(|peer| peer.uid()) {
+    ///         Some(0) => Response::from("the secret"),
+    ///         _ => Response::from("public information"),
+    ///     }
+    /// }
+    /// ```
     pub fn peer(&self) -> Option<PeerCredentials> {
         self.peer
     }
@@ -150,6 +183,22 @@ impl Request {
     /// `None` without a request deadline. The reply must be written by then, so a
     /// handler that can shorten its work (a timeout of its own, a query's limit)
     /// should finish well before it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use npipe::{Request, Response};
+    ///
+    /// fn handle(request: Request) -> Response {
+    ///     // Leave 100 ms of the deadline for writing the reply.
+    ///     let budget = request
+    ///         .deadline()
+    ///         .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    ///         .map_or(Duration::from_secs(5), |left| left.saturating_sub(Duration::from_millis(100)));
+    ///     Response::from(format!("I may work for {} ms", budget.as_millis()))
+    /// }
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
@@ -163,6 +212,33 @@ impl Request {
     /// A handle that tells when this request is cancelled, to check, await, or
     /// wait for on a thread; clones of it may go to other threads and tasks and
     /// outlive the request.
+    ///
+    /// # Examples
+    ///
+    /// Work handed to a thread of its own stops when the request is cancelled:
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// use npipe::{Request, Response};
+    ///
+    /// fn handle(request: Request) -> Response {
+    ///     let cancellation = request.cancellation();
+    ///     let (tx, rx) = mpsc::channel();
+    ///     std::thread::spawn(move || {
+    ///         let mut done = 0;
+    ///         while done < 100 && !cancellation.is_cancelled() {
+    ///             std::thread::sleep(Duration::from_millis(10)); // one step of the work
+    ///             done += 1;
+    ///         }
+    ///         let _ = tx.send(done);
+    ///     });
+    ///     match rx.recv() {
+    ///         Ok(100) => Response::from("done"),
+    ///         _ => Response::fail("cancelled"),
+    ///     }
+    /// }
+    /// ```
     pub fn cancellation(&self) -> Cancellation {
         Cancellation {
             token: self.conn.cancels.token(self.sequence),
@@ -173,6 +249,25 @@ impl Request {
 /// Tells when a [`Request`] is cancelled: the server no longer wants its reply
 /// (see [Cancellation](Request#cancellation)). From [`Request::cancellation`];
 /// cheap to clone, and usable from any thread or task.
+///
+/// # Examples
+///
+/// ```
+/// use npipe::{Request, Response};
+///
+/// // Counts the request's zero bytes, and gives up once the reply is not wanted.
+/// fn zeros(request: Request) -> Response {
+///     let cancellation = request.cancellation();
+///     let mut count = 0;
+///     for part in request.body().chunks(64 * 1024) {
+///         if cancellation.is_cancelled() {
+///             return Response::fail("cancelled");
+///         }
+///         count += part.iter().filter(|&&b| b == 0).count();
+///     }
+///     Response::from(count.to_string())
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Cancellation {
     token: CancellationToken,
@@ -364,6 +459,20 @@ impl Cancels {
 /// The reply to a [`Request`]: one message (message mode) or the bytes written
 /// before the server closes the connection (byte mode) — or, from
 /// [`Response::fail`], no reply at all.
+///
+/// Made from bytes or text with [`Response::new`] or `From`.
+///
+/// # Examples
+///
+/// ```
+/// use npipe::Response;
+///
+/// assert_eq!(Response::new(b"ok".to_vec()).body(), b"ok");
+/// assert_eq!(Response::from("ok").body(), b"ok");
+/// assert_eq!(Response::from(String::from("ok")).into_body(), b"ok".to_vec());
+/// assert!(Response::empty().body().is_empty());
+/// assert!(Response::fail("the request is not UTF-8").is_failure());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Response {
     body: Vec<u8>,
@@ -373,6 +482,18 @@ pub struct Response {
 
 impl Response {
     /// A reply carrying `body`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use npipe::{Request, Response};
+    ///
+    /// fn handle(request: Request) -> Response {
+    ///     let mut reply = b"Response to: ".to_vec();
+    ///     reply.extend_from_slice(request.body());
+    ///     Response::new(reply)
+    /// }
+    /// ```
     pub fn new(body: impl Into<Vec<u8>>) -> Response {
         Response {
             body: body.into(),

@@ -4,6 +4,21 @@
 //! [`Server`] accepts clients, reads each request, runs a handler (sync on threads
 //! of tokio's blocking pool, or async), writes the reply, and keeps going until the
 //! client leaves. See [`Server`] for the wire behaviour, deadlines and shutdown.
+//!
+//! Its main types are also at the crate root (`npipe::Server`, `npipe::Request`,
+//! ...); [`InstanceState`] and [`InstanceStatus`] live here only.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use npipe::server::{Response, Server};
+//!
+//! let server = Server::builder("demo")
+//!     .handler(|request| Response::new(request.into_body()))
+//!     .spawn()?;
+//! server.join()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 #[cfg(unix)]
 mod dedicated;
@@ -189,6 +204,24 @@ impl Shared {
 /// Builds a [`Server`]: the pipe name, [`ListenerOptions`], the handler, deadlines.
 ///
 /// From [`Server::builder`]. Each setter says its default.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use npipe::{Access, ListenerOptions, Response, Server};
+///
+/// let mut options = ListenerOptions::new();
+/// options.access(Access::Group).max_message_size(64 * 1024);
+/// let server = Server::builder("orders")
+///     .options(options)
+///     .max_instances(Some(16))
+///     .idle_timeout(Some(Duration::from_secs(10)))
+///     .request_timeout(Some(Duration::from_secs(2)))
+///     .handler(|request| Response::new(request.into_body()))
+///     .spawn()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use = "a builder does nothing until bind() or spawn()"]
 pub struct ServerBuilder {
     name: io::Result<PipeName>,
@@ -216,6 +249,21 @@ impl fmt::Debug for ServerBuilder {
 impl ServerBuilder {
     /// The listener options: mode, direction, access policy, maximum message size,
     /// `pending_instances`, `max_instances`, buffers. Default: [`ListenerOptions::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{ListenerOptions, Mode, Response, Server};
+    ///
+    /// // A byte-mode server: the request is everything until the client half-closes.
+    /// let mut options = ListenerOptions::new();
+    /// options.mode(Mode::Byte);
+    /// let server = Server::builder("upper")
+    ///     .options(options)
+    ///     .handler(|request| Response::new(request.body().to_ascii_uppercase()))
+    ///     .spawn()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn options(mut self, options: ListenerOptions) -> Self {
         self.options = options;
         self
@@ -258,6 +306,21 @@ impl ServerBuilder {
     ///
     /// Either way the handler runs on a thread of the runtime's blocking pool, so
     /// `tokio::runtime::Handle::current()` works in it (see [`Request`]'s examples).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{Response, Server};
+    ///
+    /// let server = Server::builder("upper")
+    ///     // Requests are bytes from a peer: check them, never unwrap them.
+    ///     .handler(|request| match std::str::from_utf8(request.body()) {
+    ///         Ok(text) => Response::new(text.to_uppercase()),
+    ///         Err(_) => Response::fail("the request is not UTF-8"),
+    ///     })
+    ///     .spawn()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn handler<F>(mut self, handler: F) -> Self
     where
         F: Fn(Request) -> Response + Send + Sync + 'static,
@@ -268,6 +331,25 @@ impl ServerBuilder {
 
     /// An async request handler, run by the connection's task (a panic fails only
     /// its request). Replaces any handler set before.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::{Request, Response, Server};
+    ///
+    /// async fn handle(request: Request) -> Response {
+    ///     // Waiting costs no thread: other connections go on meanwhile.
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    ///     Response::new(request.into_body())
+    /// }
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let server = Server::builder("slow-echo").async_handler(handle).bind()?;
+    ///     server.run_until(tokio::signal::ctrl_c()).await
+    /// }
+    /// ```
     pub fn async_handler<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,
@@ -279,6 +361,20 @@ impl ServerBuilder {
 
     /// How long a connection may wait for its next request before it is closed
     /// (`None`: forever). Default: 60 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::{Response, Server};
+    ///
+    /// // Clients keep one connection open for the day and ask now and then.
+    /// let server = Server::builder("config")
+    ///     .idle_timeout(None)
+    ///     .handler(|_| Response::from("colour=blue"))
+    ///     .spawn()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
@@ -286,6 +382,21 @@ impl ServerBuilder {
 
     /// How long one request may take from its first byte to the end of its reply
     /// (`None`: no limit). Default: 30 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::{Response, Server};
+    ///
+    /// // Answers are quick; a request still unanswered after 500 ms is cut off,
+    /// // and its handler is told (`Request::cancellation`).
+    /// let server = Server::builder("lookup")
+    ///     .request_timeout(Some(Duration::from_millis(500)))
+    ///     .handler(|request| Response::new(request.into_body()))
+    ///     .spawn()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;
         self
@@ -317,6 +428,26 @@ impl ServerBuilder {
     /// # Panics
     ///
     /// Outside a tokio runtime with I/O and time enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{ErrorKind, Response, Server};
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let server = match Server::builder("demo").handler(|_| Response::from("hi")).bind() {
+    ///         Ok(server) => server,
+    ///         Err(e) if ErrorKind::of(&e) == ErrorKind::AddrInUse => {
+    ///             eprintln!("another server is running: {e}");
+    ///             return Ok(());
+    ///         }
+    ///         Err(e) => return Err(e),
+    ///     };
+    ///     println!("serving at {}", server.address());
+    ///     server.run().await
+    /// }
+    /// ```
     pub fn bind(self) -> io::Result<Server> {
         let name = self.name?;
         let handler = self.handler.ok_or_else(|| {
@@ -393,6 +524,21 @@ impl Server {
     /// A builder for a server of pipe `name`, with the default [`ListenerOptions`]
     /// (message mode, owner-only access, 4 pending instances, unlimited instances).
     /// An invalid name is reported by [`ServerBuilder::bind`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{Response, Server};
+    ///
+    /// let server = Server::builder("demo")
+    ///     .handler(|request| {
+    ///         let mut reply = b"Response to: ".to_vec();
+    ///         reply.extend_from_slice(request.body());
+    ///         Response::new(reply)
+    ///     })
+    ///     .spawn()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn builder(name: impl ToPipeName) -> ServerBuilder {
         ServerBuilder {
             name: name.to_pipe_name(),
@@ -416,6 +562,10 @@ impl Server {
     }
 
     /// A handle to ask for shutdown and read the stats, usable from anywhere.
+    ///
+    /// # Examples
+    ///
+    /// See [`ServerHandle`].
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             shared: Arc::clone(&self.shared),
@@ -435,6 +585,34 @@ impl Server {
     /// Dropping the future stops the server abruptly: the pipe is removed and every
     /// connection is closed without waiting for requests in flight. Use
     /// [`ServerHandle::shutdown`] to stop gracefully.
+    ///
+    /// # Examples
+    ///
+    /// A server that stops itself on the request `quit`:
+    ///
+    /// ```no_run
+    /// use std::sync::{Arc, OnceLock};
+    /// use npipe::{Response, Server, ServerHandle};
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let handle = Arc::new(OnceLock::<ServerHandle>::new());
+    ///     let handler_handle = Arc::clone(&handle);
+    ///     let server = Server::builder("demo")
+    ///         .handler(move |request| {
+    ///             if request.body() == b"quit" {
+    ///                 if let Some(handle) = handler_handle.get() {
+    ///                     handle.shutdown();
+    ///                 }
+    ///                 return Response::from("bye");
+    ///             }
+    ///             Response::new(request.into_body())
+    ///         })
+    ///         .bind()?;
+    ///     let _ = handle.set(server.handle());
+    ///     server.run().await
+    /// }
+    /// ```
     pub async fn run(self) -> io::Result<()> {
         let Server {
             listener,
@@ -564,6 +742,25 @@ impl Server {
     /// # Cancel safety
     ///
     /// As [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// Stopping when another part of the program says so:
+    ///
+    /// ```no_run
+    /// use npipe::{Response, Server};
+    /// use tokio::sync::oneshot;
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let (stop, stopped) = oneshot::channel::<()>();
+    ///     let server = Server::builder("demo").handler(|_| Response::from("ok")).bind()?;
+    ///     let serving = tokio::spawn(server.run_until(stopped));
+    ///     // ... later:
+    ///     let _ = stop.send(());
+    ///     serving.await?
+    /// }
+    /// ```
     pub async fn run_until<F: Future>(self, signal: F) -> io::Result<()> {
         let handle = self.handle();
         let run = self.run();
@@ -576,12 +773,39 @@ impl Server {
     }
 
     /// The stats now.
+    ///
+    /// # Examples
+    ///
+    /// See [`Stats`].
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
 }
 
 /// A handle to a [`Server`]: ask it to shut down, read its stats. Cheap to clone.
+///
+/// # Examples
+///
+/// Stopping a server from another task after a minute, and reporting what it did:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use npipe::{Response, Server};
+///
+/// #[tokio::main]
+/// async fn main() -> std::io::Result<()> {
+///     let server = Server::builder("demo").handler(|_| Response::from("ok")).bind()?;
+///     let handle = server.handle();
+///     tokio::spawn(async move {
+///         tokio::time::sleep(Duration::from_secs(60)).await;
+///         handle.shutdown();
+///     });
+///     let handle = server.handle();
+///     server.run().await?;
+///     println!("answered {} requests", handle.stats().completed);
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,

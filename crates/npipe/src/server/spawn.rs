@@ -12,6 +12,23 @@ use crate::name::{Address, PipeName};
 ///
 /// Dropping it shuts the server down gracefully and waits for it, as
 /// [`shutdown`](Self::shutdown) + [`join`](Self::join) do.
+///
+/// # Examples
+///
+/// A program that is not async serves until its user presses Enter:
+///
+/// ```no_run
+/// use npipe::{Response, Server};
+///
+/// let server = Server::builder("demo")
+///     .handler(|request| Response::new(request.into_body()))
+///     .spawn()?;
+/// println!("serving at {}; press Enter to stop", server.address());
+/// std::io::stdin().read_line(&mut String::new())?;
+/// server.shutdown();
+/// server.join()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct SpawnedServer {
     handle: ServerHandle,
     name: PipeName,
@@ -63,6 +80,10 @@ pub(super) fn spawn(builder: ServerBuilder) -> io::Result<SpawnedServer> {
 
 impl SpawnedServer {
     /// Asks the server to shut down gracefully; returns at once. See [`Server`].
+    ///
+    /// # Examples
+    ///
+    /// See [`SpawnedServer`].
     pub fn shutdown(&self) {
         self.handle.shutdown();
     }
@@ -73,6 +94,31 @@ impl SpawnedServer {
     /// # Errors
     ///
     /// What [`Server::run`] returned; `Other` if the server thread panicked.
+    ///
+    /// # Examples
+    ///
+    /// A server stopped by a handler, then waited for:
+    ///
+    /// ```no_run
+    /// use std::sync::{Arc, OnceLock};
+    /// use npipe::{Response, Server, ServerHandle};
+    ///
+    /// let handle = Arc::new(OnceLock::<ServerHandle>::new());
+    /// let handler_handle = Arc::clone(&handle);
+    /// let server = Server::builder("demo")
+    ///     .handler(move |request| {
+    ///         if request.body() == b"quit" {
+    ///             if let Some(handle) = handler_handle.get() {
+    ///                 handle.shutdown();
+    ///             }
+    ///         }
+    ///         Response::from("ok")
+    ///     })
+    ///     .spawn()?;
+    /// let _ = handle.set(server.handle());
+    /// server.join()?; // returns after a client sent "quit"
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn join(mut self) -> io::Result<()> {
         self.wait()
     }

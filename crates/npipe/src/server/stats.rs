@@ -29,6 +29,28 @@ use crate::peer::PeerCredentials;
 /// and once the server is idle (or has stopped), nothing is in flight. Bytes that
 /// arrive on a connection that shutdown has already claimed as idle are not a
 /// request: the connection is closed without reading them.
+///
+/// # Examples
+///
+/// ```no_run
+/// use npipe::{Response, Server};
+///
+/// let server = Server::builder("demo")
+///     .handler(|request| Response::new(request.into_body()))
+///     .spawn()?;
+/// // ... later, from a status page or a log line:
+/// let stats = server.stats();
+/// println!(
+///     "{} connections open, {} requests answered, {} failed, {} timed out, {} refused",
+///     stats.active,
+///     stats.completed,
+///     stats.failed,
+///     stats.requests_timed_out,
+///     stats.rejected_access + stats.rejected_oversize,
+/// );
+/// println!("{} of {} instances ready for a client", stats.listening(), stats.instances.len());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -84,6 +106,22 @@ impl Stats {
 }
 
 /// What one instance is doing (the original `InterProcessConnectionState`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use npipe::server::InstanceState;
+/// # let server = npipe::Server::builder("demo").handler(|_| npipe::Response::empty()).spawn()?;
+///
+/// let busy = server
+///     .stats()
+///     .instances
+///     .iter()
+///     .filter(|i| matches!(i.state, InstanceState::Handling | InstanceState::Writing))
+///     .count();
+/// println!("{busy} requests being answered");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InstanceState {
@@ -110,6 +148,25 @@ impl InstanceState {
 }
 
 /// One instance in [`Stats::instances`].
+///
+/// # Examples
+///
+/// What every instance is doing:
+///
+/// ```no_run
+/// # let server = npipe::Server::builder("demo").handler(|_| npipe::Response::empty()).spawn()?;
+/// for instance in server.stats().instances {
+///     let client = instance.peer.and_then(|peer| peer.pid());
+///     println!(
+///         "{:10} connection {:?} client pid {client:?}: {} requests, for {:?}",
+///         instance.state.as_str(),
+///         instance.connection,
+///         instance.requests,
+///         instance.since,
+///     );
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceStatus {

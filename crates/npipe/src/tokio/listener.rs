@@ -65,6 +65,17 @@ impl Listener {
     /// # Panics
     ///
     /// Outside a tokio runtime with I/O enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// #[tokio::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let listener = npipe::tokio::Listener::bind("demo")?;
+    ///     println!("listening at {}", listener.address());
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn bind(name: impl ToPipeName) -> io::Result<Listener> {
         Listener::bind_with(name, &ListenerOptions::new())
     }
@@ -79,6 +90,19 @@ impl Listener {
     /// # Panics
     ///
     /// Outside a tokio runtime with I/O enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use npipe::{Access, ListenerOptions};
+    ///
+    /// let mut options = ListenerOptions::new();
+    /// options.access(Access::Group).max_message_size(64 * 1024);
+    /// let listener = npipe::tokio::Listener::bind_with("team", &options)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn bind_with(name: impl ToPipeName, options: &ListenerOptions) -> io::Result<Listener> {
         let inner = sys::AsyncListener::bind(name.to_pipe_name()?, options)?;
         Ok(Listener { inner })
@@ -112,6 +136,28 @@ impl Listener {
     ///
     /// Cancel safe: no connection is taken from the system unless the future
     /// completes, and the instance it reserved is given back when it is dropped.
+    ///
+    /// # Examples
+    ///
+    /// An echo server with a task per client:
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = npipe::tokio::Listener::bind("echo")?;
+    /// loop {
+    ///     let mut stream = listener.accept().await?;
+    ///     tokio::spawn(async move {
+    ///         let mut message = Vec::new();
+    ///         // Until the client closes (`None`) or fails.
+    ///         while let Ok(Some(_)) = stream.recv(&mut message).await {
+    ///             if stream.send(&message).await.is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///     });
+    /// }
+    /// # }
+    /// ```
     pub async fn accept(&self) -> io::Result<Stream> {
         self.inner.accept().await.map(Stream::new)
     }

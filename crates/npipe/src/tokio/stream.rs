@@ -114,6 +114,22 @@ impl Stream {
     /// # Cancel safety
     ///
     /// As [`connect`](Self::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use npipe::ErrorKind;
+    /// use npipe::tokio::Stream;
+    ///
+    /// match Stream::try_connect("demo").await {
+    ///     Ok(mut stream) => stream.send(b"hello").await?,
+    ///     Err(e) if ErrorKind::of(&e) == ErrorKind::PipeBusy => eprintln!("busy, try later"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn try_connect(name: impl ToPipeName) -> io::Result<Stream> {
         let mut opts = ConnectOptions::new();
         opts.timeout(std::time::Duration::ZERO);
@@ -134,6 +150,20 @@ impl Stream {
     /// # Cancel safety
     ///
     /// As [`connect`](Self::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use npipe::ConnectOptions;
+    ///
+    /// let mut options = ConnectOptions::new();
+    /// options.timeout(Duration::from_secs(1)).max_message_size(64 * 1024);
+    /// let stream = npipe::tokio::Stream::connect_with("orders", &options).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// ## Platform-specific behavior
     ///
@@ -171,6 +201,16 @@ impl Stream {
     /// Not cancel safe: if the future is dropped before it completes, part of the
     /// message may have been written and the connection must be closed.
     ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let mut stream = npipe::tokio::Stream::connect("demo").await?;
+    /// stream.send(b"hello").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// ## Platform-specific behavior
     ///
     /// Windows: the message goes out in one `WriteFile`, which completes even if
@@ -194,6 +234,32 @@ impl Stream {
     ///
     /// Cancel safe: bytes read before the future was dropped stay in the stream, and
     /// the next call returns the whole message. `buf` is only changed on completion.
+    ///
+    /// # Examples
+    ///
+    /// A request with a time limit. `None` means the server closed the connection
+    /// without replying, which is not an empty reply.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use npipe::{Error, ErrorKind};
+    ///
+    /// let mut stream = npipe::tokio::Stream::connect("demo").await?;
+    /// stream.send(b"ping").await?;
+    /// let mut reply = Vec::new();
+    /// match tokio::time::timeout(Duration::from_secs(5), stream.recv(&mut reply)).await {
+    ///     Ok(Ok(Some(_))) => println!("{}", String::from_utf8_lossy(&reply)),
+    ///     Ok(Ok(None)) => {
+    ///         let closed = "the server closed the connection without replying";
+    ///         return Err(Error::new(ErrorKind::Disconnected, closed).into());
+    ///     }
+    ///     Ok(Err(e)) => return Err(e),
+    ///     Err(_elapsed) => eprintln!("no reply within 5 s"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.inner.read_half().recv(buf).await
     }
@@ -209,6 +275,23 @@ impl Stream {
     /// # Cancel safety
     ///
     /// Cancel safe: nothing is consumed unless the future completes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let mut stream = npipe::tokio::Stream::connect("demo").await?;
+    /// let mut buf = [0u8; 512];
+    /// let mut message = Vec::new();
+    /// while let Some(part) = stream.recv_into(&mut buf).await? {
+    ///     message.extend_from_slice(&buf[..part.len()]);
+    ///     if part.is_complete() {
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         self.inner.read_half().recv_into(buf).await
     }
@@ -221,6 +304,18 @@ impl Stream {
     /// # Errors
     ///
     /// I/O errors of the pipe; `MessageTooLarge` after a refused message.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(mut stream: npipe::tokio::Stream) -> std::io::Result<()> {
+    /// let mut first = [0u8; 1];
+    /// if stream.peek(&mut first)? == 0 {
+    ///     println!("nothing has arrived yet");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.peek(buf)
     }
@@ -230,6 +325,19 @@ impl Stream {
     /// # Errors
     ///
     /// The OS could not tell.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = npipe::tokio::Listener::bind("demo")?;
+    /// let stream = listener.accept().await?;
+    /// if let Some(pid) = stream.peer_credentials()?.pid() {
+    ///     println!("client process {pid}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// ## Platform-specific behavior
     ///
@@ -244,6 +352,27 @@ impl Stream {
     /// # Errors
     ///
     /// I/O errors of the pipe.
+    ///
+    /// # Examples
+    ///
+    /// A byte-mode request whose end the server learns from the half-close:
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use std::net::Shutdown;
+    /// use npipe::{ConnectOptions, Mode};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let mut options = ConnectOptions::new();
+    /// options.mode(Mode::Byte);
+    /// let mut stream = npipe::tokio::Stream::connect_with("upper", &options).await?;
+    /// stream.write_all(b"make this loud").await?;
+    /// stream.shutdown(Shutdown::Write)?;
+    /// let mut reply = Vec::new();
+    /// stream.read_to_end(&mut reply).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// ## Platform-specific behavior
     ///
@@ -260,6 +389,18 @@ impl Stream {
     ///
     /// I/O errors of the final shutdown (a peer already gone is not an error).
     ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = npipe::tokio::Listener::bind("demo")?;
+    /// let mut stream = listener.accept().await?;
+    /// stream.send(b"goodbye").await?;
+    /// stream.disconnect()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// ## Platform-specific behavior
     ///
     /// As [`shutdown`](Self::shutdown): on Windows the server end blocks until the
@@ -274,6 +415,29 @@ impl Stream {
     /// Splits into a read half and a write half that can be used from different
     /// tasks. In message mode they keep the framing ([`ReadHalf::recv`],
     /// [`WriteHalf::send`]); in byte mode they are `AsyncRead` / `AsyncWrite`.
+    ///
+    /// # Examples
+    ///
+    /// Sending and receiving at the same time, from two tasks:
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let stream = npipe::tokio::Stream::connect("events").await?;
+    /// let (mut reader, mut writer) = stream.into_split();
+    /// let sender = tokio::spawn(async move {
+    ///     for n in 0..3 {
+    ///         writer.send(format!("event {n}").as_bytes()).await?;
+    ///     }
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// let mut message = Vec::new();
+    /// while reader.recv(&mut message).await?.is_some() {
+    ///     println!("{}", String::from_utf8_lossy(&message));
+    /// }
+    /// sender.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         let (read, write) = self.inner.into_split();
         (ReadHalf { inner: read }, WriteHalf { inner: write })
@@ -297,7 +461,9 @@ impl Stream {
     /// use futures_util::{SinkExt, StreamExt};
     ///
     /// let stream = npipe::tokio::Stream::connect("demo").await?;
-    /// let mut messages = stream.into_framed().expect("message mode");
+    /// let Ok(mut messages) = stream.into_framed() else {
+    ///     unreachable!("a stream connected in message mode, with nothing read yet");
+    /// };
     /// messages.send(bytes::Bytes::from_static(b"hello")).await?;
     /// if let Some(reply) = messages.next().await {
     ///     println!("{:?}", reply?);
@@ -330,6 +496,21 @@ impl Stream {
 }
 
 /// The reading half of a [`Stream`], from [`Stream::into_split`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let stream = npipe::tokio::Stream::connect("news").await?;
+/// let (mut reader, _writer) = stream.into_split();
+/// let mut message = Vec::new();
+/// // `None`: the server closed the connection.
+/// while reader.recv(&mut message).await?.is_some() {
+///     println!("{}", String::from_utf8_lossy(&message));
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct ReadHalf {
     inner: sys::AsyncReadHalf,
 }
@@ -380,6 +561,17 @@ impl ReadHalf {
 }
 
 /// The writing half of a [`Stream`], from [`Stream::into_split`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let stream = npipe::tokio::Stream::connect("log").await?;
+/// let (_reader, mut writer) = stream.into_split();
+/// writer.send(b"started").await?;
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// ## Platform-specific behavior
 ///
@@ -475,6 +667,7 @@ forward_async_write!(Stream, this => this.inner.write_half());
 forward_async_write!(WriteHalf, this => this.inner);
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl std::os::fd::AsFd for Stream {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.as_fd()
@@ -482,6 +675,7 @@ impl std::os::fd::AsFd for Stream {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl std::os::fd::AsRawFd for Stream {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.inner.as_raw_fd()
@@ -489,6 +683,7 @@ impl std::os::fd::AsRawFd for Stream {
 }
 
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 impl std::os::windows::io::AsHandle for Stream {
     fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
         self.inner.as_handle()
@@ -496,6 +691,7 @@ impl std::os::windows::io::AsHandle for Stream {
 }
 
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 impl std::os::windows::io::AsRawHandle for Stream {
     fn as_raw_handle(&self) -> std::os::windows::io::RawHandle {
         self.inner.as_raw_handle()
