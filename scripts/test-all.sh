@@ -28,8 +28,9 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (Linux, all features)"
+step "cargo clippy (Linux, all features; the library without features)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo clippy -p npipe --lib -- -D warnings
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet

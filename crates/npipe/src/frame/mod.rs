@@ -353,6 +353,7 @@ impl Cap {
     }
 
     /// The maximum message size.
+    #[cfg_attr(all(unix, not(feature = "tokio")), allow(dead_code))]
     pub(crate) fn max(&self) -> u32 {
         self.max
     }
@@ -494,6 +495,7 @@ impl Decoder {
     }
 
     /// The maximum message size.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn max(&self) -> u32 {
         self.cap.max()
     }
