@@ -6,6 +6,13 @@
 ///
 /// On the server it describes the client; on the client, the server process (as it
 /// was when it created the pipe).
+///
+/// ## Platform-specific behavior
+///
+/// Windows, a pipe on another machine (`\\HOST\pipe\NAME`, through SMB): a process
+/// id the system reports for the other end is not a process on this machine; never
+/// look it up here. Who the client is was settled by the pipe's DACL, which admitted
+/// the account the client logged on to the server's machine as (see `SECURITY.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerCredentials {
     pid: Option<u32>,

@@ -141,7 +141,7 @@ pub(crate) fn remote_error(host: &str, path: &str, code: u32) -> Option<io::Erro
             Error::with_source(
                 ErrorKind::Io,
                 format!(
-                    "cannot reach {host} to open pipe {path}: the host is unknown or unreachable, \
+                    "cannot reach {host} for pipe {path}: the host is unknown or unreachable, \
                      its SMB server (TCP port 445) does not answer, or this system has no SMB \
                      client for named pipes (Wine has none)"
                 ),
