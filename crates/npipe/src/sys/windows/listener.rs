@@ -105,14 +105,13 @@ impl Listener {
         if let Some(host) = name.host() {
             // Before anything goes on the network: `CreateNamedPipe` makes pipes on
             // this machine only.
+            let bare = name.as_str();
             return Err(err(
                 ErrorKind::Unsupported,
                 format!(
-                    "a server creates pipes on this machine only, not on {host}: serve {} here \
-                     and let clients on other machines open \\\\THIS-MACHINE\\pipe\\{} \
-                     (with reject_remote_clients(false), `npipe serve --remote`)",
-                    name.as_str(),
-                    name.as_str()
+                    "a server creates pipes on this machine only, not on {host}: serve {bare} \
+                     here and let clients on other machines open \\\\THIS-MACHINE\\pipe\\{bare} \
+                     (with reject_remote_clients(false), `npipe serve --remote`)"
                 ),
             ));
         }
