@@ -37,7 +37,7 @@ if [ "${1:-}" = "--" ]; then
 fi
 
 log "clippy --target $TARGET"
-cargo clippy -p npipe --target "$TARGET" --features tokio --lib --test tests --examples -- -D warnings
+cargo clippy -p npipe --target "$TARGET" --features tokio --lib --tests --examples -- -D warnings
 
 log "building tests"
 cargo test -p npipe --target "$TARGET" --features tokio --lib --test tests --no-run

@@ -107,11 +107,11 @@ impl From<ModeArg> for npipe::Mode {
 /// `--access`: who may connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum AccessArg {
-    /// Only this user (socket mode 0600).
+    /// Only this user (socket mode 0600; Windows: this account and SYSTEM).
     Owner,
-    /// This user and its group (0660).
+    /// This user and its group (0660; Windows: the account's primary group).
     Group,
-    /// Every local user (0666).
+    /// Every local user (0666; Windows: Authenticated Users).
     Everyone,
 }
 

@@ -253,6 +253,25 @@ fn serve_echo_and_json_stats() {
     assert_eq!(stats["requests_timed_out"], 0);
 }
 
+/// `serve --remote` lifts Windows' refusal of clients on other machines (SMB). A
+/// Unix server has no such refusal to lift (clients on other machines come through
+/// ssh, as local users), so it serves as ever and says that the flag changed nothing.
+#[test]
+fn serve_remote_on_unix_serves_and_says_it_changes_nothing() {
+    let name = unique("remote");
+    let server = serve(&name, &["--remote", "--echo"]);
+    let out = run(&["call", &name, "near"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, "near\n");
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains("--remote changes nothing on Unix"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn serve_exec_replies_with_the_command_output() {
     let name = unique("exec");

@@ -207,7 +207,9 @@ impl PipeInfo {
 ///
 /// Linux asks the kernel (`sock_diag`; `/proc/net/unix` where that is missing) and
 /// never connects. Other Unix systems find whether a server listens by connecting
-/// and closing at once. Windows reports the address and whether the pipe exists.
+/// and closing at once. Windows reports the address and whether the pipe exists
+/// (`WaitNamedPipeW`; for `\\HOST\pipe\NAME` HOST is asked through SMB, and errors
+/// on the way to it are as for [`ConnectOptions::connect`](crate::ConnectOptions::connect)).
 pub fn inspect(name: impl ToPipeName) -> io::Result<PipeInfo> {
     imp::inspect(name.to_pipe_name()?)
 }
@@ -418,12 +420,11 @@ mod imp {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
     use super::*;
 
     /// A live listener, then the stale socket file a crashed server leaves, then nothing.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn live_stale_and_absent() {
         use std::os::unix::fs::MetadataExt;

@@ -170,6 +170,8 @@ pub use stream::Stream;
 ///
 /// - [`ErrorKind::Timeout`]: no server appeared within `timeout`.
 /// - [`ErrorKind::InvalidName`], [`ErrorKind::Unsupported`]: as for names.
+/// - Windows, `\\HOST\pipe\NAME` (asked of HOST through SMB): errors on the way to
+///   HOST, at once, as for [`ConnectOptions::connect`].
 ///
 /// # Examples
 ///

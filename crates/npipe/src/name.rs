@@ -19,7 +19,7 @@ pub const MAX_NAME_LEN: usize = 247;
 /// |---|---|
 /// | `NAME` | a pipe on this machine |
 /// | `\\.\pipe\NAME` (or `//./pipe/NAME`) | the same pipe, in Windows syntax |
-/// | `\\HOST\pipe\NAME` | a pipe on another machine: parsed, but connecting is not supported yet |
+/// | `\\HOST\pipe\NAME` | a pipe on another machine: on Windows a native SMB pipe (clients only); elsewhere parsed, but connecting is not supported yet |
 /// | `@NAME` | Linux only: a socket in the abstract namespace (no file on disk) |
 ///
 /// `NAME` is 1 to 247 bytes of printable characters with no `/` or `\`, does not
@@ -76,7 +76,8 @@ pub enum Address {
     Path(PathBuf),
     /// A Linux abstract-namespace socket; the string is the name after the leading NUL.
     Abstract(String),
-    /// A Windows named pipe path such as `\\.\pipe\NAME`.
+    /// A Windows named pipe path: `\\.\pipe\NAME`, or `\\HOST\pipe\NAME` for a
+    /// pipe on another machine (reached through SMB).
     Windows(String),
 }
 
@@ -164,11 +165,16 @@ impl PipeName {
     ///
     /// On Unix, `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME` when
     /// `NPIPE_DIR` is set (with the directory's canonical path: symlinks resolved).
-    /// `@NAME` is the abstract socket `NAME` (Linux). On Windows it is `\\.\pipe\NAME`.
+    /// `@NAME` is the abstract socket `NAME` (Linux). On Windows it is `\\.\pipe\NAME`,
+    /// and `\\HOST\pipe\NAME` is that UNC path: a pipe on HOST, which clients open
+    /// through SMB like any other pipe (`CreateFileW`, `WaitNamedPipeW`).
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Unsupported`] for remote names, and for `@NAME` outside Linux.
+    /// - [`ErrorKind::Unsupported`] for `@NAME` outside Linux, and for remote names
+    ///   outside Windows.
+    /// - [`ErrorKind::InvalidName`] on Windows for a host made only of dots (`..`),
+    ///   which names no machine.
     /// - [`ErrorKind::InvalidName`] when the socket path would not fit in `sun_path`
     ///   (the message gives the limit): it is never truncated.
     /// - [`ErrorKind::AccessDenied`] when another user could change what the pipe
@@ -190,7 +196,7 @@ impl PipeName {
         return self.endpoint().map(|endpoint| endpoint.address());
         #[cfg(windows)]
         match &self.kind {
-            NameKind::Remote { host, name } => Err(remote_unsupported(host, name)),
+            NameKind::Remote { host, name } => smb_path(host, name).map(Address::Windows),
             NameKind::Local(name) => Ok(Address::Windows(format!(r"\\.\pipe\{name}"))),
             NameKind::Abstract(name) => Err(err(
                 ErrorKind::Unsupported,
@@ -211,6 +217,21 @@ impl PipeName {
     }
 }
 
+/// The UNC path of a pipe on another Windows machine, opened through SMB. A host
+/// made only of dots is refused: Windows' path rules would read `..` as a step up,
+/// not as a machine.
+#[cfg(windows)]
+fn smb_path(host: &str, name: &str) -> io::Result<String> {
+    if host.chars().all(|c| c == '.') {
+        return Err(err(
+            ErrorKind::InvalidName,
+            format!("invalid host {host:?} in pipe name: it names no machine (`.` is this one)"),
+        ));
+    }
+    Ok(format!(r"\\{host}\pipe\{name}"))
+}
+
+#[cfg(unix)]
 fn remote_unsupported(host: &str, name: &str) -> io::Error {
     err(
         ErrorKind::Unsupported,
@@ -399,6 +420,7 @@ mod tests {
         assert_eq!(plain.host(), None);
     }
 
+    #[cfg(unix)]
     #[test]
     fn remote_names_parse_but_do_not_resolve() {
         let remote = PipeName::new(r"\\build-01\pipe\jobs").unwrap();
@@ -408,6 +430,47 @@ mod tests {
         let e = remote.address().unwrap_err();
         assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
         assert!(e.to_string().contains("remote pipes are not supported yet"));
+    }
+
+    /// On Windows `\\HOST\pipe\NAME` is the UNC path of a pipe on HOST, opened
+    /// through SMB; `.` stays this machine, and a host of dots names no machine.
+    #[cfg(windows)]
+    #[test]
+    fn remote_names_map_to_their_unc_path() {
+        for text in [
+            r"\\build-01\pipe\jobs",
+            "//build-01/pipe/jobs",
+            r"\\build-01\PIPE\jobs",
+        ] {
+            let remote = PipeName::new(text).unwrap();
+            assert_eq!(remote.host(), Some("build-01"));
+            assert_eq!(remote.as_str(), "jobs");
+            assert_eq!(remote.to_string(), r"\\build-01\pipe\jobs");
+            assert_eq!(
+                remote.address().unwrap(),
+                Address::Windows(r"\\build-01\pipe\jobs".to_owned()),
+                "{text}"
+            );
+        }
+        let local = PipeName::new("//./pipe/jobs").unwrap();
+        assert_eq!(local.host(), None);
+        assert_eq!(
+            local.address().unwrap(),
+            Address::Windows(r"\\.\pipe\jobs".to_owned())
+        );
+        for dots in [r"\\..\pipe\jobs", r"\\...\pipe\jobs"] {
+            let e = PipeName::new(dots).unwrap().address().unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::InvalidName, "{dots}: {e}");
+            assert!(e.to_string().contains("names no machine"), "{e}");
+        }
+        for bad in [
+            r"\\a?b\pipe\x",
+            r"\\a:b\pipe\x",
+            r"\\a b\pipe\x",
+            r"\\\pipe\x",
+        ] {
+            assert_eq!(kind(bad), ErrorKind::InvalidName, "{bad}");
+        }
     }
 
     /// Found by `fuzz/fuzz_targets/name_parser.rs`: `\\.\pipe\@` printed as `@`.

@@ -407,8 +407,20 @@ impl ListenerOptions {
         self
     }
 
-    /// Refuse clients from other machines (`PIPE_REJECT_REMOTE_CLIENTS`). Default: true.
-    /// Unix sockets are always local; this matters on Windows only.
+    /// Refuse clients from other machines (`PIPE_REJECT_REMOTE_CLIENTS`, else
+    /// `PIPE_ACCEPT_REMOTE_CLIENTS`). Default: true.
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Windows: with `false`, a client on another machine may open
+    /// `\\THIS-MACHINE\pipe\NAME` through SMB, and is admitted if the
+    /// [`access`](Self::access) policy admits the account it logged on to this machine
+    /// as; nothing else changes (the pipe's DACL is the same, see `SECURITY.md`). With
+    /// `true` the system refuses such clients with access denied, whatever the DACL.
+    ///
+    /// Unix sockets are always local, and this option changes nothing there: a client
+    /// on another machine reaches a Unix pipe through ssh, as a local user of this
+    /// machine.
     pub fn reject_remote_clients(&mut self, reject: bool) -> &mut Self {
         self.reject_remote = reject;
         self
@@ -426,7 +438,8 @@ impl ListenerOptions {
     ///   server that died is reclaimed instead.
     /// - [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied): the pipe directory
     ///   is unsafe or not writable.
-    /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): a remote name.
+    /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): a remote name (a
+    ///   server creates pipes on its own machine only).
     ///
     /// # Examples
     ///
@@ -604,6 +617,15 @@ impl ConnectOptions {
     /// refusal comes with the first `send` or `recv` of a message client, as
     /// `AccessDenied` (see [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE)). A byte-mode
     /// client reads the notice's bytes.
+    ///
+    /// On Windows, `\\HOST\pipe\NAME` is opened through SMB like a local pipe, and
+    /// the timeout applies the same way. Two errors are its own: `AccessDenied` when
+    /// the server does not accept clients from other machines
+    /// ([`ListenerOptions::reject_remote_clients`]), when its DACL does not admit the
+    /// account HOST authenticated, or when HOST would not log this user on; and,
+    /// at once rather than after the timeout, [`ErrorKind::Io`](crate::ErrorKind::Io)
+    /// with `io::ErrorKind::HostUnreachable` when HOST cannot be reached (unknown,
+    /// down, TCP port 445 blocked, or no SMB client for pipes, as under Wine).
     pub fn connect(&self, name: impl ToPipeName) -> io::Result<Stream> {
         Stream::connect_with(&name.to_pipe_name()?, self)
     }

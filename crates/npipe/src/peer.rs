@@ -20,6 +20,13 @@
 /// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// ## Platform-specific behavior
+///
+/// Windows, a pipe on another machine (`\\HOST\pipe\NAME`, through SMB): a process
+/// id the system reports for the other end is not a process on this machine; never
+/// look it up here. Who the client is was settled by the pipe's DACL, which admitted
+/// the account the client logged on to the server's machine as (see `SECURITY.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerCredentials {
     pid: Option<u32>,

@@ -1,6 +1,7 @@
 //! Windows-only behaviour: interoperability with plain Win32 pipe programs (native
-//! messages, no length prefix), flushing on disconnect, the pipe's DACL, and — in
-//! `real_windows` — what Wine does not enforce.
+//! messages, no length prefix), flushing on disconnect, the pipe's DACL, remote
+//! names (`\\HOST\pipe\NAME`, opened through SMB), and — in `real_windows` — what
+//! Wine does not enforce or cannot do.
 
 use std::io::{Read, Write};
 use std::os::windows::io::AsRawHandle;
@@ -395,8 +396,146 @@ fn access_everyone_admits_authenticated_users_without_instance_creation() {
     assert!(au.to_ascii_lowercase().contains("0x12018b"), "{au}");
 }
 
-/// What Wine does not enforce. Each test refuses to run under Wine (it would prove
-/// nothing there); `.ci/windows/test.sh` skips them by name and lists them.
+/// The name through SMB of a local pipe: `\\localhost\pipe\NAME`. Windows sends it
+/// through its SMB client to this machine's SMB server, so the pipe sees a client
+/// from another machine; Wine has no SMB client for pipes.
+fn through_smb(name: &str) -> String {
+    format!(r"\\localhost\pipe\{name}")
+}
+
+/// The first client `listener` hands out says `hello` first: nothing else reached
+/// the pipe before it.
+fn first_client_is_local(listener: &Listener, name: &str) {
+    let mut local = Stream::connect(name).unwrap();
+    local.send(b"local").unwrap();
+    let mut first = listener.accept().unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(first.recv(&mut buf).unwrap(), Some(5));
+    assert_eq!(buf, b"local", "another client reached the pipe first");
+}
+
+/// A server makes pipes on this machine only: a remote name is refused by every way
+/// of serving, before anything goes on the network, and no local pipe of that name
+/// is made instead.
+#[test]
+fn servers_create_pipes_on_this_machine_only() {
+    let _w = Watchdog::start("remote servers");
+    let name = unique("remote-bind");
+    let remote = through_smb(&name);
+    let mut accepting = ListenerOptions::new();
+    accepting.reject_remote_clients(false);
+    let mut refusals = vec![
+        Listener::bind(&remote).unwrap_err(),
+        accepting.create(&remote).unwrap_err(),
+    ];
+    #[cfg(feature = "tokio")]
+    {
+        refusals.push(npipe::tokio::Listener::bind_with(&remote, &accepting).unwrap_err());
+        refusals.push(
+            npipe::Server::builder(remote.as_str())
+                .options(accepting.clone())
+                .handler(|request| npipe::Response::new(request.into_body()))
+                .spawn()
+                .unwrap_err(),
+        );
+    }
+    for e in refusals {
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported, "{e}");
+        assert!(e.to_string().contains("on this machine only"), "{e}");
+    }
+    assert!(!npipe::inspect(&name).unwrap().is_live());
+}
+
+/// `\\HOST\pipe\NAME` is that UNC path, opened like a local pipe: never the local
+/// pipe `NAME`. Under Wine, which has no SMB client for pipes, every way of reaching
+/// it fails at once (not after the 10-minute timeouts) with an error that names the
+/// host; on Windows the client reaches the server through SMB.
+#[test]
+fn a_unc_name_is_opened_through_smb_not_as_the_local_pipe() {
+    let _w = Watchdog::start("unc name");
+    let name = unique("remote-open");
+    let remote = through_smb(&name);
+    let listener = ListenerOptions::new()
+        .reject_remote_clients(false)
+        .create(&name)
+        .unwrap();
+    let patience = Duration::from_secs(600);
+    if !under_wine() {
+        let server = thread::spawn(move || {
+            let mut stream = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            stream.recv(&mut buf).unwrap();
+            stream.send(&buf).unwrap();
+        });
+        let reply = npipe::call(&remote, b"over smb", patience).unwrap();
+        assert_eq!(reply, b"over smb");
+        server.join().unwrap();
+        return;
+    }
+    let mut failures = vec![
+        (
+            "connect",
+            ConnectOptions::new()
+                .timeout(patience)
+                .connect(&remote)
+                .unwrap_err(),
+        ),
+        ("call", npipe::call(&remote, b"x", patience).unwrap_err()),
+        ("wait", npipe::wait(&remote, patience).unwrap_err()),
+        ("inspect", npipe::inspect(&remote).unwrap_err()),
+    ];
+    #[cfg(feature = "tokio")]
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut options = ConnectOptions::new();
+        options.timeout(patience);
+        let e = runtime
+            .block_on(npipe::tokio::Stream::connect_with(&remote, &options))
+            .unwrap_err();
+        failures.push(("tokio connect", e));
+    }
+    for (what, e) in failures {
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Io, "{what}: {e}");
+        assert_eq!(e.kind(), std::io::ErrorKind::HostUnreachable, "{what}: {e}");
+        let text = e.to_string();
+        assert!(text.contains("cannot reach localhost"), "{what}: {e}");
+        assert!(text.contains(&remote), "{what}: {e}");
+        // Wine's answer for every `\\HOST\pipe\` path: ERROR_PATH_NOT_FOUND.
+        let os = npipe::Error::from_io(&e).and_then(|e| e.io_error());
+        assert_eq!(os.and_then(|os| os.raw_os_error()), Some(3), "{what}: {e}");
+    }
+    first_client_is_local(&listener, &name);
+}
+
+/// Accepting clients from other machines admits nobody new by itself: the DACL is
+/// the same, for every access policy, as when they are refused.
+#[test]
+fn accepting_remote_clients_adds_nothing_to_the_dacl() {
+    let _w = Watchdog::start("remote dacl");
+    for access in [Access::Owner, Access::Group, Access::Everyone] {
+        let local_only = unique("dacl-local");
+        let remote_too = unique("dacl-remote");
+        let _a = ListenerOptions::new()
+            .access(access)
+            .create(&local_only)
+            .unwrap();
+        let _b = ListenerOptions::new()
+            .access(access)
+            .reject_remote_clients(false)
+            .create(&remote_too)
+            .unwrap();
+        let dacl = dacl_of(&remote_too);
+        assert_eq!(dacl, dacl_of(&local_only), "{access:?}");
+        assert!(!dacl.contains(";;;NU)"), "{access:?}: {dacl}");
+        assert!(!dacl.contains(";;;WD)"), "{access:?}: {dacl}");
+    }
+}
+
+/// What Wine does not enforce or cannot do. Each test refuses to run under Wine (it
+/// would prove nothing there); `.ci/windows/test.sh` skips them by name and lists them.
 mod real_windows {
     use super::*;
     use std::sync::{Arc, Barrier};
@@ -411,7 +550,7 @@ mod real_windows {
     fn require_real_windows() {
         assert!(
             !under_wine(),
-            "this test needs real Windows: Wine does not enforce pipe DACLs or FILE_FLAG_FIRST_PIPE_INSTANCE, and impersonation is a stub"
+            "this test needs real Windows: Wine does not enforce pipe DACLs or FILE_FLAG_FIRST_PIPE_INSTANCE, impersonation is a stub, and it has no SMB client for pipes"
         );
     }
 
@@ -529,6 +668,109 @@ mod real_windows {
                 assert_eq!(ErrorKind::of(e), ErrorKind::AddrInUse, "{e}");
             }
         }
+    }
+
+    /// Whether the pipe was created with `PIPE_REJECT_REMOTE_CLIENTS`, as the system
+    /// reports its type (`FilePipeLocalInformation`) through a client handle. Wine
+    /// drops the flag: it reports the same type either way.
+    fn rejects_remote_clients(name: &str) -> bool {
+        use windows_sys::Wdk::Storage::FileSystem::{
+            FilePipeLocalInformation, NtQueryInformationFile, FILE_PIPE_LOCAL_INFORMATION,
+        };
+        use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
+        /// `FILE_PIPE_REJECT_REMOTE_CLIENTS` in `NamedPipeType`.
+        const REJECT_REMOTE: u32 = 2;
+        let client = Stream::connect(name).unwrap();
+        // SAFETY: the client handle is live; both structures are plain data written
+        // by the call, sized as passed.
+        unsafe {
+            let mut info: FILE_PIPE_LOCAL_INFORMATION = std::mem::zeroed();
+            let mut status: IO_STATUS_BLOCK = std::mem::zeroed();
+            let rc = NtQueryInformationFile(
+                client.as_raw_handle(),
+                &mut status,
+                (&mut info as *mut FILE_PIPE_LOCAL_INFORMATION).cast(),
+                std::mem::size_of::<FILE_PIPE_LOCAL_INFORMATION>() as u32,
+                FilePipeLocalInformation,
+            );
+            assert_eq!(rc, 0, "NtQueryInformationFile: {rc:#x}");
+            info.NamedPipeType & REJECT_REMOTE != 0
+        }
+    }
+
+    #[test]
+    fn every_instance_rejects_remote_clients_unless_told_otherwise() {
+        require_real_windows();
+        let _w = Watchdog::start("reject flag");
+        let default = unique("flag-default");
+        let accepting = unique("flag-accept");
+        let _a = ListenerOptions::new()
+            .pending_instances(3)
+            .create(&default)
+            .unwrap();
+        let _b = ListenerOptions::new()
+            .pending_instances(3)
+            .reject_remote_clients(false)
+            .create(&accepting)
+            .unwrap();
+        // Three instances each: the first (FILE_FLAG_FIRST_PIPE_INSTANCE) and the others.
+        for _ in 0..3 {
+            assert!(rejects_remote_clients(&default), "{default}");
+            assert!(!rejects_remote_clients(&accepting), "{accepting}");
+        }
+    }
+
+    #[test]
+    fn a_default_server_refuses_its_owner_through_smb() {
+        require_real_windows();
+        let _w = Watchdog::start("smb refused");
+        let name = unique("smb-refused");
+        let listener = Listener::bind(&name).unwrap();
+        let e = Stream::try_connect(through_smb(&name))
+            .expect_err("a client through SMB reached a server that rejects remote clients");
+        assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "{e}");
+        assert!(
+            e.to_string()
+                .contains("does not accept clients from other machines"),
+            "{e}"
+        );
+        first_client_is_local(&listener, &name);
+    }
+
+    #[test]
+    fn a_server_accepting_remote_clients_serves_its_owner_through_smb() {
+        require_real_windows();
+        let _w = Watchdog::start("smb served");
+        let name = unique("smb-served");
+        let remote = through_smb(&name);
+        let listener = ListenerOptions::new()
+            .reject_remote_clients(false)
+            .create(&name)
+            .unwrap();
+        let server = thread::spawn(move || {
+            for _ in 0..2 {
+                let mut stream = listener.accept().unwrap();
+                let mut buf = Vec::new();
+                while stream.recv(&mut buf).unwrap().is_some() {
+                    stream.send(&buf).unwrap();
+                }
+            }
+        });
+        npipe::wait(&remote, Duration::from_secs(30)).unwrap();
+        assert!(npipe::inspect(&remote).unwrap().is_live());
+        // Message boundaries hold across SMB, the empty message and the long one too.
+        let mut client = Stream::connect(&remote).unwrap();
+        let mut buf = Vec::new();
+        for message in [&b"one"[..], b"", &vec![7u8; 300_000]] {
+            client.send(message).unwrap();
+            assert_eq!(client.recv(&mut buf).unwrap(), Some(message.len()));
+            assert_eq!(buf, message);
+        }
+        drop(client);
+        // One transaction (TransactNamedPipe) on a fresh connection.
+        let reply = npipe::call(&remote, b"transact", Duration::from_secs(30)).unwrap();
+        assert_eq!(reply, b"transact");
+        server.join().unwrap();
     }
 }
 

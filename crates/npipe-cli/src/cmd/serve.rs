@@ -12,6 +12,7 @@ Examples:
   npipe serve orders --echo -v        # replies with the request; logs connections
   npipe serve upper --exec 'tr a-z A-Z'
   npipe serve shared --access group --instances 16 --idle-timeout 30s
+  npipe serve orders --remote         # Windows: clients on other machines too
 
 Handlers: none (the original demo server's \"Response to: <request>\"), --echo, or
 --exec CMD: CMD runs through `sh -c` for each request, with the request on stdin; its
@@ -21,7 +22,15 @@ in a process group of its own, killed when the request ends: when CMD exits (wha
 left in the background goes too), when the request deadline passes, when the client
 has gone (message mode), or at shutdown.
 Ctrl-C or SIGTERM stops accepting at once, lets requests in flight finish within the
-grace period, stops what is left, and prints the statistics (JSON with --json).";
+grace period, stops what is left, and prints the statistics (JSON with --json).
+
+--remote (Windows): clients on other machines open \\\\THIS-MACHINE\\pipe\\NAME
+through SMB (without it the system refuses them). --access decides who they may be,
+as for local users, by the account they logged on to this machine as: owner (the
+default) admits only this user's own account (a domain account, from another
+machine), group the members of its primary group, everyone every account this
+machine authenticates. On Unix, clients on other machines come through ssh as local
+users of this machine, and --remote changes nothing.";
 
 /// `npipe serve` arguments.
 #[derive(Debug, clap::Args)]
@@ -68,6 +77,11 @@ pub(crate) struct Args {
     /// Who may connect.
     #[arg(short, long, value_enum, default_value_t = AccessArg::Owner)]
     pub(crate) access: AccessArg,
+
+    /// Also accept clients on other machines (Windows, through SMB); --access still
+    /// decides which accounts may connect. Changes nothing on Unix.
+    #[arg(long)]
+    pub(crate) remote: bool,
 
     /// How long requests in flight may take to finish at shutdown; then they are cut
     /// off, their commands killed, and the server exits.
@@ -130,7 +144,8 @@ mod imp {
             .access(args.access.into())
             .pending_instances(args.pending)
             .max_instances(args.instances)
-            .max_message_size(args.max_message);
+            .max_message_size(args.max_message)
+            .reject_remote_clients(!args.remote);
         let commands = Arc::new(Commands::new(tokio::runtime::Handle::current()));
         let handler = Handler::from_args(&args, &commands);
         let stop = shutdown_signal()?;
@@ -150,6 +165,9 @@ mod imp {
             handler_description(&args),
             npipe::Access::from(args.access).as_str(),
         );
+        if let Some(note) = remote_note(&args, server.name().as_str()) {
+            eprintln!("npipe: {note}");
+        }
         let handle = server.handle();
         let started = Instant::now();
         let served = server.run_until(stop).await;
@@ -164,6 +182,25 @@ mod imp {
             write_stdout(stats_text(&stats, elapsed).as_bytes())?;
         }
         Ok(exit::code(exit::SUCCESS))
+    }
+
+    /// What `--remote` means here, said when the server starts.
+    fn remote_note(args: &Args, pipe: &str) -> Option<String> {
+        if !args.remote {
+            return None;
+        }
+        if cfg!(windows) {
+            let machine = std::env::var("COMPUTERNAME").unwrap_or_else(|_| "THIS-MACHINE".into());
+            let access = npipe::Access::from(args.access).as_str();
+            Some(format!(
+                "clients on other machines may open \\\\{machine}\\pipe\\{pipe} (SMB), as accounts that --access {access} admits"
+            ))
+        } else {
+            Some(
+                "--remote changes nothing on Unix: clients on other machines reach this pipe through ssh, as local users of this machine"
+                    .to_owned(),
+            )
+        }
     }
 
     fn handler_description(args: &Args) -> String {

@@ -102,6 +102,19 @@ impl Drop for Slot {
 
 impl Listener {
     pub(crate) fn create(name: PipeName, opts: ListenerOptions) -> io::Result<Listener> {
+        if let Some(host) = name.host() {
+            // Before anything goes on the network: `CreateNamedPipe` makes pipes on
+            // this machine only.
+            let bare = name.as_str();
+            return Err(err(
+                ErrorKind::Unsupported,
+                format!(
+                    "a server creates pipes on this machine only, not on {host}: serve {bare} \
+                     here and let clients on other machines open \\\\THIS-MACHINE\\pipe\\{bare} \
+                     (with reject_remote_clients(false), `npipe serve --remote`)"
+                ),
+            ));
+        }
         let path = pipe_path(&name)?;
         let address = Address::Windows(path.clone());
         if !opts.allow_uids.is_empty() || !opts.allow_gids.is_empty() {

@@ -10,6 +10,14 @@
 //! and deliberately *not* `FILE_APPEND_DATA`, which on a pipe is
 //! `FILE_CREATE_PIPE_INSTANCE`: other users must not be able to add instances to
 //! our pipe and catch our clients.
+//!
+//! Clients on other machines, when the listener accepts them
+//! (`reject_remote_clients(false)`), meet the same DACL as the account they logged
+//! on to this machine as over SMB: nothing is added for them (no `NETWORK` entry).
+//! Nor is anything denied to them when they are refused: `PIPE_REJECT_REMOTE_CLIENTS`
+//! refuses them whatever the DACL, and a deny entry for `NETWORK` (S-1-5-2) would
+//! also refuse local processes running under a network logon (a PowerShell
+//! remoting session, say).
 
 use std::ffi::c_void;
 use std::io;

@@ -25,7 +25,7 @@ use windows_sys::Win32::System::Pipes::{
 
 use super::listener::Slot;
 use super::overlapped::{millis, run, Done, Event, Timeout};
-use super::{pipe_path, wide};
+use super::{pipe_path, remote_error, wide};
 use crate::error::{err, err_src, fmt_duration, ErrorKind};
 use crate::frame::{encode_header, growth, Cap, Received};
 use crate::name::PipeName;
@@ -138,7 +138,7 @@ pub(crate) fn open_client(name: &PipeName, opts: &ConnectOptions) -> io::Result<
     let can_read = opts.direction.server_writes();
     let can_write = opts.direction.server_reads();
     let (pipe, granted_read, granted_write) =
-        open_waiting(&path, can_read, can_write, opts.timeout)?;
+        open_waiting(&path, name.host(), can_read, can_write, opts.timeout)?;
     if opts.mode == Mode::Message {
         let mode = PIPE_READMODE_MESSAGE;
         // SAFETY: `pipe` is a live pipe handle; `mode` outlives the call; the
@@ -824,8 +824,11 @@ pub(crate) fn is_disconnect(code: u32) -> bool {
 
 /// Opens the client end, waiting up to `timeout` while the pipe does not exist yet
 /// or every instance is busy. Returns the handle and whether it may read and write.
+/// `host` is the machine of a remote pipe: errors on the way to it end the wait at
+/// once (see [`remote_error`]).
 fn open_waiting(
     path: &str,
+    host: Option<&str>,
     read: bool,
     write: bool,
     timeout: Duration,
@@ -879,6 +882,11 @@ fn open_waiting(
                 }
                 thread::sleep(backoff.min(remaining));
                 backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            _ if host.is_some() => {
+                return Err(host
+                    .and_then(|host| remote_error(host, path, code))
+                    .unwrap_or_else(|| io::Error::from_raw_os_error(code as i32)))
             }
             ERROR_ACCESS_DENIED => {
                 return Err(err_src(
