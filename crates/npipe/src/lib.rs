@@ -78,8 +78,12 @@
 //!
 //! ## Names
 //!
-//! `NAME`, `\\.\pipe\NAME`, `@NAME` (Linux abstract namespace); see [`PipeName`].
-//! On Unix `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//! `NAME`, `\\.\pipe\NAME`, `@NAME` (Linux abstract namespace), and on Unix an
+//! absolute socket path (`/run/app/api.sock`); see [`PipeName`]. On Unix `NAME` is
+//! the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//!
+//! A server started by a service manager with its listening socket (systemd socket
+//! activation) serves that socket: [`Listener::from_activation`].
 //!
 //! ## Errors
 //!

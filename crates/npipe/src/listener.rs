@@ -14,7 +14,8 @@ use crate::sys;
 /// to create a name owns it; others get
 /// [`ErrorKind::AddrInUse`](crate::ErrorKind::AddrInUse) while it lives. Dropping the
 /// listener removes the pipe from the namespace (on Unix: its socket file and lock
-/// file). Connections already accepted carry on.
+/// file; a socket a service manager passed stays, see
+/// [`from_activation`](Self::from_activation)). Connections already accepted carry on.
 ///
 /// `accept` may be called from several threads at once (the original's pool of
 /// server threads): each call takes one instance.

@@ -310,9 +310,11 @@ fn validate(name: &str) -> io::Result<()> {
     if name == "." || name == ".." {
         return Err(invalid(name, "`.` and `..` are not names"));
     }
+    // One pass for both separators (every name is checked on every connect).
+    let separator = name.bytes().find(|b| *b == b'/' || *b == b'\\');
     // Before the rule on `.`: `./x` and `../x` are relative paths, and this is the
     // rule they break.
-    if name.contains('/') {
+    if separator == Some(b'/') {
         return Err(invalid(
             name,
             "a name may not contain `/` (an explicit socket path is absolute: it starts with `/`)",
@@ -321,7 +323,7 @@ fn validate(name: &str) -> io::Result<()> {
     if name.starts_with('.') {
         return Err(invalid(name, "a name may not start with `.`"));
     }
-    if name.contains('\\') {
+    if separator.is_some() {
         return Err(invalid(name, "a name may not contain `\\`"));
     }
     printable(name)

@@ -409,9 +409,14 @@ fn activate(sockets: &[&Path], names: Option<&str>, role: &str, args: &[&str]) -
     child
 }
 
+/// Until the socket exists: its file, or for `@NAME` a listening abstract socket.
 fn wait_for_file(path: &Path) {
     for _ in 0..2000 {
-        if path.exists() {
+        let there = match s(path).strip_prefix('@') {
+            Some(_) => npipe::wait(s(path), Duration::ZERO).is_ok(),
+            None => path.exists(),
+        };
+        if there {
             return;
         }
         thread::sleep(Duration::from_millis(5));
@@ -604,6 +609,39 @@ fn the_access_policy_holds_on_a_passed_socket_open_to_all() {
     }
 }
 
+/// When npipe stops serving a passed socket, it leaves the socket as the manager
+/// had it, for the server the manager starts next: the instance gate's plug (a
+/// connection of npipe's own that fills the accept queue while every instance is
+/// connected) is taken out, so the manager sees no client that is not there, and
+/// the backlog is the system's maximum again, so new clients queue rather than
+/// find the pipe busy.
+#[test]
+fn a_passed_socket_is_handed_back_as_the_manager_had_it() {
+    let _w = Watchdog::start("a_passed_socket_is_handed_back");
+    let dir = TestDir::new("activate-back");
+    let path = dir.join("back.sock");
+    let mut child = activate(&[&path], None, "activated-handback", &[s(&path)]);
+    let _first = wake(&path);
+    assert_eq!(child.expect_line("full "), "busy=PipeBusy");
+    assert_eq!(child.expect_line("dropped "), "plug-queued=false queued=8");
+    assert!(child.wait_for(Duration::from_secs(20)).success());
+}
+
+/// An abstract socket (`ListenStream=@NAME`) passed is served under `@NAME`.
+#[test]
+fn a_passed_abstract_socket_is_served() {
+    let _w = Watchdog::start("a_passed_abstract_socket_is_served");
+    let name = format!("@{}", unique("activate-abstract"));
+    let mut child = activate(&[Path::new(&name)], None, "activated", &[&name, "server"]);
+    let first = std::thread::spawn({
+        let name = name.clone();
+        move || call(&name, b"abstract")
+    });
+    assert_eq!(child.expect_line("ready "), "activated=true");
+    assert_eq!(first.join().unwrap().unwrap(), b"echo:abstract");
+    child.kill();
+}
+
 /// A role run as user nobody.
 fn as_nobody(role: &str, args: &[&str]) -> util::Child {
     let inner = util::drive::command(role, args);
@@ -718,6 +756,48 @@ pub(crate) mod roles {
                 server.join().map_or(1, |()| 0)
             }
         }
+    }
+
+    /// `NAME`: serves the passed socket with one instance, and takes the client
+    /// that woke the manager, so that the gate plugs the accept queue; says
+    /// `full busy=<Kind>` (what a client without patience gets then). Then drops
+    /// the listener, keeping the socket open as a manager does, and says `dropped
+    /// plug-queued=<bool> queued=<N>`: whether a connection waits in the queue,
+    /// and how many of 8 impatient clients found room in it.
+    pub(crate) fn handback(args: &[&str]) -> i32 {
+        use std::os::fd::AsFd;
+        let name = args[0];
+        let mut options = ListenerOptions::new();
+        options.max_instances(Some(1)).pending_instances(1);
+        let listener = match Listener::from_activation(name, &options) {
+            Ok(listener) => listener,
+            Err(e) => {
+                say(format!("error {:?} {e}", ErrorKind::of(&e)));
+                return 0;
+            }
+        };
+        let kept = listener.as_fd().try_clone_to_owned().unwrap();
+        let stream = listener.accept().unwrap();
+        let busy = match Stream::try_connect(name) {
+            Ok(_) => "connected".to_owned(),
+            Err(e) => format!("{:?}", ErrorKind::of(&e)),
+        };
+        say(format!("full busy={busy}"));
+        drop(listener);
+        let queued = {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let mut fds = [PollFd::new(kept.as_fd(), PollFlags::POLLIN)];
+            poll(&mut fds, PollTimeout::ZERO).unwrap() > 0
+        };
+        let room = (0..8)
+            .filter_map(|_| Stream::try_connect(name).ok())
+            .collect::<Vec<_>>();
+        say(format!(
+            "dropped plug-queued={queued} queued={}",
+            room.len()
+        ));
+        drop(stream);
+        0
     }
 
     /// `NAME`: one call; says `ok <reply>` or `error <Kind> <message>`.

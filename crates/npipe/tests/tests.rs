@@ -73,6 +73,8 @@ fn child_role() {
         #[cfg(all(unix, feature = "tokio"))]
         "activated" => paths::roles::activated(&args),
         #[cfg(all(unix, feature = "tokio"))]
+        "activated-handback" => paths::roles::handback(&args),
+        #[cfg(all(unix, feature = "tokio"))]
         "path-call" => paths::roles::call(&args),
         other => {
             eprintln!("unknown test role {other:?}");

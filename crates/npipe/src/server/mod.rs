@@ -101,7 +101,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 ///
 /// [`ServerHandle::shutdown`] stops accepting at once (the pipe disappears from the
 /// namespace, so new clients get `NotFound`; clients queued but not yet accepted are
-/// disconnected), closes idle connections, and lets requests in flight finish within
+/// disconnected — except on a socket a service manager passed, which it keeps:
+/// see [`ServerBuilder::activation`]), closes idle connections, and lets requests in flight finish within
 /// the grace period ([`ServerBuilder::shutdown_grace`], default 5 s); what is still
 /// running after that is cut off and its requests cancelled. Then [`Server::run`]
 /// returns, without waiting for sync handlers that ignore the cancellation.

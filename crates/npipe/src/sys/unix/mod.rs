@@ -1,12 +1,17 @@
 //! Unix backend: named pipes as Unix domain sockets (`SOCK_STREAM`).
 //!
-//! - `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//! - `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`; an
+//!   explicit path `/DIR/FILE` is that file, `DIR` held and checked as
+//!   `$NPIPE_DIR` is.
 //! - Beside it, the lock file `.npipe-NAME.lock` (or `$NPIPE_DIR/.NAME.lock`, mode
 //!   0600) is held with `flock` for the server's lifetime: it decides who owns the
 //!   name, so a stale socket can be reclaimed without a race. The record file
 //!   `.npipe-NAME.info` (0644) says the server's pid, mode, direction and access
 //!   policy to everyone (a lock file others could read, they could also lock).
 //! - `@NAME` (Linux) is an abstract socket: no files, released when the server exits.
+//! - A socket a service manager passed (`activation`) is served as it is: the
+//!   manager owns its file, so there is no lock or record file, and nothing is
+//!   removed.
 //! - Every file operation is relative to the pipe directory, held open after
 //!   checking the whole path (`dir`); whether a pipe is live is one function
 //!   (`liveness`).
