@@ -278,6 +278,45 @@ fn serve_refuses_a_passed_socket_bound_elsewhere() {
     assert_eq!(dir.entries(), ["a.sock"]);
 }
 
+/// The variables of socket activation set by hand (`sh` keeps its pid across
+/// `exec`, so `LISTEN_PID=$$` is npipe's): a descriptor 3 that is not a listening
+/// Unix socket, or that is not open, is refused (exit 1) saying what it is, and
+/// nothing is created; variables meant for another process are ignored, and the
+/// pipe is created as usual.
+#[test]
+fn serve_checks_what_it_was_passed() {
+    let dir = TestDir::new("passed");
+    let path = dir.join("x.sock");
+    for (setup, why) in [
+        ("exec 3</etc/hostname", "is a regular file, not a socket"),
+        ("exec 3<&-", "is not open"),
+    ] {
+        let script = format!(
+            "{setup}; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=x.sock exec \"$0\" serve \"$1\""
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script, npipe_exe(), &path]);
+        let out = Proc::spawn(cmd).finish();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("the socket passed as fd 3 (\"x.sock\") {why}")),
+            "{}",
+            out.stderr
+        );
+        assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+    }
+    let mut cmd = npipe(&["serve", &path, "--echo"]);
+    cmd.env("LISTEN_PID", "1").env("LISTEN_FDS", "1");
+    let server = Proc::spawn(cmd);
+    let out = run(&["call", &path, "created", "--timeout", "20s"]);
+    assert_eq!(out.stdout, "created\n", "{out:?}");
+    assert_eq!(dir.entries(), [".x.sock.info", ".x.sock.lock", "x.sock"]);
+    let out = server.terminate();
+    assert!(!out.stderr.contains("service manager"), "{}", out.stderr);
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}
+
 fn activator() -> &'static str {
     let found = Command::new("systemd-socket-activate")
         .arg("--version")

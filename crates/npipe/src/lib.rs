@@ -243,8 +243,8 @@ fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<V
 /// `unset_environment`) removes them itself after that first call and before it
 /// starts any thread — `std::env::remove_var` is not safe while other threads
 /// may read the environment; `npipe serve` does so. The variables are harmless
-/// to children anyway (`LISTEN_PID` is not theirs, and npipe makes the sockets
-/// it serves close-on-exec).
+/// to children anyway (`LISTEN_PID` is not theirs, and npipe makes every passed
+/// socket close-on-exec when it reads them).
 ///
 /// # Examples
 ///

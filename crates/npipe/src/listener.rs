@@ -92,9 +92,10 @@ impl Listener {
     /// to the pipe's address. It must be a listening Unix stream socket bound to
     /// the pipe's address ([`PipeName::address`]: the path, through the same
     /// checked directory, or `@NAME`), so that the pipe's clients reach it. npipe
-    /// takes it over (it is closed with the listener, and made close-on-exec so
-    /// that commands the server runs do not inherit it); each passed socket can be
-    /// served once per process.
+    /// takes it over (it is closed with the listener); each passed socket can be
+    /// served once per process. Every passed socket is made close-on-exec when
+    /// the variables are read, so that commands the server runs do not inherit
+    /// them.
     ///
     /// The service manager owns the socket file: npipe writes no lock or record
     /// file beside it (`inspect` shows no mode or policy for it) and never removes

@@ -5,7 +5,8 @@
 //! with it open as descriptor 3 (and the next ones), `LISTEN_PID` set to the
 //! server's pid, `LISTEN_FDS` to how many descriptors, and `LISTEN_FDNAMES` to
 //! their names, separated by `:`. The variables are read once per process, the
-//! first time they are asked about; each descriptor is taken (owned, then closed
+//! first time they are asked about; then every passed descriptor is made
+//! close-on-exec (as `sd_listen_fds` does), and each is taken (owned, then closed
 //! with the listener that serves it) at most once.
 //!
 //! Written out rather than taken from a crate: the protocol is three variables,
@@ -45,6 +46,10 @@ struct PassedSocket {
     fd: RawFd,
     /// Its `LISTEN_FDNAMES` entry.
     name: Option<String>,
+    /// Whether the descriptor was open when the variables were read. One that was
+    /// not is never looked at again: its number may have been reused since by
+    /// something else of the process's (a runtime's epoll, say).
+    open: bool,
     /// Owned by a listener of this process (then closed with it).
     taken: bool,
 }
@@ -74,6 +79,7 @@ fn passed() -> MutexGuard<'static, Passed> {
                         .map(|(fd, name)| PassedSocket {
                             fd,
                             name,
+                            open: close_on_exec(fd),
                             taken: false,
                         })
                         .collect(),
@@ -89,6 +95,19 @@ fn passed() -> MutexGuard<'static, Passed> {
         .lock()
         // Plain data: a panic while it was held leaves it usable.
         .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes passed descriptor `fd` close-on-exec, as `sd_listen_fds(3)` does, so that
+/// the sockets are not inherited by what the process runs, served or not; false
+/// if `fd` is not open.
+fn close_on_exec(fd: RawFd) -> bool {
+    // SAFETY: `F_GETFD` and `F_SETFD` only read and set this process's
+    // descriptor flags, for any number; a number that is not open fails with
+    // EBADF and is left alone.
+    unsafe {
+        let flags = nix::libc::fcntl(fd, nix::libc::F_GETFD);
+        flags != -1 && nix::libc::fcntl(fd, nix::libc::F_SETFD, flags | nix::libc::FD_CLOEXEC) != -1
+    }
 }
 
 /// Whether sockets were passed to this process (taken since or not).
@@ -190,7 +209,7 @@ fn describe(fd: BorrowedFd<'_>) -> Described {
     let kind = match nix::sys::stat::fstat(fd) {
         Ok(stat) => Entry::from(stat).kind,
         Err(e) => {
-            described.unusable = Some(format!("not open ({e})"));
+            described.unusable = Some(format!("unreadable ({e})"));
             return described;
         }
     };
@@ -280,7 +299,7 @@ fn label(socket: &PassedSocket) -> String {
 /// the one whose `LISTEN_FDNAMES` entry names the pipe, else the only one passed,
 /// else the one bound to the pipe's address. It must be a listening Unix stream
 /// socket bound to the pipe's address (clients of the name must reach it). It is
-/// made close-on-exec and blocking, and owned from here on.
+/// made blocking, and owned from here on.
 pub(crate) fn take(name: &PipeName, endpoint: &Endpoint) -> io::Result<Activated> {
     let mut passed = passed();
     let sockets = match &mut *passed {
@@ -307,10 +326,22 @@ pub(crate) fn take(name: &PipeName, endpoint: &Endpoint) -> io::Result<Activated
         if socket.taken {
             continue;
         }
-        // SAFETY: descriptors 3.. were passed to this process for it to use
-        // (sd_listen_fds(3)); an untaken one is owned by no object of npipe, so
-        // nothing closes it while the registry lock is held. `fstat` in
-        // `describe` reports a number that is not open.
+        if !socket.open {
+            candidates.push((
+                index,
+                Described {
+                    unusable: Some("not open".to_owned()),
+                    bound: Bound::Nothing,
+                },
+            ));
+            continue;
+        }
+        // SAFETY: the descriptor was open when the variables were read, and
+        // descriptors 3.. were passed to this process for it to use
+        // (sd_listen_fds(3)): an untaken one is owned by no object of npipe, so
+        // nothing in npipe has closed it since, or closes it while the registry
+        // lock is held (the program must not close it either: see
+        // `Listener::from_activation`).
         let fd = unsafe { BorrowedFd::borrow_raw(socket.fd) };
         candidates.push((index, describe(fd)));
     }
@@ -384,11 +415,6 @@ pub(crate) fn take(name: &PipeName, endpoint: &Endpoint) -> io::Result<Activated
     // registry lock) makes this the only owner npipe ever creates for it.
     let fd = unsafe { OwnedFd::from_raw_fd(socket.fd) };
     socket.taken = true;
-    // Not inherited by what the server runs (`npipe serve --exec`).
-    nix::fcntl::fcntl(
-        &fd,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )?;
     let socket_listener = UnixListener::from(fd);
     socket_listener.set_nonblocking(false)?;
     Ok(Activated {
