@@ -159,6 +159,16 @@ impl PipeInfo {
     /// by npipe: a socket a service manager made (and passed to an npipe server,
     /// see [`Listener::from_activation`](crate::Listener::from_activation)), or
     /// another program's. Always false for abstract sockets and on Windows.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let info = npipe::inspect("/run/orders/api.sock")?;
+    /// if info.is_live() && !info.is_recorded() {
+    ///     println!("served on a socket npipe did not create (a service manager's?)");
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_recorded(&self) -> bool {
         self.recorded
     }

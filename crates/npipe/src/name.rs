@@ -133,6 +133,19 @@ impl PipeName {
 
     /// The socket path of an explicit-path name (`/run/app/api.sock`), as written;
     /// `None` for every other form.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use npipe::PipeName;
+    ///
+    /// let name: PipeName = "/run/app/api.sock".parse()?;
+    /// assert_eq!(name.socket_path(), Some(Path::new("/run/app/api.sock")));
+    /// assert_eq!(name.as_str(), "/run/app/api.sock");
+    /// assert_eq!("orders".parse::<PipeName>()?.socket_path(), None);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn socket_path(&self) -> Option<&Path> {
         match &self.kind {
             NameKind::Path(path) => Some(Path::new(path)),
