@@ -14,6 +14,8 @@ step() { printf '\n== [%4ds] %s\n' "$((SECONDS - t0))" "$*"; }
 need_pkgs=()
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v setpriv >/dev/null || need_pkgs+=(util-linux)
+# Socket activation tests: a socket manager that needs no running systemd.
+command -v systemd-socket-activate >/dev/null || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     step "installing ${need_pkgs[*]}"
     if [ "$(id -u)" = 0 ]; then

@@ -22,7 +22,9 @@ Examples:
   npipe completions bash > /etc/bash_completion.d/npipe
 
 Names: NAME, \\\\.\\pipe\\NAME, or on Linux @NAME (abstract socket). On Unix NAME is the
-socket /tmp/npipe-NAME, or $NPIPE_DIR/NAME when NPIPE_DIR is set.
+socket /tmp/npipe-NAME, or $NPIPE_DIR/NAME when NPIPE_DIR is set, and an absolute path
+(/run/app/api.sock) is that socket file, its directory checked as NPIPE_DIR is.
+`npipe list` lists the pipe directory only.
 
 Durations: 500ms, 5s, 1.5s, 2m, 1h (a bare number is seconds).
 Sizes: 1000, 64KiB (or 64K), 16MiB, 1GiB; KB, MB, GB are powers of 1000.

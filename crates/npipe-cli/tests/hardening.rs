@@ -165,9 +165,10 @@ fn hostile_names_are_usage_errors_that_say_why() {
     let long = "n".repeat(300);
     for (name, why) in [
         ("..", "not names"),
-        ("../etc/passwd", "start with `.`"),
+        ("../etc/passwd", "`/`"),
         ("a/b", "`/`"),
-        ("/etc/passwd", "`/`"),
+        ("/etc/../etc/passwd", "`..` components"),
+        ("/etc/.passwd", "may not start with `.`"),
         ("tab\there", "printable"),
         (long.as_str(), "the limit is 247"),
         (r"\\.\pipe\..", "not names"),
@@ -185,6 +186,17 @@ fn hostile_names_are_usage_errors_that_say_why() {
             assert!(stderr.contains(why), "{verb:?}: {stderr}");
         }
     }
+    assert!(std::path::Path::new("/etc/passwd").exists());
+    // An absolute path is a socket path: one that holds a regular file is a name in
+    // use (7), refused before anything is created beside it.
+    let out = run(&["serve", "/etc/passwd"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(
+        stderr.contains("is a regular file, not a socket"),
+        "{stderr}"
+    );
+    assert!(!std::path::Path::new("/etc/.passwd.lock").exists());
     assert!(std::path::Path::new("/etc/passwd").exists());
 }
 

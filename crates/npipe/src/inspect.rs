@@ -98,6 +98,7 @@ pub struct PipeInfo {
     mode: Option<Mode>,
     direction: Option<Direction>,
     access: Option<Access>,
+    recorded: bool,
 }
 
 impl PipeInfo {
@@ -114,6 +115,7 @@ impl PipeInfo {
             mode: None,
             direction: None,
             access: None,
+            recorded: false,
         }
     }
 
@@ -178,6 +180,26 @@ impl PipeInfo {
     pub fn access(&self) -> Option<Access> {
         self.access
     }
+
+    /// Whether the pipe's server keeps npipe's record beside its socket (the
+    /// source of [`mode`](Self::mode), [`direction`](Self::direction) and
+    /// [`access`](Self::access)). A live socket file without one was not created
+    /// by npipe: a socket a service manager made (and passed to an npipe server,
+    /// see [`Listener::from_activation`](crate::Listener::from_activation)), or
+    /// another program's. Always false for abstract sockets and on Windows.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let info = npipe::inspect("/run/orders/api.sock")?;
+    /// if info.is_live() && !info.is_recorded() {
+    ///     println!("served on a socket npipe did not create (a service manager's?)");
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_recorded(&self) -> bool {
+        self.recorded
+    }
 }
 
 /// Describes one pipe without connecting to it.
@@ -216,8 +238,9 @@ pub fn inspect(name: impl ToPipeName) -> io::Result<PipeInfo> {
 
 /// Lists the pipes in this user's namespace: on Unix the socket files (and leftover
 /// lock files) in the pipe directory, `/tmp/npipe-*` or `$NPIPE_DIR/*`, sorted by
-/// name. Linux abstract `@NAME` pipes have no file and are not listed; use
-/// [`inspect`] for them.
+/// name. Linux abstract `@NAME` pipes have no file, and pipes named by an explicit
+/// socket path (`/run/app/api.sock`) live outside the pipe directory: neither is
+/// listed; use [`inspect`] for them.
 ///
 /// # Errors
 ///
@@ -334,6 +357,7 @@ mod imp {
             if let Some((file, written)) = path.dir().read_record(&path.record_file()) {
                 if socket_owner.is_none_or(|owner| owner == file.uid) {
                     record = written;
+                    info.recorded = true;
                 }
             }
         }

@@ -81,8 +81,12 @@
 //!
 //! ## Names
 //!
-//! `NAME`, `\\.\pipe\NAME`, `@NAME` (Linux abstract namespace); see [`PipeName`].
-//! On Unix `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//! `NAME`, `\\.\pipe\NAME`, `@NAME` (Linux abstract namespace), and on Unix an
+//! absolute socket path (`/run/app/api.sock`); see [`PipeName`]. On Unix `NAME` is
+//! the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//!
+//! A server started by a service manager with its listening socket (systemd socket
+//! activation) serves that socket: [`Listener::from_activation`].
 //!
 //! ## Errors
 //!
@@ -250,4 +254,42 @@ fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<V
             "the server closed the connection without replying",
         )),
     }
+}
+
+/// Whether a service manager passed listening sockets to this process (systemd
+/// socket activation: `LISTEN_PID` is this process and `LISTEN_FDS` at least 1),
+/// for [`Listener::from_activation`], its tokio twin and the managed server's
+/// `ServerBuilder::activation` to serve.
+///
+/// The variables are read once per process, by the first call of this function
+/// or of a `from_activation`; npipe never changes them. A program that does not
+/// want its children to see them (as `sd_listen_fds(3)` does with
+/// `unset_environment`) removes them itself after that first call and before it
+/// starts any thread — `std::env::remove_var` is not safe while other threads
+/// may read the environment; `npipe serve` does so. The variables are harmless
+/// to children anyway (`LISTEN_PID` is not theirs, and npipe makes every passed
+/// socket close-on-exec when it reads them).
+///
+/// # Examples
+///
+/// ```no_run
+/// use npipe::{Listener, ListenerOptions};
+///
+/// let options = ListenerOptions::new();
+/// let listener = if npipe::is_socket_activated() {
+///     Listener::from_activation("/run/orders/api.sock", &options)?
+/// } else {
+///     options.create("/run/orders/api.sock")?
+/// };
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// ## Platform-specific behavior
+///
+/// Always `false` on Windows.
+pub fn is_socket_activated() -> bool {
+    #[cfg(unix)]
+    return sys::is_activated();
+    #[cfg(windows)]
+    false
 }

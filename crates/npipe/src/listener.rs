@@ -14,7 +14,8 @@ use crate::sys;
 /// to create a name owns it; others get
 /// [`ErrorKind::AddrInUse`](crate::ErrorKind::AddrInUse) while it lives. Dropping the
 /// listener removes the pipe from the namespace (on Unix: its socket file and lock
-/// file). Connections already accepted carry on.
+/// file; a socket a service manager passed stays, see
+/// [`from_activation`](Self::from_activation)). Connections already accepted carry on.
 ///
 /// `accept` may be called from several threads at once (the original's pool of
 /// server threads): each call takes one instance.
@@ -86,6 +87,88 @@ impl Listener {
 
     pub(crate) fn create(name: PipeName, opts: ListenerOptions) -> io::Result<Listener> {
         sys::Listener::create(name, opts).map(|inner| Listener { inner })
+    }
+
+    /// Serves pipe `name` on the listening socket a service manager passed to this
+    /// process (systemd socket activation, `sd_listen_fds(3)`), instead of creating
+    /// the pipe.
+    ///
+    /// The socket is chosen among those passed (`LISTEN_PID` is this process,
+    /// `LISTEN_FDS` of them from descriptor 3 on): the one whose `LISTEN_FDNAMES`
+    /// entry (`FileDescriptorName=`) is the pipe's name, its bare name or, for an
+    /// explicit path, its file name; else the only one passed; else the one bound
+    /// to the pipe's address. It must be a listening Unix stream socket bound to
+    /// the pipe's address ([`PipeName::address`]: the path, through the same
+    /// checked directory, or `@NAME`), so that the pipe's clients reach it. npipe
+    /// takes it over (it is closed with the listener); each passed socket can be
+    /// served once per process. Every passed socket is made close-on-exec when
+    /// the variables are read, so that commands the server runs do not inherit
+    /// them.
+    ///
+    /// The service manager owns the socket file: npipe writes no lock or record
+    /// file beside it (`inspect` shows no mode or policy for it) and never removes
+    /// it. The options apply as to a pipe npipe creates: mode, direction, maximum
+    /// message size, `max_instances`. The access policy is enforced on every
+    /// client's credentials at accept (`SO_PEERCRED`), whatever the file's mode
+    /// (`SocketMode=`) lets connect; give the socket a mode that admits whom the
+    /// policy admits, or clients refused by the file get `AccessDenied` at
+    /// connect. `pending_instances` sets the listen backlog again, as for a pipe
+    /// npipe creates (the socket unit's `Backlog=` applies until the server
+    /// starts); when the listener is dropped, npipe sets the backlog to the
+    /// system's maximum (systemd's default) so clients queue for the next start.
+    ///
+    /// `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are read once per process
+    /// (see [`is_socket_activated`](crate::is_socket_activated)) and never
+    /// changed. Do not also hand the passed descriptors to other code.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::NotFound`](crate::ErrorKind::NotFound): no socket was passed
+    ///   to this process, or none of those passed is bound to the pipe's address
+    ///   (the message lists what was passed).
+    /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): the socket
+    ///   chosen is not a listening Unix stream socket; on Windows, always.
+    /// - [`ErrorKind::AddrInUse`](crate::ErrorKind::AddrInUse): every passed socket
+    ///   is served already by a listener of this process.
+    /// - As [`PipeName::address`] for the name.
+    ///
+    /// # Examples
+    ///
+    /// A service started by systemd with a socket unit holding
+    /// `ListenStream=/run/orders/api.sock`:
+    ///
+    /// ```no_run
+    /// use npipe::{Listener, ListenerOptions};
+    ///
+    /// let listener = Listener::from_activation("/run/orders/api.sock", &ListenerOptions::new())?;
+    /// for stream in listener.incoming() {
+    ///     let mut stream = stream?;
+    ///     let mut request = Vec::new();
+    ///     while stream.recv(&mut request)?.is_some() {
+    ///         stream.send(&request)?;
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix only: on Windows it fails with `Unsupported`.
+    pub fn from_activation(
+        name: impl ToPipeName,
+        options: &ListenerOptions,
+    ) -> io::Result<Listener> {
+        let name = name.to_pipe_name()?;
+        #[cfg(unix)]
+        return sys::Listener::activated(name, options.clone()).map(|inner| Listener { inner });
+        #[cfg(windows)]
+        {
+            let _ = options;
+            Err(crate::error::err(
+                crate::ErrorKind::Unsupported,
+                format!("pipe {name}: socket activation hands over Unix sockets; Windows pipes are created by their server"),
+            ))
+        }
     }
 
     /// Waits for a client and returns the connected server end (`ConnectNamedPipe`).

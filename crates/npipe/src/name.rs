@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{err, ErrorKind};
@@ -21,6 +21,7 @@ pub const MAX_NAME_LEN: usize = 247;
 /// | `\\.\pipe\NAME` (or `//./pipe/NAME`) | the same pipe, in Windows syntax |
 /// | `\\HOST\pipe\NAME` | a pipe on another machine: on Windows a native SMB pipe (clients only); elsewhere parsed, but connecting is not supported yet |
 /// | `@NAME` | Linux only: a socket in the abstract namespace (no file on disk) |
+/// | `/DIR/FILE` | Unix only: the socket file at that absolute path (`/run/app/api.sock`) |
 ///
 /// `NAME` is 1 to 247 bytes of printable characters with no `/` or `\`, does not
 /// start with `.`, and is neither `.` nor `..`. Printable excludes control
@@ -28,6 +29,13 @@ pub const MAX_NAME_LEN: usize = 247;
 /// around them prints (format characters such as zero-width spaces and
 /// bidirectional overrides, line and paragraph separators), so that no name can
 /// look like another one in a listing.
+///
+/// An explicit socket path (`/run/app/api.sock`) is at most 247 bytes of the same
+/// printable characters, without `\`; it is absolute (a name that does not start
+/// with `/` may not contain one), has no `.`, `..` or empty components and no
+/// trailing `/`, and its file name does not start with `.` (npipe keeps the lock
+/// and record files beside it as `.FILE.lock` and `.FILE.info`). Its directory is
+/// checked and held as `$NPIPE_DIR` is (see [`PipeName::address`]).
 ///
 /// Where a name lives on each OS is [`PipeName::address`]; `npipe info NAME` prints it.
 ///
@@ -51,7 +59,12 @@ pub struct PipeName {
 enum NameKind {
     Local(String),
     Abstract(String),
-    Remote { host: String, name: String },
+    Remote {
+        host: String,
+        name: String,
+    },
+    /// An explicit socket path (Unix), validated by `validate_path`.
+    Path(String),
 }
 
 /// Where a pipe lives in the operating system, as returned by [`PipeName::address`].
@@ -130,6 +143,9 @@ impl PipeName {
                     name: pipe.to_owned(),
                 }
             }
+        } else if name.starts_with('/') {
+            validate_path(name)?;
+            NameKind::Path(name.to_owned())
         } else if let Some(abstract_name) = name.strip_prefix('@') {
             validate(abstract_name)?;
             NameKind::Abstract(abstract_name.to_owned())
@@ -140,11 +156,35 @@ impl PipeName {
         Ok(PipeName { kind })
     }
 
-    /// The bare name, without any prefix (`orders` for `\\.\pipe\orders` and `@orders`).
+    /// The bare name, without any prefix (`orders` for `\\.\pipe\orders` and `@orders`);
+    /// for an explicit socket path, the whole path as written (`/run/app/api.sock`):
+    /// the path is the name, and its file name alone would not tell two pipes apart.
     pub fn as_str(&self) -> &str {
         match &self.kind {
-            NameKind::Local(name) | NameKind::Abstract(name) => name,
+            NameKind::Local(name) | NameKind::Abstract(name) | NameKind::Path(name) => name,
             NameKind::Remote { name, .. } => name,
+        }
+    }
+
+    /// The socket path of an explicit-path name (`/run/app/api.sock`), as written;
+    /// `None` for every other form.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use npipe::PipeName;
+    ///
+    /// let name: PipeName = "/run/app/api.sock".parse()?;
+    /// assert_eq!(name.socket_path(), Some(Path::new("/run/app/api.sock")));
+    /// assert_eq!(name.as_str(), "/run/app/api.sock");
+    /// assert_eq!("orders".parse::<PipeName>()?.socket_path(), None);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn socket_path(&self) -> Option<&Path> {
+        match &self.kind {
+            NameKind::Path(path) => Some(Path::new(path)),
+            _ => None,
         }
     }
 
@@ -165,23 +205,26 @@ impl PipeName {
     ///
     /// On Unix, `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME` when
     /// `NPIPE_DIR` is set (with the directory's canonical path: symlinks resolved).
+    /// An explicit path `/DIR/FILE` (Unix) is that file, in the canonical path of
+    /// `DIR`, which is checked and held exactly as `$NPIPE_DIR` is.
     /// `@NAME` is the abstract socket `NAME` (Linux). On Windows it is `\\.\pipe\NAME`,
     /// and `\\HOST\pipe\NAME` is that UNC path: a pipe on HOST, which clients open
     /// through SMB like any other pipe (`CreateFileW`, `WaitNamedPipeW`).
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Unsupported`] for `@NAME` outside Linux, and for remote names
-    ///   outside Windows.
+    /// - [`ErrorKind::Unsupported`] for `@NAME` outside Linux, for remote names
+    ///   outside Windows, and for explicit socket paths on Windows.
     /// - [`ErrorKind::InvalidName`] on Windows for a host made only of dots (`..`),
     ///   which names no machine.
     /// - [`ErrorKind::InvalidName`] when the socket path would not fit in `sun_path`
     ///   (the message gives the limit): it is never truncated.
     /// - [`ErrorKind::AccessDenied`] when another user could change what the pipe
-    ///   directory holds: `$NPIPE_DIR`, or any directory above it, is writable by
-    ///   others without the sticky bit, or owned by another non-root user; the
-    ///   message names that directory, its owner and mode, and the fix.
-    /// - `NotFound` when `$NPIPE_DIR` does not exist.
+    ///   directory holds: `$NPIPE_DIR` (or an explicit path's directory), or any
+    ///   directory above it, is writable by others without the sticky bit, or owned
+    ///   by another non-root user; the message names that directory, its owner and
+    ///   mode, and the fix.
+    /// - `NotFound` when `$NPIPE_DIR` (or an explicit path's directory) does not exist.
     ///
     /// # Examples
     ///
@@ -202,6 +245,12 @@ impl PipeName {
                 ErrorKind::Unsupported,
                 format!("abstract socket names (@{name}) exist only on Linux"),
             )),
+            NameKind::Path(path) => Err(err(
+                ErrorKind::Unsupported,
+                format!(
+                    r"{path}: an explicit socket path names a Unix socket; on Windows use NAME or \\.\pipe\NAME"
+                ),
+            )),
         }
     }
 
@@ -213,6 +262,7 @@ impl PipeName {
             NameKind::Remote { host, name } => Err(remote_unsupported(host, name)),
             NameKind::Local(name) => crate::sys::local_endpoint(name),
             NameKind::Abstract(name) => crate::sys::abstract_endpoint(name),
+            NameKind::Path(path) => crate::sys::path_endpoint(Path::new(path)),
         }
     }
 }
@@ -248,6 +298,7 @@ impl fmt::Display for PipeName {
             NameKind::Local(name) => f.write_str(name),
             NameKind::Abstract(name) => write!(f, "@{name}"),
             NameKind::Remote { host, name } => write!(f, r"\\{host}\pipe\{name}"),
+            NameKind::Path(path) => f.write_str(path),
         }
     }
 }
@@ -353,12 +404,26 @@ fn validate(name: &str) -> io::Result<()> {
     if name == "." || name == ".." {
         return Err(invalid(name, "`.` and `..` are not names"));
     }
+    // One pass for both separators (every name is checked on every connect).
+    let separator = name.bytes().find(|b| *b == b'/' || *b == b'\\');
+    // Before the rule on `.`: `./x` and `../x` are relative paths, and this is the
+    // rule they break.
+    if separator == Some(b'/') {
+        return Err(invalid(
+            name,
+            "a name may not contain `/` (an explicit socket path is absolute: it starts with `/`)",
+        ));
+    }
     if name.starts_with('.') {
         return Err(invalid(name, "a name may not start with `.`"));
     }
-    if let Some(c) = name.chars().find(|c| *c == '/' || *c == '\\') {
-        return Err(invalid(name, &format!("a name may not contain `{c}`")));
+    if separator.is_some() {
+        return Err(invalid(name, "a name may not contain `\\`"));
     }
+    printable(name)
+}
+
+fn printable(name: &str) -> io::Result<()> {
     if let Some(c) = name.chars().find(|c| is_invisible(*c)) {
         return Err(invalid(
             name,
@@ -369,6 +434,53 @@ fn validate(name: &str) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The rules of an explicit socket path (it starts with `/`): one spelling per
+/// file, so that equal names are equal paths and nothing in the name climbs out of
+/// the directory it names.
+fn validate_path(path: &str) -> io::Result<()> {
+    if path.len() > MAX_NAME_LEN {
+        return Err(invalid(
+            path,
+            &format!(
+                "the path is {} bytes long; the limit is {MAX_NAME_LEN}",
+                path.len()
+            ),
+        ));
+    }
+    if path.ends_with('/') {
+        return Err(invalid(
+            path,
+            "a socket path names a file: it may not end with `/`",
+        ));
+    }
+    if path.contains('\\') {
+        return Err(invalid(path, "a socket path may not contain `\\`"));
+    }
+    for component in path[1..].split('/') {
+        match component {
+            "" => return Err(invalid(path, "a socket path may not contain `//`")),
+            "." | ".." => {
+                return Err(invalid(
+                    path,
+                    "a socket path may not contain `.` or `..` components",
+                ))
+            }
+            _ => {}
+        }
+    }
+    if path
+        .rsplit('/')
+        .next()
+        .is_some_and(|file| file.starts_with('.'))
+    {
+        return Err(invalid(
+            path,
+            "a socket file name may not start with `.` (npipe keeps `.FILE.lock` and `.FILE.info` beside the socket)",
+        ));
+    }
+    printable(path)
 }
 
 /// Characters that print as nothing or change how the text around them prints:
@@ -521,6 +633,69 @@ mod tests {
             .to_string()
             .contains("the limit is 247"));
         assert_eq!(kind(r"\\bad host\pipe\x"), ErrorKind::InvalidName);
+    }
+
+    #[test]
+    fn explicit_socket_paths() {
+        let name = PipeName::new("/run/app/api.sock").unwrap();
+        assert_eq!(name.socket_path(), Some(Path::new("/run/app/api.sock")));
+        assert_eq!(name.as_str(), "/run/app/api.sock");
+        assert_eq!(name.to_string(), "/run/app/api.sock");
+        assert_eq!(PipeName::new(&name.to_string()).unwrap(), name);
+        assert!(!name.is_abstract());
+        assert_eq!(name.host(), None);
+        assert_eq!(PipeName::new("orders").unwrap().socket_path(), None);
+        // `//./pipe/NAME` is still the Windows form, not a path.
+        assert_eq!(
+            PipeName::new("//./pipe/orders").unwrap(),
+            PipeName::new("orders").unwrap()
+        );
+        assert!(PipeName::new("/with space/and:colon").is_ok());
+    }
+
+    #[test]
+    fn invalid_socket_paths_say_why() {
+        for (path, needle) in [
+            ("relative/api.sock", "is absolute: it starts with `/`"),
+            ("./api.sock", "is absolute: it starts with `/`"),
+            ("../etc/api.sock", "is absolute: it starts with `/`"),
+            ("/", "may not end with `/`"),
+            ("/run/app/", "may not end with `/`"),
+            ("/run//api.sock", "`//`"),
+            ("//run/api.sock", "`//`"),
+            ("/run/../etc/api.sock", "`.` or `..` components"),
+            ("/run/./api.sock", "`.` or `..` components"),
+            ("/run/app/..", "`.` or `..` components"),
+            ("/run/.hidden", "may not start with `.`"),
+            (r"/run\app", r"`\`"),
+            ("/run/a\u{200B}pi.sock", "printable"),
+            ("/run/a\0b", "printable"),
+        ] {
+            let e = PipeName::new(path).unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::InvalidName, "{path:?}");
+            assert!(e.to_string().contains(needle), "{path:?}: {e}");
+        }
+        let long = format!("/{}", "p".repeat(300));
+        assert!(PipeName::new(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("the limit is 247"));
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn explicit_socket_paths_are_refused_on_windows() {
+        let e = PipeName::new("/run/app/api.sock")
+            .unwrap()
+            .address()
+            .unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
+        assert!(
+            e.to_string().contains(
+                r"an explicit socket path names a Unix socket; on Windows use NAME or \\.\pipe\NAME"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod blocking;
 mod hardening;
 #[cfg(all(target_os = "linux", feature = "tokio"))]
 mod memory;
+#[cfg(all(unix, feature = "tokio"))]
+mod paths;
 #[cfg(feature = "tokio")]
 mod server;
 #[cfg(feature = "tokio")]
@@ -70,6 +72,12 @@ fn child_role() {
         "hard-flock" => hardening::roles::flock(&args),
         #[cfg(all(target_os = "linux", feature = "tokio"))]
         "mem-server" => memory::roles::server(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "activated" => paths::roles::activated(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "activated-handback" => paths::roles::handback(&args),
+        #[cfg(all(unix, feature = "tokio"))]
+        "path-call" => paths::roles::call(&args),
         other => {
             eprintln!("unknown test role {other:?}");
             100

@@ -16,7 +16,9 @@ Examples:
 
 Never connects: on Linux it reads the socket file, the kernel's list of listening
 sockets (sock_diag), /proc/PID and the record file the server keeps beside its socket
-(shown only when the record file's owner is the socket's). The state is
+(shown only when the record file's owner is the socket's; a live socket without one
+was not created by npipe, e.g. a service manager's socket served by `npipe serve`
+under socket activation). NAME may be an absolute socket path. The state is
 `live` (a server listens on the very socket file now at the path),
 `stale` (files of a server that died; the next server reclaims them) or `absent`.
 The exit status is 0 whatever the state; 2 for an invalid name.";
@@ -28,7 +30,8 @@ pub(crate) struct Args {
     pub(crate) name: String,
 
     /// Print JSON: name, address, state, live, owner_uid, owner, permissions,
-    /// server_pid, server_process, mode, direction, access (null where unknown).
+    /// server_pid, server_process, mode, direction, access (null where unknown),
+    /// recorded (whether npipe's record file is beside the socket).
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -60,6 +63,7 @@ pub(crate) fn to_json(info: &npipe::PipeInfo) -> serde_json::Value {
         "mode": info.mode().map(|m| m.as_str()),
         "direction": info.direction().map(|d| d.as_str()),
         "access": info.access().map(|a| a.as_str()),
+        "recorded": info.is_recorded(),
     })
 }
 
@@ -119,6 +123,12 @@ fn to_text(info: &npipe::PipeInfo) -> String {
             let _ = writeln!(out, "access:     socket mode {perm:04o}");
         }
         (None, None) => {}
+    }
+    if info.is_live() && !info.is_recorded() && matches!(info.address(), npipe::Address::Path(_)) {
+        let _ = writeln!(
+            out,
+            "record:     none: npipe did not create this socket (a service manager's, or another program's); mode and policy unknown"
+        );
     }
     out
 }

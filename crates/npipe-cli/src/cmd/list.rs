@@ -17,7 +17,9 @@ Lists the socket files in the pipe directory (/tmp/npipe-*, or $NPIPE_DIR/*) and
 lock files their servers keep, with the owner, the server's pid and process name, and
 the mode where the OS tells (another user's process is known by the pid its record
 file says). `stale` marks files of a server that died: the next server reclaims them.
-Linux abstract @NAME pipes have no file and are not listed; use `npipe info @NAME`.";
+Linux abstract @NAME pipes have no file, and pipes named by an absolute socket path
+(/run/app/api.sock) live outside the pipe directory: neither is listed; use
+`npipe info @NAME` or `npipe info /run/app/api.sock`.";
 
 /// `npipe list` arguments.
 #[derive(Debug, clap::Args)]

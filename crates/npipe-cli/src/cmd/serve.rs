@@ -24,6 +24,15 @@ has gone (message mode), or at shutdown.
 Ctrl-C or SIGTERM stops accepting at once, lets requests in flight finish within the
 grace period, stops what is left, and prints the statistics (JSON with --json).
 
+Socket activation: started by a service manager with a listening socket
+(LISTEN_PID is this process, LISTEN_FDS, LISTEN_FDNAMES: systemd's ListenStream=,
+or `systemd-socket-activate -l PATH`), serve serves that socket instead of creating
+the pipe: the one named NAME (FileDescriptorName=), else the only one, else the one
+bound to NAME's address, which it must be bound to. The manager owns the socket
+file: serve writes no lock or record beside it and never removes it; the access
+policy is checked on every client's credentials whatever the file's mode. The
+variables are removed before any command runs, and the socket is not inherited.
+
 --remote (Windows): clients on other machines open \\\\THIS-MACHINE\\pipe\\NAME
 through SMB (without it the system refuses them). --access decides who they may be,
 as for local users, by the account they logged on to this machine as: owner (the
@@ -35,7 +44,7 @@ users of this machine, and --remote changes nothing.";
 /// `npipe serve` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The pipe's name.
+    /// The pipe's name (or an absolute socket path, Unix).
     pub(crate) name: String,
 
     /// Reply with the request unchanged.
@@ -125,11 +134,20 @@ mod imp {
 
     /// Runs `npipe serve`.
     pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
+        // Read before any thread exists, then removed (sd_listen_fds'
+        // `unset_environment`): the commands of `--exec` must not see them.
+        let activated = npipe::is_socket_activated();
+        if activated {
+            for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+                // Safe here: the process has one thread (the runtime starts below).
+                std::env::remove_var(var);
+            }
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the tokio runtime")?;
-        let result = runtime.block_on(serve(args));
+        let result = runtime.block_on(serve(args, activated));
         // A handler past the grace period has been cut off and its command killed.
         // Dropping the runtime would still wait for its thread, however long the
         // handler takes to return: the server must exit after the grace period.
@@ -137,7 +155,7 @@ mod imp {
         result
     }
 
-    async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    async fn serve(args: Args, activated: bool) -> anyhow::Result<ExitCode> {
         let mut options = npipe::ListenerOptions::new();
         options
             .mode(args.mode.into())
@@ -155,12 +173,27 @@ mod imp {
             .idle_timeout(args.idle_timeout)
             .request_timeout(args.request_timeout)
             .shutdown_grace(args.grace)
+            .activation(activated)
             .bind()
-            .with_context(|| format!("creating pipe {}", args.name))?;
+            .with_context(|| {
+                if activated {
+                    format!(
+                        "serving pipe {} on the socket the service manager passed",
+                        args.name
+                    )
+                } else {
+                    format!("creating pipe {}", args.name)
+                }
+            })?;
         eprintln!(
-            "npipe: serving {} at {} ({} mode, {}, access {}); Ctrl-C to stop",
+            "npipe: serving {} at {}{} ({} mode, {}, access {}); Ctrl-C to stop",
             server.name(),
             server.address(),
+            if activated {
+                " on the socket the service manager passed"
+            } else {
+                ""
+            },
             npipe::Mode::from(args.mode).as_str(),
             handler_description(&args),
             npipe::Access::from(args.access).as_str(),

@@ -116,7 +116,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 ///
 /// [`ServerHandle::shutdown`] stops accepting at once (the pipe disappears from the
 /// namespace, so new clients get `NotFound`; clients queued but not yet accepted are
-/// disconnected), closes idle connections, and lets requests in flight finish within
+/// disconnected — except on a socket a service manager passed, which it keeps:
+/// see [`ServerBuilder::activation`]), closes idle connections, and lets requests in flight finish within
 /// the grace period ([`ServerBuilder::shutdown_grace`], default 5 s); what is still
 /// running after that is cut off and its requests cancelled. Then [`Server::run`]
 /// returns, without waiting for sync handlers that ignore the cancellation.
@@ -231,6 +232,7 @@ pub struct ServerBuilder {
     request_timeout: Option<Duration>,
     shutdown_grace: Duration,
     worker_threads: Option<usize>,
+    activation: bool,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -242,6 +244,7 @@ impl fmt::Debug for ServerBuilder {
             .field("idle_timeout", &self.idle_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("activation", &self.activation)
             .finish()
     }
 }
@@ -409,6 +412,34 @@ impl ServerBuilder {
         self
     }
 
+    /// Serve the listening socket a service manager passed to this process
+    /// (systemd socket activation) instead of creating the pipe, as
+    /// [`Listener::from_activation`](crate::Listener::from_activation) does (which
+    /// says how the socket is chosen, and what the options mean for it). Default:
+    /// false.
+    ///
+    /// At shutdown the server stops accepting at once, but the pipe stays: the
+    /// manager keeps the socket, and clients that arrive queue for the server it
+    /// starts next.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use npipe::{Response, Server};
+    ///
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let server = Server::builder("/run/orders/api.sock")
+    ///     .activation(npipe::is_socket_activated())
+    ///     .handler(|request| Response::new(request.into_body()))
+    ///     .bind()?;
+    /// server.run_until(tokio::signal::ctrl_c()).await
+    /// # }
+    /// ```
+    pub fn activation(mut self, activated: bool) -> Self {
+        self.activation = activated;
+        self
+    }
+
     /// Worker threads of the runtime [`spawn`](Self::spawn) creates. Default: the
     /// number of CPUs. Has no effect on [`bind`](Self::bind).
     pub fn worker_threads(mut self, threads: usize) -> Self {
@@ -416,12 +447,15 @@ impl ServerBuilder {
         self
     }
 
-    /// Creates the pipe (see [`ListenerOptions::create`]); serve it with
+    /// Creates the pipe (see [`ListenerOptions::create`]), or takes the socket a
+    /// service manager passed ([`activation`](Self::activation)); serve it with
     /// [`Server::run`].
     ///
     /// # Errors
     ///
     /// - As [`ListenerOptions::create`]: `InvalidName`, `AddrInUse`, `AccessDenied`...
+    ///   With [`activation`](Self::activation), as
+    ///   [`Listener::from_activation`](crate::Listener::from_activation).
     /// - `InvalidInput`: no handler was set.
     /// - [`ErrorKind::Unsupported`]: an outbound pipe (the server could not read).
     ///
@@ -463,15 +497,22 @@ impl ServerBuilder {
             ));
         }
         // Decided here: a listener for acceptor threads is never registered with
-        // tokio (see `dedicated::Acceptors`).
+        // tokio (see `dedicated::Acceptors`). Never for a passed socket: waking
+        // its acceptor threads would shut the socket the manager keeps.
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let listener = if self::dedicated::Acceptors::fit(&self.options, &handler) {
+        let listener = if self.activation {
+            Listener::from_activation(&name, &self.options)?
+        } else if self::dedicated::Acceptors::fit(&self.options, &handler) {
             Listener::bind_blocking_with(&name, &self.options)?
         } else {
             Listener::bind_with(&name, &self.options)?
         };
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let listener = Listener::bind_with(&name, &self.options)?;
+        let listener = if self.activation {
+            Listener::from_activation(&name, &self.options)?
+        } else {
+            Listener::bind_with(&name, &self.options)?
+        };
         let listener = Arc::new(listener);
         let shared = Arc::new(Shared {
             handler,
@@ -548,6 +589,7 @@ impl Server {
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             worker_threads: None,
+            activation: false,
         }
     }
 

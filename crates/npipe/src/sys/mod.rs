@@ -32,6 +32,9 @@
 //! `Reachable` (a stream whose `ShutdownHandle`s shut it down, or see its peer
 //! hang up, from other threads); and for `inspect`, the lock file's `Record` and the facts
 //! about processes and users (`process_name`, `process_uid`, `user_name`).
+//! Unix also provides socket activation: `Listener::activated` and
+//! `AsyncListener::activated` (a socket a service manager passed), and
+//! `is_activated`; the portable types refuse it on Windows.
 //! Windows provides `pipe_names` for `list`.
 //!
 //! The OS backends depend only on the pure modules: `error`, `name`, `frame`,

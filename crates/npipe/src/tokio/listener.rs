@@ -108,6 +108,54 @@ impl Listener {
         Ok(Listener { inner })
     }
 
+    /// Serves pipe `name` on the listening socket a service manager passed to
+    /// this process (systemd socket activation), instead of creating the pipe: the
+    /// async twin of [`crate::Listener::from_activation`], which says how the
+    /// socket is chosen and checked, and what the options mean for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Listener::from_activation`]: `NotFound` (no socket passed for
+    /// this pipe), `Unsupported` (not a listening Unix stream socket; Windows),
+    /// `AddrInUse` (already served).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use npipe::ListenerOptions;
+    /// use npipe::tokio::Listener;
+    ///
+    /// let listener = Listener::from_activation("/run/orders/api.sock", &ListenerOptions::new())?;
+    /// let mut stream = listener.accept().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix only: on Windows it fails with `Unsupported`.
+    pub fn from_activation(
+        name: impl ToPipeName,
+        options: &ListenerOptions,
+    ) -> io::Result<Listener> {
+        let name = name.to_pipe_name()?;
+        #[cfg(unix)]
+        return sys::AsyncListener::activated(name, options).map(|inner| Listener { inner });
+        #[cfg(windows)]
+        {
+            let _ = options;
+            Err(crate::error::err(
+                crate::ErrorKind::Unsupported,
+                format!("pipe {name}: socket activation hands over Unix sockets; Windows pipes are created by their server"),
+            ))
+        }
+    }
+
     /// A listener whose clients are taken by threads that call a blocking
     /// `accept` (the managed server's acceptors, Linux); the async `accept`
     /// fails on it.

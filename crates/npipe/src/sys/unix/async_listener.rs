@@ -56,6 +56,25 @@ impl AsyncListener {
         })
     }
 
+    /// Serves the listening socket a service manager passed for `name` (see
+    /// `Listener::activated`) and registers it with the current runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled.
+    pub(crate) fn activated(
+        name: PipeName,
+        options: &ListenerOptions,
+    ) -> io::Result<AsyncListener> {
+        let inner = Listener::activated(name, options.clone())?;
+        let socket = inner.socket().try_clone()?;
+        socket.set_nonblocking(true)?;
+        Ok(AsyncListener {
+            socket: Some(ListeningSocket::from_std(socket)?),
+            inner,
+        })
+    }
+
     /// A listener whose clients are taken by threads that call a blocking
     /// `accept` (the managed server's acceptors, Linux): its socket stays
     /// blocking and is not registered with tokio, whose reactor would otherwise
@@ -122,9 +141,16 @@ impl AsyncListener {
     /// Wakes every thread blocked in a blocking `accept` on this listener (which
     /// then fails with `EINVAL`), and refuses new clients: Linux's
     /// `shutdown(SHUT_RD)` on a listening Unix socket.
+    ///
+    /// Not on a socket a service manager passed: the shutdown would stay with the
+    /// socket, which the manager keeps for the next start (and no thread blocks in
+    /// `accept` on it: such listeners are never `bind_blocking`).
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn stop_accepting(&self) {
         use std::os::fd::AsRawFd;
+        if self.inner.is_activated() {
+            return;
+        }
         let fd = self.inner.socket().as_raw_fd();
         let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read);
     }

@@ -46,6 +46,8 @@ struct State {
     accepting: u32,
     backlog: Option<i32>,
     plug: Option<UnixStream>,
+    /// The socket was given back ([`Gate::hand_back`]): leave it alone.
+    handed_back: bool,
 }
 
 /// One connected instance; releases it when dropped.
@@ -77,6 +79,7 @@ impl Gate {
                 accepting: 0,
                 backlog: None,
                 plug: None,
+                handed_back: false,
             }),
             cond: Condvar::new(),
             #[cfg(feature = "tokio")]
@@ -206,8 +209,26 @@ impl Gate {
         self.notify.notify_waiters();
     }
 
+    /// Gives a socket npipe did not create back to its owner (a service manager)
+    /// as such owners leave it: the plug taken out of the accept queue (else the
+    /// manager would see a client waiting and start the server again for it), and
+    /// the backlog set to the system's maximum (`SOMAXCONN`, systemd's default
+    /// `Backlog=`), so that clients queue while no server runs. The gate leaves
+    /// the socket alone from then on.
+    pub(crate) fn hand_back(&self, listener: &UnixListener) {
+        let mut state = self.lock();
+        if state.plug.is_some() {
+            unplug(&mut state, listener);
+        }
+        state.handed_back = true;
+        let _ = nix::sys::socket::listen(listener, nix::sys::socket::Backlog::MAXCONN);
+    }
+
     /// Sets the accept queue's room for the current number of connected instances.
     fn apply(&self, state: &mut State, listener: &UnixListener) -> io::Result<()> {
+        if state.handed_back {
+            return Ok(());
+        }
         let room = room(self.max, self.pending, state.connected);
         let backlog = backlog_for(room);
         if state.backlog != Some(backlog) {

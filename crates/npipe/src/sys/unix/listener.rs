@@ -41,6 +41,9 @@ pub(crate) struct Listener {
     /// `SO_PEERCRED` is a system call on every connection. A stream that was
     /// not checked asks when `peer_credentials` is called.
     check_peer: bool,
+    /// Serving a socket a service manager passed (see `activation`): it owns the
+    /// socket's file, so npipe keeps no lock or record for it and removes nothing.
+    activated: bool,
     /// Dropped after `sock`'s users are gone: removes the socket and lock files.
     _owned: Option<OwnedName>,
 }
@@ -75,9 +78,48 @@ impl Listener {
             euid: nix::unistd::geteuid().as_raw(),
             egid: nix::unistd::getegid().as_raw(),
             check_peer,
+            activated: false,
             opts,
             _owned: owned,
         })
+    }
+
+    /// Serves the listening socket a service manager passed to this process for
+    /// pipe `name` (see `activation::take`) instead of creating one. The manager
+    /// owns its file: no lock, no record, nothing removed.
+    ///
+    /// Every client's credentials are checked against the access policy on
+    /// accept, whatever the policy: the manager set the file's mode
+    /// (`SocketMode=`), so the mode cannot be trusted to say the policy. The
+    /// instance gate applies as to a socket npipe created: it sets the listen
+    /// backlog again (`pending_instances`), and gives the socket back with the
+    /// system's maximum backlog when the listener is dropped.
+    pub(crate) fn activated(name: PipeName, opts: ListenerOptions) -> io::Result<Listener> {
+        let endpoint = name.endpoint()?;
+        let address = endpoint.address();
+        let activated = super::activation::take(&name, &endpoint)?;
+        let sock = Arc::new(activated.socket);
+        let gate = Gate::new(&sock, endpoint, opts.max_instances, opts.pending_instances)?;
+        tracing::debug!(pipe = %name, address = %address, socket = %activated.description, "listening on the socket the service manager passed");
+        Ok(Listener {
+            sock,
+            name,
+            address,
+            gate,
+            denied: AtomicU64::new(0),
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
+            check_peer: true,
+            activated: true,
+            opts,
+            _owned: None,
+        })
+    }
+
+    /// Whether this listener serves a socket a service manager passed.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn is_activated(&self) -> bool {
+        self.activated
     }
 
     pub(crate) fn accept(&self) -> io::Result<Stream> {
@@ -201,6 +243,16 @@ impl Listener {
     }
 }
 
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // The service manager keeps the socket (it may start the server again for
+        // the next client): leave it as the manager would, not as the gate made it.
+        if self.activated {
+            self.gate.hand_back(&self.sock);
+        }
+    }
+}
+
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
@@ -286,6 +338,14 @@ fn bind_path(
     opts: &ListenerOptions,
     backlog: i32,
 ) -> io::Result<(UnixListener, OwnedName)> {
+    // Before the lock file appears beside it: an explicit path may name any file
+    // (`/etc/passwd`), and nothing is created next to a file that is not a socket.
+    // `reclaim_stale` decides again under the lock.
+    if let Ok(Some(entry)) = target.stat() {
+        if entry.kind != Kind::Socket {
+            return Err(not_a_socket(name, target, entry.kind));
+        }
+    }
     let lock = take_lock(name, target)?;
     let mut owned = OwnedName {
         target: target.clone(),
@@ -497,14 +557,7 @@ fn reclaim_stale(name: &PipeName, target: &PipePath) -> io::Result<()> {
     };
     let path = target.path();
     if entry.kind != Kind::Socket {
-        return Err(err(
-            ErrorKind::AddrInUse,
-            format!(
-                "pipe {name}: {} exists and is {}, not a socket; npipe will not remove it",
-                path.display(),
-                entry.kind.describe()
-            ),
-        ));
+        return Err(not_a_socket(name, target, entry.kind));
     }
     let me = nix::unistd::geteuid().as_raw();
     if entry.uid != me {
@@ -533,6 +586,18 @@ fn reclaim_stale(name: &PipeName, target: &PipePath) -> io::Result<()> {
             ),
         )),
     }
+}
+
+/// Something that is not a socket is at the socket path.
+fn not_a_socket(name: &PipeName, target: &PipePath, kind: Kind) -> io::Error {
+    err(
+        ErrorKind::AddrInUse,
+        format!(
+            "pipe {name}: {} exists and is {}, not a socket; npipe will not remove it",
+            target.path().display(),
+            kind.describe()
+        ),
+    )
 }
 
 /// The files a path-named listener owns, removed when it is dropped.

@@ -1,18 +1,24 @@
 //! Unix backend: named pipes as Unix domain sockets (`SOCK_STREAM`).
 //!
-//! - `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//! - `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`; an
+//!   explicit path `/DIR/FILE` is that file, `DIR` held and checked as
+//!   `$NPIPE_DIR` is.
 //! - Beside it, the lock file `.npipe-NAME.lock` (or `$NPIPE_DIR/.NAME.lock`, mode
 //!   0600) is held with `flock` for the server's lifetime: it decides who owns the
 //!   name, so a stale socket can be reclaimed without a race. The record file
 //!   `.npipe-NAME.info` (0644) says the server's pid, mode, direction and access
 //!   policy to everyone (a lock file others could read, they could also lock).
 //! - `@NAME` (Linux) is an abstract socket: no files, released when the server exits.
+//! - A socket a service manager passed (`activation`) is served as it is: the
+//!   manager owns its file, so there is no lock or record file, and nothing is
+//!   removed.
 //! - Every file operation is relative to the pipe directory, held open after
 //!   checking the whole path (`dir`); whether a pipe is live is one function
 //!   (`liveness`).
 
 #![allow(unsafe_code)]
 
+mod activation;
 #[cfg(feature = "tokio")]
 mod async_io;
 #[cfg(feature = "tokio")]
@@ -36,6 +42,7 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+pub(crate) use activation::is_activated;
 pub(crate) use cred::{cached_peer_credentials, peer_credentials};
 pub(crate) use dir::{Kind, PipeDir, PipePath};
 pub(crate) use liveness::{socket_owners, Listening};
@@ -127,13 +134,34 @@ pub(crate) fn endpoint_in(dir: Arc<PipeDir>, prefix: &str, name: &str) -> io::Re
     let mut file = OsString::with_capacity(prefix.len() + name.len());
     file.push(prefix);
     file.push(name);
-    let path = PipePath::new(dir, file);
+    file_endpoint(PipePath::new(dir, file), "use a shorter name or NPIPE_DIR")
+}
+
+/// The socket file an explicit path names (validated by `PipeName`: absolute, with
+/// a file name and no `.`, `..` or empty components): its directory is opened and
+/// checked exactly as `$NPIPE_DIR` is, on every resolution.
+pub(crate) fn path_endpoint(path: &Path) -> io::Result<Endpoint> {
+    let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
+        return Err(err(
+            ErrorKind::InvalidName,
+            format!(
+                "{}: a socket path names a file in a directory",
+                path.display()
+            ),
+        ));
+    };
+    let dir = Arc::new(PipeDir::open(dir)?);
+    file_endpoint(PipePath::new(dir, file.to_owned()), "use a shorter path")
+}
+
+/// `path` as an endpoint, if it fits in `sun_path`: never truncated.
+fn file_endpoint(path: PipePath, hint: &str) -> io::Result<Endpoint> {
     let len = path.path_len();
     if len + 1 > SUN_PATH_LEN {
         return Err(err(
             ErrorKind::InvalidName,
             format!(
-                "the socket path {} is {len} bytes; the limit on this OS is {} bytes (use a shorter name or NPIPE_DIR)",
+                "the socket path {} is {len} bytes; the limit on this OS is {} bytes ({hint})",
                 path.path().display(),
                 SUN_PATH_LEN - 1
             ),
