@@ -108,6 +108,8 @@ mod listener;
 mod name;
 mod options;
 mod peer;
+#[cfg(unix)]
+mod remote;
 #[cfg(feature = "tokio")]
 pub mod server;
 mod stream;
@@ -160,6 +162,10 @@ pub use stream::Stream;
 /// ```
 pub fn wait(name: impl ToPipeName, timeout: Duration) -> io::Result<()> {
     let name = name.to_pipe_name()?;
+    #[cfg(unix)]
+    if let Some(host) = name.host() {
+        return sys::wait_remote(host, name.as_str(), timeout);
+    }
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(1);
     loop {

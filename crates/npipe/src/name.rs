@@ -19,7 +19,7 @@ pub const MAX_NAME_LEN: usize = 247;
 /// |---|---|
 /// | `NAME` | a pipe on this machine |
 /// | `\\.\pipe\NAME` (or `//./pipe/NAME`) | the same pipe, in Windows syntax |
-/// | `\\HOST\pipe\NAME` | a pipe on another machine: parsed, but connecting is not supported yet |
+/// | `\\HOST\pipe\NAME` | pipe `NAME` on machine `HOST`: on Unix reached through the system's ssh client and `npipe bridge` on HOST (see [`ConnectOptions::connect`](crate::ConnectOptions::connect)) |
 /// | `@NAME` | Linux only: a socket in the abstract namespace (no file on disk) |
 ///
 /// `NAME` is 1 to 247 bytes of printable characters with no `/` or `\`, does not
@@ -134,7 +134,8 @@ impl PipeName {
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Unsupported`] for remote names, and for `@NAME` outside Linux.
+    /// - [`ErrorKind::Unsupported`] for remote names (on Unix a remote pipe has no
+    ///   address here: it is reached through ssh), and for `@NAME` outside Linux.
     /// - [`ErrorKind::InvalidName`] when the socket path would not fit in `sun_path`
     ///   (the message gives the limit): it is never truncated.
     /// - [`ErrorKind::AccessDenied`] when another user could change what the pipe
@@ -161,13 +162,28 @@ impl PipeName {
     #[cfg(unix)]
     pub(crate) fn endpoint(&self) -> io::Result<crate::sys::Endpoint> {
         match &self.kind {
-            NameKind::Remote { host, name } => Err(remote_unsupported(host, name)),
+            NameKind::Remote { host, name } => Err(remote_elsewhere(host, name)),
             NameKind::Local(name) => crate::sys::local_endpoint(name),
             NameKind::Abstract(name) => crate::sys::abstract_endpoint(name),
         }
     }
 }
 
+/// What a remote name cannot do on Unix: it is a pipe on HOST, reached through
+/// ssh (connect, `call`, `wait`), with no file or socket here.
+#[cfg(unix)]
+fn remote_elsewhere(host: &str, name: &str) -> io::Error {
+    err(
+        ErrorKind::Unsupported,
+        format!(
+            "\\\\{host}\\pipe\\{name} is a pipe on {host}: it can be connected to, called \
+             and waited for (through ssh), but not created, inspected or listed from here \
+             (on {host}: `npipe info {name}`)"
+        ),
+    )
+}
+
+#[cfg(windows)]
 fn remote_unsupported(host: &str, name: &str) -> io::Error {
     err(
         ErrorKind::Unsupported,
@@ -305,8 +321,11 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// A host name as ssh and SMB take it. Never starting with `-`: on a command
+/// line it would read as an option.
 fn validate_host(host: &str) -> io::Result<()> {
     let ok = !host.is_empty()
+        && !host.starts_with('-')
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
@@ -315,7 +334,10 @@ fn validate_host(host: &str) -> io::Result<()> {
     } else {
         Err(err(
             ErrorKind::InvalidName,
-            format!("invalid host {host:?} in pipe name: use letters, digits, `-`, `_` and `.`"),
+            format!(
+                "invalid host {host:?} in pipe name: use letters, digits, `-`, `_` and `.`, \
+                 not starting with `-`"
+            ),
         ))
     }
 }
@@ -344,9 +366,12 @@ mod tests {
         assert_eq!(remote.host(), Some("build-01"));
         assert_eq!(remote.as_str(), "jobs");
         assert_eq!(remote.to_string(), r"\\build-01\pipe\jobs");
-        let e = remote.address().unwrap_err();
-        assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
-        assert!(e.to_string().contains("remote pipes are not supported yet"));
+        #[cfg(unix)]
+        {
+            let e = remote.address().unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
+            assert!(e.to_string().contains("is a pipe on build-01"), "{e}");
+        }
     }
 
     /// Found by `fuzz/fuzz_targets/name_parser.rs`: `\\.\pipe\@` printed as `@`.
@@ -397,6 +422,8 @@ mod tests {
             .to_string()
             .contains("the limit is 247"));
         assert_eq!(kind(r"\\bad host\pipe\x"), ErrorKind::InvalidName);
+        // On a command line (ssh's) it would be an option.
+        assert_eq!(kind(r"\\-oProxyCommand\pipe\x"), ErrorKind::InvalidName);
     }
 
     #[test]

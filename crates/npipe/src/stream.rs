@@ -206,6 +206,15 @@ impl Stream {
     /// # Errors
     ///
     /// The OS could not tell (rare; e.g. the peer is gone on some systems).
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix, a client of a remote pipe (`\\HOST\pipe\NAME`, through ssh): the
+    /// remote server process as npipe on HOST saw it when it connected there —
+    /// its pid on HOST, its uid and gid in HOST's user database (not this
+    /// machine's) — as reported by the bridge's handshake. It is what
+    /// [`ConnectOptions::expect_server_uid`] checks. The server on HOST sees the
+    /// user that ssh logged in as, and its access policy applies to that user.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         self.inner.peer_credentials()
     }
@@ -294,11 +303,20 @@ impl Stream {
     /// # Errors
     ///
     /// I/O errors of the final shutdown (a peer already gone is not an error).
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix, a remote pipe (`\\HOST\pipe\NAME`): it also waits for the ssh
+    /// client to exit (it tells HOST, whose bridge closes the pipe), for up to
+    /// 5 s, and then kills it. Dropping the stream leaves that to a thread.
     pub fn disconnect(self) -> io::Result<()> {
-        match self.inner.shutdown(Shutdown::Both) {
+        let ended = match self.inner.shutdown(Shutdown::Both) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
             _ => Ok(()),
-        }
+        };
+        #[cfg(unix)]
+        self.inner.close_and_reap();
+        ended
     }
 }
 

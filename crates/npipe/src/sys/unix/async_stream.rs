@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::async_io::AsyncSocket;
 use super::gate::Slot;
-use super::stream::{refused_or, Stream};
+use super::remote::SshChild;
+use super::stream::{refused, refused_or, Stream};
 use crate::frame::codec::MessageCodec;
 use crate::frame::nonblocking::{map_write_error, Reader, Writer};
 use crate::frame::Received;
@@ -27,12 +28,15 @@ use crate::peer::PeerCredentials;
 pub(crate) const WRITES_VECTORED: bool = true;
 
 /// A connected end: its reading and writing halves over one socket, and (server
-/// ends) the instance it holds, until both halves drop.
+/// ends) the instance it holds or (remote clients) the ssh process, until both
+/// halves drop.
 #[derive(Debug)]
 pub(crate) struct AsyncStream {
     read: AsyncReadHalf,
     write: AsyncWriteHalf,
     is_server: bool,
+    /// How a refusal by the server's access policy is told.
+    refused: fn() -> io::Error,
 }
 
 impl AsyncStream {
@@ -43,11 +47,17 @@ impl AsyncStream {
         let parts = stream.into_parts();
         let io = AsyncSocket::from_std(parts.sock, parts.peer, parts.send_buffer, parts.is_server)?;
         let slot = parts.slot.map(Arc::new);
+        let refused = match parts.remote {
+            Some(_) => crate::remote::refused,
+            None => refused,
+        };
+        let remote = parts.remote.map(|ssh| Arc::new(*ssh));
         Ok(AsyncStream {
             read: AsyncReadHalf {
                 io: io.reader(),
                 reader: Reader::new(parts.mode, parts.decoder, parts.can_read, parts.is_server),
                 _slot: slot.clone(),
+                _remote: remote.clone(),
             },
             write: AsyncWriteHalf {
                 io,
@@ -58,8 +68,10 @@ impl AsyncStream {
                     parts.is_server,
                 ),
                 _slot: slot,
+                _remote: remote,
             },
             is_server: parts.is_server,
+            refused,
         })
     }
 
@@ -96,7 +108,8 @@ impl AsyncStream {
         sent.map_err(|e| {
             let reader = &self.read.reader;
             let fd = self.read.io.as_fd();
-            refused_or(e, reader.expects_notice(), reader.holds_refusal(), fd)
+            let notice = reader.holds_refusal();
+            refused_or(e, reader.expects_notice(), notice, fd, self.refused)
         })
     }
 
@@ -178,6 +191,8 @@ pub(crate) struct AsyncReadHalf {
     io: AsyncSocket,
     reader: Reader,
     _slot: Option<Arc<Slot>>,
+    /// A remote client's ssh process, reaped once both halves are dropped.
+    _remote: Option<Arc<SshChild>>,
 }
 
 impl AsyncReadHalf {
@@ -226,6 +241,7 @@ pub(crate) struct AsyncWriteHalf {
     io: AsyncSocket,
     writer: Writer,
     _slot: Option<Arc<Slot>>,
+    _remote: Option<Arc<SshChild>>,
 }
 
 impl AsyncWriteHalf {
