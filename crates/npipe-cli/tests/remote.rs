@@ -472,6 +472,28 @@ fn errors_say_which_side_failed() {
                 "{e}"
             );
             assert!(e.to_string().contains(&format!("uid {uid}")), "{e}");
+
+            // A server whose allow list leaves the file open to all and refuses
+            // that user once connected: its refusal notice reaches the client
+            // through ssh, which says whose credentials were refused.
+            let refusing = unique("refusing");
+            let mut allow = ListenerOptions::new();
+            allow.allow_uid(65534);
+            let _refusing = TestServer::start(&refusing, &allow, echo());
+            let mut stream = quick
+                .connect(on(OTHER_USER_HOST, &refusing))
+                .expect("connected: the server refuses after accepting");
+            let mut reply = Vec::new();
+            let e = stream.recv(&mut reply).unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::AccessDenied, "{e}");
+            assert!(
+                e.to_string().contains(
+                    "the server on the remote host refused the credentials of the user ssh logged in as there"
+                ),
+                "{e}"
+            );
+            drop(stream);
+            assert_nothing_left(&refusing);
         }
         Err(why) => {
             assert!(!under_ci(), "cannot run under CI: {why}");
