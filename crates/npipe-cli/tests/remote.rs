@@ -287,8 +287,8 @@ fn the_cap_holds_through_ssh() {
     assert_nothing_left(&name);
 }
 
-/// Byte mode through ssh: bytes unchanged, and a half-close travels to the
-/// server on HOST (it reads the end of the request, replies, closes), whose
+/// Byte mode through ssh: bytes unchanged (ssh's escape sequences among
+/// them), and a half-close travels to the server on HOST (it reads the end of the request, replies, closes), whose
 /// close travels back.
 #[test]
 fn byte_mode_and_half_close_through_ssh() {
@@ -311,7 +311,9 @@ fn byte_mode_and_half_close_through_ssh() {
     let mut client = ConnectOptions::new();
     client.mode(Mode::Byte);
     let mut stream = client.connect(on(HOST, &name)).expect("connect");
-    let request = pattern(300_000);
+    // ssh's escape sequences (`~.` after a newline ends a session) are data here.
+    let mut request = b"\n~.\n~C\r\n~.".to_vec();
+    request.extend(pattern(300_000));
     stream.write_all(&request).expect("write");
     stream.shutdown(Shutdown::Write).expect("half-close");
     let mut reply = Vec::new();

@@ -80,6 +80,9 @@
 //!
 //! `NAME`, `\\.\pipe\NAME`, `@NAME` (Linux abstract namespace); see [`PipeName`].
 //! On Unix `NAME` is the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//! `\\HOST\pipe\NAME` is pipe `NAME` on machine `HOST`: on Unix npipe reaches it
+//! through the system's ssh client and `npipe bridge` on HOST (see
+//! [`ConnectOptions::connect`]); [`wait`] and [`call`] work there too.
 //!
 //! ## Errors
 //!
@@ -146,10 +149,15 @@ pub use stream::Stream;
 /// for. As on Windows, another client may take the free instance before this
 /// caller connects.
 ///
+/// On Unix, for `\\HOST\pipe\NAME` it runs `npipe wait NAME` on HOST through
+/// ssh (as [`ConnectOptions::connect`] runs `npipe bridge`): `timeout` is the
+/// wait there, and ssh has up to 15 s more to connect and log in.
+///
 /// # Errors
 ///
 /// - [`ErrorKind::Timeout`]: no server appeared within `timeout`.
 /// - [`ErrorKind::InvalidName`], [`ErrorKind::Unsupported`]: as for names.
+/// - A remote pipe on Unix: as for [`ConnectOptions::connect`] of one.
 ///
 /// # Examples
 ///
@@ -190,6 +198,8 @@ pub fn wait(name: impl ToPipeName, timeout: Duration) -> io::Result<()> {
 /// One transaction on a message pipe (`CallNamedPipe`): connect, send `request`,
 /// receive one reply, close. `timeout` bounds the whole call: waiting for the pipe
 /// or a free instance, sending and receiving, however the server paces its bytes.
+/// For a remote pipe on Unix (through ssh), connecting to HOST and logging in
+/// come on top (up to 15 s).
 ///
 /// # Errors
 ///
