@@ -16,6 +16,8 @@ Examples:
   npipe listen chat                   # like `nc -l`: a byte pipe, one client
   npipe send chat < file              # like `nc`: stdin to the pipe, the pipe to stdout
   npipe wait orders --timeout 10s && npipe call orders ping
+  npipe call '\\\\build-01\\pipe\\orders' hello   # the pipe orders on build-01, through ssh
+  npipe forward orders '\\\\build-01\\pipe\\orders' # a local pipe served by that one
   npipe info orders --json            # the socket path, server pid, owner, mode
   npipe list                          # every pipe in the namespace, stale ones flagged
   npipe bench --json > bench.json     # latency, throughput, connect rate
@@ -25,6 +27,9 @@ Names: NAME, \\\\.\\pipe\\NAME, or on Linux @NAME (abstract socket). On Unix NAM
 socket /tmp/npipe-NAME, or $NPIPE_DIR/NAME when NPIPE_DIR is set, and an absolute path
 (/run/app/api.sock) is that socket file, its directory checked as NPIPE_DIR is.
 `npipe list` lists the pipe directory only.
+\\\\HOST\\pipe\\NAME is pipe NAME on HOST: on Windows through SMB; on Unix reached with
+`ssh HOST npipe bridge NAME` (your ssh config, keys and agent apply; NPIPE_SSH sets the
+ssh command, NPIPE_REMOTE_NPIPE the path of npipe on HOST).
 
 Durations: 500ms, 5s, 1.5s, 2m, 1h (a bare number is seconds).
 Sizes: 1000, 64KiB (or 64K), 16MiB, 1GiB; KB, MB, GB are powers of 1000.
@@ -71,6 +76,12 @@ pub(crate) enum Command {
     /// Wait until a server owns the pipe (WaitNamedPipe).
     #[command(after_long_help = cmd::wait::AFTER_HELP)]
     Wait(cmd::wait::Args),
+    /// Serve a local pipe whose clients are forwarded to another pipe (\\HOST\pipe\NAME).
+    #[command(after_long_help = cmd::forward::AFTER_HELP)]
+    Forward(cmd::forward::Args),
+    /// Relay stdin/stdout to a pipe on this machine (the far end of \\HOST\pipe\NAME).
+    #[command(after_long_help = cmd::bridge::AFTER_HELP)]
+    Bridge(cmd::bridge::Args),
     /// Run a server and client processes, show progress, print a summary.
     #[command(after_long_help = cmd::demo::AFTER_HELP)]
     Demo(cmd::demo::Args),

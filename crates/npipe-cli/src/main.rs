@@ -48,6 +48,8 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Info(args) => cmd::info::run(args),
         Command::List(args) => cmd::list::run(args),
         Command::Wait(args) => cmd::wait::run(args),
+        Command::Bridge(args) => cmd::bridge::run(args),
+        Command::Forward(args) => cmd::forward::run(args),
         Command::Demo(args) => cmd::demo::run(args, cli.verbose),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Completions(args) => cmd::completions::run(args),

@@ -1,17 +1,26 @@
-//! Copying between stdin/stdout and a byte pipe in both directions, like `nc`
-//! (`npipe send`, `npipe listen`).
+//! Copying bytes both ways between a byte pipe and stdin/stdout, like `nc`
+//! (`npipe send`, `npipe listen`, `npipe bridge`), or between two sockets
+//! (`npipe forward`).
 //!
-//! stdin is copied to the pipe by a thread; at stdin's EOF the pipe's write side is
-//! closed (half-close), so the peer reads EOF while its answer can still come back.
-//! The pipe is copied to stdout until the peer closes its write side. The relay then
-//! ends when stdin is done too, or at once if the peer closed the whole connection.
+//! Each direction is copied until its source ends, and then the destination's
+//! write side is closed (half-close), so the peer reads the end while its answer
+//! can still come back: stdin's EOF shuts the pipe's write side down; the pipe's
+//! EOF closes stdout. A direction also stops when its destination hangs up (a
+//! socket whose peer closed it, a stdout whose reader is gone: the ssh session
+//! of `npipe bridge` ended), since nothing written there can arrive. The relay
+//! ends when both directions are done, or at once when the pipe's peer closed
+//! the whole connection.
 
-use std::io::{self, Read, Write};
+use std::io;
 
-/// Relays until both directions are done.
+/// Relays between `stream` (a byte pipe) and stdin/stdout until both directions
+/// are done.
 pub(crate) fn relay(stream: npipe::Stream) -> anyhow::Result<()> {
     imp::relay(stream)
 }
+
+#[cfg(unix)]
+pub(crate) use imp::splice;
 
 #[cfg_attr(not(unix), allow(dead_code))]
 /// Whether a write error means "the peer is gone" rather than a failure.
@@ -23,37 +32,31 @@ fn peer_gone(e: &io::Error) -> bool {
 }
 
 #[cfg_attr(not(unix), allow(dead_code))]
-/// Copies `from` to `to` until EOF, flushing every chunk so interactive use works.
-fn pump(mut from: impl Read, mut to: impl Write) -> io::Result<u64> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..n])?;
-        to.flush()?;
-        total += n as u64;
-    }
+/// How one direction of a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The source ended (EOF).
+    Done,
+    /// The destination hung up: nothing more can be delivered.
+    Gone,
 }
 
 #[cfg(unix)]
 mod imp {
-    use std::io;
+    use std::fs::File;
+    use std::io::{self, Read, Write};
     use std::net::Shutdown;
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, BorrowedFd};
     use std::os::unix::net::UnixStream;
     use std::sync::mpsc;
     use std::thread;
     use std::time::Duration;
 
     use anyhow::{anyhow, Context};
+    use nix::errno::Errno;
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-    use super::{peer_gone, pump};
+    use super::{peer_gone, End};
     use crate::exit::stdout_error;
 
     pub(super) fn relay(stream: npipe::Stream) -> anyhow::Result<()> {
@@ -63,41 +66,129 @@ mod imp {
         let mut writer = sock.try_clone().context("duplicating the socket")?;
         let (done_tx, done_rx) = mpsc::channel();
         thread::spawn(move || {
-            let result = pump(io::stdin().lock(), &mut writer);
+            let stdin = io::stdin();
+            let result = copy(stdin.as_fd(), &mut stdin.lock(), &mut writer);
             let _ = writer.shutdown(Shutdown::Write);
             let _ = done_tx.send(result);
         });
 
-        let mut reader = &sock;
-        let mut buf = vec![0u8; 64 * 1024];
         let mut out = io::stdout().lock();
-        loop {
-            let n = match io::Read::read(&mut reader, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if peer_gone(&e) => break,
-                Err(e) => return Err(e).context("reading from the pipe"),
-            };
-            io::Write::write_all(&mut out, &buf[..n]).map_err(stdout_error)?;
-            io::Write::flush(&mut out).map_err(stdout_error)?;
+        let end = copy(sock.as_fd(), &mut &sock, &mut out).map_err(|e| match e {
+            Failure::Read(e) => anyhow::Error::new(e).context("reading from the pipe"),
+            Failure::Write(e) => stdout_error(e),
+        })?;
+        drop(out);
+        if end == End::Gone {
+            // stdout's reader is gone: nothing more can be delivered.
+            return Ok(());
         }
+        close_stdout();
 
         // The peer will send no more. Wait for stdin to finish, unless the peer closed
         // the whole connection (then nothing more can be delivered).
         loop {
             match done_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(Err(e)) if !peer_gone(&e) => return Err(e).context("copying stdin to the pipe"),
+                Ok(Err(Failure::Read(e))) => return Err(e).context("reading standard input"),
+                Ok(Err(Failure::Write(e))) if !peer_gone(&e) => {
+                    return Err(e).context("copying stdin to the pipe")
+                }
                 Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-                Err(mpsc::RecvTimeoutError::Timeout) if hung_up(&sock) => return Ok(()),
+                Err(mpsc::RecvTimeoutError::Timeout) if hung_up(sock.as_fd()) => return Ok(()),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
     }
 
+    /// Relays between two sockets until both directions are done (each
+    /// half-closed after its source ended), or one side hung up and the other
+    /// direction ended too.
+    pub(crate) fn splice(a: UnixStream, b: UnixStream) -> io::Result<()> {
+        let (a_in, b_out) = (a.try_clone()?, b.try_clone()?);
+        let forward = thread::Builder::new()
+            .name("npipe-relay".into())
+            .spawn(move || {
+                let result = copy(a_in.as_fd(), &mut &a_in, &mut &b_out);
+                let _ = b_out.shutdown(Shutdown::Write);
+                result
+            })?;
+        let back = copy(b.as_fd(), &mut &b, &mut &a);
+        let _ = a.shutdown(Shutdown::Write);
+        if matches!(back, Ok(End::Gone)) {
+            // `a` hung up: the other direction cannot go on either.
+            let _ = a.shutdown(Shutdown::Both);
+        }
+        let forward = forward
+            .join()
+            .unwrap_or_else(|_| Err(Failure::Read(io::Error::other("relay thread panicked"))));
+        for result in [back, forward] {
+            match result {
+                Err(Failure::Read(e) | Failure::Write(e)) if !peer_gone(&e) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// What failed in [`copy`].
+    #[derive(Debug)]
+    pub(super) enum Failure {
+        Read(io::Error),
+        Write(io::Error),
+    }
+
+    /// Copies `from` (readable as `source`) to `to` until `from` ends or `to`
+    /// hangs up, flushing every chunk so that interactive use works.
+    fn copy(
+        source: BorrowedFd<'_>,
+        from: &mut impl Read,
+        to: &mut (impl Write + AsFd),
+    ) -> Result<End, Failure> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // Wait for bytes, or for the destination to hang up (reported even
+            // when no event is asked for).
+            let mut fds = [
+                PollFd::new(source, PollFlags::POLLIN),
+                PollFd::new(to.as_fd(), PollFlags::empty()),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Failure::Read(e.into())),
+            }
+            let gone = PollFlags::POLLHUP | PollFlags::POLLERR;
+            let readable = fds[0].revents().is_some_and(|r| !r.is_empty());
+            if !readable && fds[1].revents().is_some_and(|r| r.intersects(gone)) {
+                return Ok(End::Gone);
+            }
+            let n = match from.read(&mut buf) {
+                Ok(0) => return Ok(End::Done),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if peer_gone(&e) => return Ok(End::Done),
+                Err(e) => return Err(Failure::Read(e)),
+            };
+            match to.write_all(&buf[..n]).and_then(|()| to.flush()) {
+                Ok(()) => {}
+                Err(e) if peer_gone(&e) => return Ok(End::Gone),
+                Err(e) => return Err(Failure::Write(e)),
+            }
+        }
+    }
+
+    /// Closes stdout for its reader (who sees the end of the stream) while
+    /// keeping descriptor 1 valid: `/dev/null` takes its place.
+    fn close_stdout() {
+        let _ = io::stdout().flush();
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2_stdout(null);
+        }
+    }
+
     /// Whether the peer closed both directions (`POLLHUP`), not just its write side.
-    fn hung_up(sock: &UnixStream) -> bool {
-        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+    fn hung_up(sock: BorrowedFd<'_>) -> bool {
+        let mut fds = [PollFd::new(sock, PollFlags::empty())];
         match poll(&mut fds, PollTimeout::ZERO) {
             Ok(_) => fds[0]
                 .revents()
@@ -112,6 +203,6 @@ mod imp {
     /// Windows: npipe's `Stream` cannot be split between two threads yet, and
     /// Windows pipes cannot half-close.
     pub(super) fn relay(_stream: npipe::Stream) -> anyhow::Result<()> {
-        anyhow::bail!("send and listen are not available on this platform yet")
+        anyhow::bail!("send, listen and bridge are not available on this platform yet")
     }
 }

@@ -84,6 +84,9 @@
 //! `NAME`, `\\.\pipe\NAME`, `@NAME` (Linux abstract namespace), and on Unix an
 //! absolute socket path (`/run/app/api.sock`); see [`PipeName`]. On Unix `NAME` is
 //! the socket file `/tmp/npipe-NAME`, or `$NPIPE_DIR/NAME`.
+//! `\\HOST\pipe\NAME` is pipe `NAME` on machine `HOST`: on Windows through SMB, on
+//! Unix through the system's ssh client and `npipe bridge` on HOST (see
+//! [`ConnectOptions::connect`]); [`wait`] and [`call`] work there too.
 //!
 //! A server started by a service manager with its listening socket (systemd socket
 //! activation) serves that socket: [`Listener::from_activation`].
@@ -125,6 +128,8 @@ mod listener;
 mod name;
 mod options;
 mod peer;
+#[cfg(unix)]
+mod remote;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod server;
@@ -170,12 +175,17 @@ pub use stream::Stream;
 /// for. As on Windows, another client may take the free instance before this
 /// caller connects.
 ///
+/// On Unix, for `\\HOST\pipe\NAME` it runs `npipe wait NAME` on HOST through
+/// ssh (as [`ConnectOptions::connect`] runs `npipe bridge`): `timeout` is the
+/// wait there, and ssh has up to 15 s more to connect and log in.
+///
 /// # Errors
 ///
 /// - [`ErrorKind::Timeout`]: no server appeared within `timeout`.
 /// - [`ErrorKind::InvalidName`], [`ErrorKind::Unsupported`]: as for names.
 /// - Windows, `\\HOST\pipe\NAME` (asked of HOST through SMB): errors on the way to
 ///   HOST, at once, as for [`ConnectOptions::connect`].
+/// - A remote pipe on Unix: as for [`ConnectOptions::connect`] of one.
 ///
 /// # Examples
 ///
@@ -188,6 +198,10 @@ pub use stream::Stream;
 /// ```
 pub fn wait(name: impl ToPipeName, timeout: Duration) -> io::Result<()> {
     let name = name.to_pipe_name()?;
+    #[cfg(unix)]
+    if let Some(host) = name.host() {
+        return sys::wait_remote(host, name.as_str(), timeout);
+    }
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(1);
     loop {
@@ -212,6 +226,8 @@ pub fn wait(name: impl ToPipeName, timeout: Duration) -> io::Result<()> {
 /// One transaction on a message pipe (`CallNamedPipe`): connect, send `request`,
 /// receive one reply, close. `timeout` bounds the whole call: waiting for the pipe
 /// or a free instance, sending and receiving, however the server paces its bytes.
+/// For a remote pipe on Unix (through ssh), connecting to HOST and logging in
+/// come on top (up to 15 s).
 ///
 /// # Errors
 ///

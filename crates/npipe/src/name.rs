@@ -19,7 +19,7 @@ pub const MAX_NAME_LEN: usize = 247;
 /// |---|---|
 /// | `NAME` | a pipe on this machine |
 /// | `\\.\pipe\NAME` (or `//./pipe/NAME`) | the same pipe, in Windows syntax |
-/// | `\\HOST\pipe\NAME` | a pipe on another machine: on Windows a native SMB pipe (clients only); elsewhere parsed, but connecting is not supported yet |
+/// | `\\HOST\pipe\NAME` | pipe `NAME` on machine `HOST` (clients only): on Windows a native SMB pipe; on Unix reached through the system's ssh client and `npipe bridge` on HOST (see [`ConnectOptions::connect`](crate::ConnectOptions::connect)) |
 /// | `@NAME` | Linux only: a socket in the abstract namespace (no file on disk) |
 /// | `/DIR/FILE` | Unix only: the socket file at that absolute path (`/run/app/api.sock`) |
 ///
@@ -213,8 +213,9 @@ impl PipeName {
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Unsupported`] for `@NAME` outside Linux, for remote names
-    ///   outside Windows, and for explicit socket paths on Windows.
+    /// - [`ErrorKind::Unsupported`] for `@NAME` outside Linux, for explicit socket
+    ///   paths on Windows, and on Unix for remote names (a remote pipe has no
+    ///   address here: it is reached through ssh).
     /// - [`ErrorKind::InvalidName`] on Windows for a host made only of dots (`..`),
     ///   which names no machine.
     /// - [`ErrorKind::InvalidName`] when the socket path would not fit in `sun_path`
@@ -259,7 +260,7 @@ impl PipeName {
     #[cfg(unix)]
     pub(crate) fn endpoint(&self) -> io::Result<crate::sys::Endpoint> {
         match &self.kind {
-            NameKind::Remote { host, name } => Err(remote_unsupported(host, name)),
+            NameKind::Remote { host, name } => Err(remote_elsewhere(host, name)),
             NameKind::Local(name) => crate::sys::local_endpoint(name),
             NameKind::Abstract(name) => crate::sys::abstract_endpoint(name),
             NameKind::Path(path) => crate::sys::path_endpoint(Path::new(path)),
@@ -281,11 +282,17 @@ fn smb_path(host: &str, name: &str) -> io::Result<String> {
     Ok(format!(r"\\{host}\pipe\{name}"))
 }
 
+/// What a remote name cannot do on Unix: it is a pipe on HOST, reached through
+/// ssh (connect, `call`, `wait`), with no file or socket here.
 #[cfg(unix)]
-fn remote_unsupported(host: &str, name: &str) -> io::Error {
+fn remote_elsewhere(host: &str, name: &str) -> io::Error {
     err(
         ErrorKind::Unsupported,
-        format!("remote pipes are not supported yet (\\\\{host}\\pipe\\{name})"),
+        format!(
+            "\\\\{host}\\pipe\\{name} is a pipe on {host}: it can be connected to, called \
+             and waited for (through ssh), but not created, inspected or listed from here \
+             (on {host}: `npipe info {name}`)"
+        ),
     )
 }
 
@@ -499,8 +506,11 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// A host name as ssh and SMB take it. Never starting with `-`: on a command
+/// line it would read as an option.
 fn validate_host(host: &str) -> io::Result<()> {
     let ok = !host.is_empty()
+        && !host.starts_with('-')
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
@@ -509,7 +519,10 @@ fn validate_host(host: &str) -> io::Result<()> {
     } else {
         Err(err(
             ErrorKind::InvalidName,
-            format!("invalid host {host:?} in pipe name: use letters, digits, `-`, `_` and `.`"),
+            format!(
+                "invalid host {host:?} in pipe name: use letters, digits, `-`, `_` and `.`, \
+                 not starting with `-`"
+            ),
         ))
     }
 }
@@ -539,9 +552,12 @@ mod tests {
         assert_eq!(remote.host(), Some("build-01"));
         assert_eq!(remote.as_str(), "jobs");
         assert_eq!(remote.to_string(), r"\\build-01\pipe\jobs");
-        let e = remote.address().unwrap_err();
-        assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
-        assert!(e.to_string().contains("remote pipes are not supported yet"));
+        #[cfg(unix)]
+        {
+            let e = remote.address().unwrap_err();
+            assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
+            assert!(e.to_string().contains("is a pipe on build-01"), "{e}");
+        }
     }
 
     /// On Windows `\\HOST\pipe\NAME` is the UNC path of a pipe on HOST, opened
@@ -633,6 +649,8 @@ mod tests {
             .to_string()
             .contains("the limit is 247"));
         assert_eq!(kind(r"\\bad host\pipe\x"), ErrorKind::InvalidName);
+        // On a command line (ssh's) it would be an option.
+        assert_eq!(kind(r"\\-oProxyCommand\pipe\x"), ErrorKind::InvalidName);
     }
 
     #[test]

@@ -520,6 +520,11 @@ impl ConnectOptions {
     ///     .connect("orders")?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix, a remote pipe (`\\HOST\pipe\NAME`): it bounds the wait for the pipe
+    /// on HOST, as here; ssh has up to 15 s more to connect and log in.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = timeout;
         self
@@ -574,6 +579,10 @@ impl ConnectOptions {
     /// Unix only: on Windows, connecting fails with
     /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) (Windows has no uids;
     /// there the pipe's DACL and `FILE_FLAG_FIRST_PIPE_INSTANCE` guard the name).
+    ///
+    /// For a remote pipe (`\\HOST\pipe\NAME`, through ssh), `uid` is a uid of
+    /// HOST's user database, checked against the server process as npipe on HOST
+    /// saw it (see [`Stream::peer_credentials`]).
     pub fn expect_server_uid(&mut self, uid: u32) -> &mut Self {
         self.expect_server_uid = Some(uid);
         self
@@ -591,6 +600,28 @@ impl ConnectOptions {
     ///   refuses this user, or the server is not the expected user.
     /// - [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName),
     ///   [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): as for names.
+    /// - A remote pipe on Unix (below): the kinds above as HOST's npipe met them,
+    ///   the message starting with "on HOST: "; `AccessDenied` when ssh could not
+    ///   log in ("ssh could not log in to HOST: " and what ssh said), `Io` when it
+    ///   could not connect, `Timeout` when HOST did not answer in time,
+    ///   `Unsupported` when npipe is not installed on HOST (or not on the `PATH`
+    ///   of a non-interactive ssh session there) or there is no ssh client here,
+    ///   `InvalidData` when HOST printed something other than npipe's answer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::ConnectOptions;
+    ///
+    /// // Pipe `jobs` on machine build-01, through ssh (Unix).
+    /// let mut stream = ConnectOptions::new()
+    ///     .timeout(Duration::from_secs(2))
+    ///     .expect_server_uid(0)
+    ///     .connect(r"\\build-01\pipe\jobs")?;
+    /// stream.send(b"status")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Examples
     ///
@@ -626,6 +657,22 @@ impl ConnectOptions {
     /// at once rather than after the timeout, [`ErrorKind::Io`](crate::ErrorKind::Io)
     /// with `io::ErrorKind::HostUnreachable` when HOST cannot be reached (unknown,
     /// down, TCP port 445 blocked, or no SMB client for pipes, as under Wine).
+    ///
+    /// On Unix, `\\HOST\pipe\NAME` runs the system's ssh client: `ssh HOST npipe
+    /// bridge --handshake NAME`, with one end of a socket pair as ssh's stdin and
+    /// stdout and the other as the stream's socket, so everything a stream does
+    /// works the same. Your ssh config, keys, agent and `known_hosts` apply, and
+    /// HOST resolves `NAME` by its own rules (its `NPIPE_DIR`, its `/tmp`). The
+    /// ssh command is `$NPIPE_SSH` (default `ssh`; split at white space, e.g.
+    /// `ssh -F ~/.ssh/pipes_config`) with `-T -e none -o BatchMode=yes` and no
+    /// forwardings; npipe on HOST is `$NPIPE_REMOTE_NPIPE` (default `npipe`, found
+    /// on the `PATH` of a non-interactive ssh session there). Before returning,
+    /// the stream reads the bridge's one-line answer: the server's credentials
+    /// (see [`Stream::peer_credentials`]) or why connecting failed on HOST. When
+    /// the stream is dropped, ssh sees the end of its input and exits; it is
+    /// reaped on a thread, and killed if it has not exited 5 s later
+    /// ([`Stream::disconnect`] waits for it). The README's "Beyond this machine"
+    /// says why npipe uses a bridge and not `ssh -L`.
     pub fn connect(&self, name: impl ToPipeName) -> io::Result<Stream> {
         Stream::connect_with(&name.to_pipe_name()?, self)
     }

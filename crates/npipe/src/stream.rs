@@ -267,6 +267,15 @@ impl Stream {
     ///
     /// The OS could not tell (rare; e.g. the peer is gone on some systems).
     ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix, a client of a remote pipe (`\\HOST\pipe\NAME`, through ssh): the
+    /// remote server process as npipe on HOST saw it when it connected there —
+    /// its pid on HOST, its uid and gid in HOST's user database (not this
+    /// machine's) — as reported by the bridge's handshake. It is what
+    /// [`ConnectOptions::expect_server_uid`] checks. The server on HOST sees the
+    /// user that ssh logged in as, and its access policy applies to that user.
+    ///
     /// # Examples
     ///
     /// A server that gives administrative answers only to root:
@@ -405,6 +414,12 @@ impl Stream {
     ///
     /// I/O errors of the final shutdown (a peer already gone is not an error).
     ///
+    /// ## Platform-specific behavior
+    ///
+    /// Unix, a remote pipe (`\\HOST\pipe\NAME`): it also waits for the ssh
+    /// client to exit (it tells HOST, whose bridge closes the pipe), for up to
+    /// 5 s, and then kills it. Dropping the stream leaves that to a thread.
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -415,10 +430,13 @@ impl Stream {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn disconnect(self) -> io::Result<()> {
-        match self.inner.shutdown(Shutdown::Both) {
+        let ended = match self.inner.shutdown(Shutdown::Both) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
             _ => Ok(()),
-        }
+        };
+        #[cfg(unix)]
+        self.inner.close_and_reap();
+        ended
     }
 }
 

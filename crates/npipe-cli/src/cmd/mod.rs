@@ -1,9 +1,11 @@
 //! One module per verb: its `Args` (clap) and `run`.
 
 pub(crate) mod bench;
+pub(crate) mod bridge;
 pub(crate) mod call;
 pub(crate) mod completions;
 pub(crate) mod demo;
+pub(crate) mod forward;
 pub(crate) mod info;
 pub(crate) mod list;
 pub(crate) mod listen;

@@ -168,7 +168,9 @@ impl Stream {
     /// ## Platform-specific behavior
     ///
     /// Unix: a pipe that accepts at once is connected on the calling task, with no
-    /// hand-off to the blocking pool.
+    /// hand-off to the blocking pool. A remote pipe (`\\HOST\pipe\NAME`, through
+    /// ssh) is connected on the blocking pool, by the blocking code, and its
+    /// socket then driven by tokio like any other.
     pub async fn connect_with(
         name: impl ToPipeName,
         options: &ConnectOptions,

@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::async_io::AsyncSocket;
 use super::gate::Slot;
-use super::stream::{name_the_refuser, refused_or, Stream};
+use super::remote::SshChild;
+use super::stream::{name_the_refuser, refused, refused_or, Stream};
 use crate::frame::codec::MessageCodec;
 use crate::frame::nonblocking::{map_write_error, Reader, Writer};
 use crate::frame::Received;
@@ -27,12 +28,15 @@ use crate::peer::PeerCredentials;
 pub(crate) const WRITES_VECTORED: bool = true;
 
 /// A connected end: its reading and writing halves over one socket, and (server
-/// ends) the instance it holds, until both halves drop.
+/// ends) the instance it holds or (remote clients) the ssh process, until both
+/// halves drop.
 #[derive(Debug)]
 pub(crate) struct AsyncStream {
     read: AsyncReadHalf,
     write: AsyncWriteHalf,
     is_server: bool,
+    /// How a refusal by the server's access policy is told.
+    refused: fn() -> io::Error,
 }
 
 impl AsyncStream {
@@ -43,11 +47,17 @@ impl AsyncStream {
         let parts = stream.into_parts();
         let io = AsyncSocket::from_std(parts.sock, parts.peer, parts.send_buffer, parts.is_server)?;
         let slot = parts.slot.map(Arc::new);
+        let refused = match parts.remote {
+            Some(_) => crate::remote::refused,
+            None => refused,
+        };
+        let remote = parts.remote.map(|ssh| Arc::new(*ssh));
         Ok(AsyncStream {
             read: AsyncReadHalf {
                 io: io.reader(),
                 reader: Reader::new(parts.mode, parts.decoder, parts.can_read, parts.is_server),
                 _slot: slot.clone(),
+                remote: remote.clone(),
             },
             write: AsyncWriteHalf {
                 io,
@@ -58,8 +68,10 @@ impl AsyncStream {
                     parts.is_server,
                 ),
                 _slot: slot,
+                _remote: remote,
             },
             is_server: parts.is_server,
+            refused,
         })
     }
 
@@ -96,8 +108,9 @@ impl AsyncStream {
         sent.map_err(|e| {
             let reader = &self.read.reader;
             let fd = self.read.io.as_fd();
-            let e = refused_or(e, reader.expects_notice(), reader.holds_refusal(), fd);
-            name_the_refuser(e, || self.read.peer_credentials())
+            let notice = reader.holds_refusal();
+            let e = refused_or(e, reader.expects_notice(), notice, fd, self.refused);
+            name_the_refuser(e, || self.read.local_server())
         })
     }
 
@@ -179,6 +192,8 @@ pub(crate) struct AsyncReadHalf {
     io: AsyncSocket,
     reader: Reader,
     _slot: Option<Arc<Slot>>,
+    /// A remote client's ssh process, reaped once both halves are dropped.
+    remote: Option<Arc<SshChild>>,
 }
 
 impl AsyncReadHalf {
@@ -188,16 +203,25 @@ impl AsyncReadHalf {
 
     pub(crate) async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         let got = self.reader.recv(&mut self.io, buf).await;
-        got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
+        got.map_err(|e| name_the_refuser(e, || self.local_server()))
     }
 
     pub(crate) async fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         let got = self.reader.recv_into(&mut self.io, buf).await;
-        got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
+        got.map_err(|e| name_the_refuser(e, || self.local_server()))
     }
 
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         self.io.peer_credentials()
+    }
+
+    /// The server process on this machine, to name one that refused this client;
+    /// none for a remote pipe (its server's uid is HOST's, not comparable here).
+    fn local_server(&self) -> io::Result<PeerCredentials> {
+        match self.remote {
+            Some(_) => Err(io::ErrorKind::Unsupported.into()),
+            None => self.peer_credentials(),
+        }
     }
 
     /// Byte-mode reads: bytes read ahead first, then the socket; an error in
@@ -229,6 +253,7 @@ pub(crate) struct AsyncWriteHalf {
     io: AsyncSocket,
     writer: Writer,
     _slot: Option<Arc<Slot>>,
+    _remote: Option<Arc<SshChild>>,
 }
 
 impl AsyncWriteHalf {

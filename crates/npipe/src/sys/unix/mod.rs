@@ -33,6 +33,7 @@ mod listener;
 mod liveness;
 mod process;
 mod record;
+mod remote;
 #[cfg(feature = "tokio")]
 mod shutdown;
 mod stream;
@@ -48,6 +49,7 @@ pub(crate) use dir::{Kind, PipeDir, PipePath};
 pub(crate) use liveness::{socket_owners, Listening};
 pub(crate) use process::{process_name, process_uid, user_name};
 pub(crate) use record::Record;
+pub(crate) use remote::wait as wait_remote;
 
 #[cfg(feature = "tokio")]
 pub(crate) use async_listener::AsyncListener;

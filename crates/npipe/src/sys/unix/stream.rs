@@ -13,6 +13,7 @@ use nix::sys::socket::{self, setsockopt, sockopt};
 
 use super::connect::connect_waiting;
 use super::gate::Slot;
+use super::remote::SshChild;
 use crate::error::{err, err_src, ErrorKind};
 use crate::frame::blocking::{read_retrying, FrameReader};
 #[cfg(feature = "tokio")]
@@ -44,8 +45,12 @@ pub(crate) struct Stream {
     _slot: Option<Slot>,
     /// The peer's credentials once read (at accept when the access policy needs
     /// them, else when first asked; fixed at connect time), so that asking again
-    /// costs no system call.
+    /// costs no system call. A remote client's: the remote server's, from the
+    /// bridge's handshake.
     peer: OnceLock<PeerCredentials>,
+    /// A remote client's ssh process (`\\HOST\pipe\NAME`), reaped when the
+    /// stream is dropped. After `sock`: the socket closes first.
+    remote: Option<Box<SshChild>>,
 }
 
 impl Stream {
@@ -71,6 +76,7 @@ impl Stream {
             deadline: None,
             _slot: Some(slot),
             peer: peer.map(OnceLock::from).unwrap_or_default(),
+            remote: None,
         }
     }
 
@@ -89,6 +95,7 @@ impl Stream {
             deadline: None,
             _slot: None,
             peer: OnceLock::new(),
+            remote: None,
         }
     }
 
@@ -107,6 +114,7 @@ impl Stream {
             slot: self._slot,
             peer: self.peer.into_inner(),
             send_buffer: self.send_buffer,
+            remote: self.remote,
         }
     }
 
@@ -115,13 +123,28 @@ impl Stream {
         if self.reader.buffered() > 0 || self.reader.in_message() {
             return Err(self);
         }
+        if let Some(ssh) = self.remote {
+            ssh.detach();
+        }
         Ok(self.sock)
     }
 
     pub(crate) fn connect(name: &PipeName, opts: &ConnectOptions) -> io::Result<Stream> {
+        if let Some(host) = name.host() {
+            return Stream::connect_remote(name, host, opts);
+        }
         let endpoint = name.endpoint()?;
         let sock = connect_waiting(&endpoint, opts.timeout)?;
-        Stream::finish_connect(name, opts, sock)
+        Stream::finish_connect(name, opts, sock, None)
+    }
+
+    /// `\\HOST\pipe\NAME`: through ssh and `npipe bridge` on HOST, whose
+    /// handshake names the remote server.
+    fn connect_remote(name: &PipeName, host: &str, opts: &ConnectOptions) -> io::Result<Stream> {
+        let remote = super::remote::connect(host, name.as_str(), opts.timeout)?;
+        let mut stream = Stream::finish_connect(name, opts, remote.sock, Some(remote.server))?;
+        stream.remote = Some(Box::new(remote.ssh));
+        Ok(stream)
     }
 
     /// Connects if that needs no waiting, for the async API: `Ok(None)` when the
@@ -135,17 +158,24 @@ impl Stream {
             return None;
         }
         let sock = super::connect::raw_connect(&name.endpoint().ok()?, None).ok()?;
-        Stream::finish_connect(name, opts, sock).ok()
+        Stream::finish_connect(name, opts, sock, None).ok()
     }
 
+    /// A client stream over `sock`, connected to pipe `name`. `server`: the
+    /// server's credentials when the socket's peer is not the server (a remote
+    /// pipe's: the bridge's handshake gives them).
     fn finish_connect(
         name: &PipeName,
         opts: &ConnectOptions,
         sock: UnixStream,
+        server: Option<PeerCredentials>,
     ) -> io::Result<Stream> {
         let send_buffer = SendBuffer::new(&sock, opts.buffer_size);
         if let Some(expected) = opts.expect_server_uid {
-            let server = super::peer_credentials(&sock)?;
+            let server = match server {
+                Some(server) => server,
+                None => super::peer_credentials(&sock)?,
+            };
             if server.uid() != Some(expected) {
                 return Err(err(
                     ErrorKind::AccessDenied,
@@ -162,6 +192,10 @@ impl Stream {
         if !can_read {
             let _ = sock.shutdown(Shutdown::Read);
         }
+        let refused = match server {
+            Some(_) => crate::remote::refused,
+            None => refused,
+        };
         Ok(Stream {
             sock,
             mode: opts.mode,
@@ -177,7 +211,8 @@ impl Stream {
             send_buffer,
             deadline: None,
             _slot: None,
-            peer: OnceLock::new(),
+            peer: server.map(OnceLock::from).unwrap_or_default(),
+            remote: None,
         })
     }
 
@@ -202,12 +237,22 @@ impl Stream {
                 send_all_by(sock, parts, Some(deadline), WaitLimit::SocketTimeout)
             }),
         };
-        sent.map_err(|e| name_the_refuser(self.refused_or(e), || self.peer_credentials()))
+        sent.map_err(|e| name_the_refuser(self.refused_or(e), || self.local_server()))
     }
 
     fn refused_or(&self, e: io::Error) -> io::Error {
         let notice = self.reader.holds_refusal();
-        refused_or(e, self.reader.expects_notice(), notice, self.sock.as_fd())
+        let refused = match self.remote {
+            Some(_) => crate::remote::refused,
+            None => refused,
+        };
+        refused_or(
+            e,
+            self.reader.expects_notice(),
+            notice,
+            self.sock.as_fd(),
+            refused,
+        )
     }
 
     /// `Write::write_vectored`: the slices are one message in message mode (one
@@ -257,7 +302,7 @@ impl Stream {
         match self.mode {
             Mode::Message => {
                 let got = self.reader.recv(&mut src, out);
-                got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
+                got.map_err(|e| name_the_refuser(e, || self.local_server()))
             }
             Mode::Byte => {
                 // A byte stream has no messages: deliver what has arrived.
@@ -275,7 +320,7 @@ impl Stream {
         match self.mode {
             Mode::Message => {
                 let got = self.reader.recv_into(&mut src, out);
-                got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
+                got.map_err(|e| name_the_refuser(e, || self.local_server()))
             }
             Mode::Byte => {
                 let n = read_mapped(&mut src, out)?;
@@ -308,7 +353,7 @@ impl Stream {
         match self.mode {
             Mode::Message => {
                 let got = self.reader.read_bytes(&mut src, out);
-                got.map_err(|e| name_the_refuser(e, || self.peer_credentials()))
+                got.map_err(|e| name_the_refuser(e, || self.local_server()))
             }
             Mode::Byte => read_mapped(&mut src, out),
         }
@@ -338,6 +383,25 @@ impl Stream {
 
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         super::cached_peer_credentials(&self.peer, &self.sock)
+    }
+
+    /// The server process on this machine, to name one that refused this client;
+    /// none for a remote pipe (its server's uid is HOST's, not comparable here).
+    fn local_server(&self) -> io::Result<PeerCredentials> {
+        match self.remote {
+            Some(_) => Err(io::ErrorKind::Unsupported.into()),
+            None => self.peer_credentials(),
+        }
+    }
+
+    /// Closes the socket and, for a remote pipe, waits for the ssh client to
+    /// exit (killing it after a grace period).
+    pub(crate) fn close_and_reap(self) {
+        let Stream { sock, remote, .. } = self;
+        drop(sock);
+        if let Some(ssh) = remote {
+            ssh.reap();
+        }
     }
 
     fn check_write(&self) -> io::Result<()> {
@@ -445,9 +509,12 @@ pub(crate) struct StreamParts {
     pub(crate) decoder: Decoder,
     /// Server streams: the instance, freed when dropped.
     pub(crate) slot: Option<Slot>,
-    /// Server streams: the client's credentials, read at accept.
+    /// Server streams: the client's credentials, read at accept; remote
+    /// clients: the remote server's.
     pub(crate) peer: Option<PeerCredentials>,
     pub(crate) send_buffer: SendBuffer,
+    /// Remote clients: the ssh process.
+    pub(crate) remote: Option<Box<SshChild>>,
 }
 
 impl AsFd for Stream {
@@ -464,6 +531,9 @@ impl AsRawFd for Stream {
 
 impl From<Stream> for OwnedFd {
     fn from(stream: Stream) -> OwnedFd {
+        if let Some(ssh) = stream.remote {
+            ssh.detach();
+        }
         stream.sock.into()
     }
 }
@@ -706,7 +776,7 @@ fn send_error(e: Errno) -> io::Error {
 /// The error of this client once the server's
 /// [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) arrived: it names the user and group
 /// that the server refused.
-fn refused() -> io::Error {
+pub(crate) fn refused() -> io::Error {
     let ids = (
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
@@ -747,12 +817,14 @@ pub(crate) fn name_the_refuser(
 /// not read a frame yet) whose send found the connection closed may have been
 /// refused by the server's access policy; then the server's refusal notice waits
 /// to be read, read ahead already (`read_ahead`) or on `sock`, and says so better
-/// than `EPIPE`. The blocking and the async clients' sends.
+/// than `EPIPE`, in the words of `refused`. The blocking and the async clients'
+/// sends.
 pub(crate) fn refused_or(
     e: io::Error,
     expects_notice: bool,
     read_ahead: bool,
     sock: BorrowedFd<'_>,
+    refused: fn() -> io::Error,
 ) -> io::Error {
     if expects_notice
         && ErrorKind::of(&e) == ErrorKind::Disconnected
