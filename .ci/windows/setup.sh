@@ -29,7 +29,7 @@ die() { printf '[windows-setup] ERROR: %s\n' "$*" >&2; exit 1; }
 # --- 1. Debian packages ------------------------------------------------------
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null; then
         missing+=("$p")
     fi
 done
@@ -54,7 +54,7 @@ else
 fi
 
 # --- 2. Rust target ----------------------------------------------------------
-if rustup target list --installed | grep -qx "$TARGET"; then
+if rustup target list --installed | grep -x "$TARGET" >/dev/null; then
     log "rustup: $TARGET already installed"
 else
     log "rustup: adding $TARGET"
@@ -70,7 +70,9 @@ if [ ! -f "$shim_dll" ] || [ "$shim_src" -nt "$shim_dll" ]; then
     log "shim: building $shim_dll"
     x86_64-w64-mingw32-gcc -shared -O2 -s -Wall -Werror \
         -o "$shim_dll" "$shim_src" -ladvapi32
-    x86_64-w64-mingw32-objdump -p "$shim_dll" | grep -qw ProcessPrng \
+    # grep without -q reads all its input: with -q it may exit first, and
+    # objdump's SIGPIPE would fail the pipeline under pipefail.
+    x86_64-w64-mingw32-objdump -p "$shim_dll" | grep -w ProcessPrng >/dev/null \
         || die "shim does not export ProcessPrng"
 else
     log "shim: up to date"
