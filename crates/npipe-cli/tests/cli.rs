@@ -6,179 +6,17 @@
 
 #![cfg(unix)]
 
+mod support;
+
 use std::io::{Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long any single command may run before the test fails.
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// A unique pipe name for this test process.
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("cli{}-{n}-{tag}", std::process::id())
-}
-
-fn npipe() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_npipe"));
-    cmd.env_remove("NPIPE_DIR");
-    cmd
-}
-
-/// The outcome of a finished command.
-#[derive(Debug)]
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-}
-
-/// A spawned `npipe` process: stdout and stderr are collected by threads (so it can
-/// never block on a full pipe); killed and reaped on drop.
-struct Proc {
-    child: Child,
-    stdout: Option<thread::JoinHandle<Vec<u8>>>,
-    stderr: Option<thread::JoinHandle<Vec<u8>>>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], stdin: Option<&[u8]>) -> Proc {
-        let mut cmd = npipe();
-        cmd.args(args);
-        Proc::spawn_cmd(cmd, stdin)
-    }
-
-    fn spawn_cmd(mut cmd: Command, stdin: Option<&[u8]>) -> Proc {
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn npipe");
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin");
-            let input = input.to_vec();
-            thread::spawn(move || {
-                let _ = pipe.write_all(&input);
-            });
-        }
-        let mut out = child.stdout.take().expect("stdout");
-        let mut err = child.stderr.take().expect("stderr");
-        Proc {
-            child,
-            stdout: Some(thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = out.read_to_end(&mut buf);
-                buf
-            })),
-            stderr: Some(thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = err.read_to_end(&mut buf);
-                buf
-            })),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for exit (failing after [`LIMIT`]) and collects the output.
-    fn finish(mut self) -> Output {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if start.elapsed() > LIMIT {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("npipe still running after {LIMIT:?}");
-            }
-            thread::sleep(Duration::from_millis(5));
-        };
-        let text = |h: Option<thread::JoinHandle<Vec<u8>>>| {
-            String::from_utf8_lossy(&h.map(|h| h.join().unwrap_or_default()).unwrap_or_default())
-                .into_owned()
-        };
-        Output {
-            status,
-            stdout: text(self.stdout.take()),
-            stderr: text(self.stderr.take()),
-        }
-    }
-
-    /// Asks for a graceful stop (SIGTERM) and collects the output.
-    fn terminate(self) -> Output {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .expect("SIGTERM");
-        self.finish()
-    }
-}
-
-impl Drop for Proc {
-    /// SIGTERM first, so a server removes its socket and lock files; SIGKILL if it
-    /// has not exited within two seconds. Always reaped.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let start = Instant::now();
-            while let Ok(None) = self.child.try_wait() {
-                if start.elapsed() > Duration::from_secs(2) {
-                    let _ = self.child.kill();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `npipe ARGS` to completion.
-fn run(args: &[&str]) -> Output {
-    Proc::spawn(args, None).finish()
-}
-
-/// Runs `npipe ARGS` with `input` on stdin.
-fn run_with_input(args: &[&str], input: &[u8]) -> Output {
-    Proc::spawn(args, Some(input)).finish()
-}
-
-/// Starts `npipe serve NAME EXTRA...` and waits until the pipe is live.
-fn serve(name: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["serve", name];
-    args.extend_from_slice(extra);
-    let server = Proc::spawn(&args, None);
-    wait_live(name);
-    server
-}
-
-fn wait_live(name: &str) {
-    let out = run(&["wait", name, "--timeout", "20s"]);
-    assert_eq!(out.code(), Some(0), "pipe {name} never appeared: {out:?}");
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
-}
+use support::{
+    as_nobody, json, npipe, run, run_with_input, running, serve, unique, wait_live, Output, Proc,
+    TestDir, LIMIT,
+};
 
 #[test]
 fn help_documents_examples_and_exit_codes() {
@@ -359,23 +197,10 @@ fn other_user_is_denied_exit_6() {
     assert_eq!(out.code(), Some(6), "{out:?}");
 }
 
-/// `npipe ARGS` run as user nobody (`setpriv`, no supplementary groups), or
-/// `None` when this test process cannot switch users (then the test is skipped,
-/// except under CI, where it fails).
+/// `npipe ARGS` run as user nobody, or `None` (see [`as_nobody`]).
 fn run_as_nobody(args: &[&str]) -> Option<Output> {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true" && v != "1"),
-            "cannot run under CI: needs root to run a client as user nobody (setpriv)"
-        );
-        eprintln!("SKIPPED: needs root to run a client as user nobody (setpriv)");
-        return None;
-    }
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_npipe"))
-        .args(args)
-        .env_remove("NPIPE_DIR");
+    let mut cmd = as_nobody(env!("CARGO_BIN_EXE_npipe").as_ref())?;
+    cmd.args(args);
     Some(Proc::spawn_cmd(cmd, None).finish())
 }
 
@@ -768,28 +593,17 @@ fn bench_refuses_messages_npipe_cannot_carry() {
     }
 }
 
-/// A fresh directory only this user can use, for `NPIPE_DIR`.
-fn private_dir(tag: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(unique(tag));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .expect("create dir");
-    dir
-}
-
 #[test]
 fn bench_keeps_its_pipes_in_npipe_dir() {
-    let dir = private_dir("bench-dir");
+    let dir = TestDir::private("bench-dir");
     let mut cmd = npipe();
-    cmd.env("NPIPE_DIR", &dir)
+    cmd.env("NPIPE_DIR", &dir.0)
         .args(["bench", "latency", "--duration", "50ms", "--json"]);
     let out = Proc::spawn_cmd(cmd, None).finish();
     assert_eq!(out.code(), Some(0), "{out:?}");
-    let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
+    let left: Vec<_> = std::fs::read_dir(&dir.0).expect("dir").collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-    std::fs::remove_dir(&dir).expect("remove dir");
+    std::fs::remove_dir(&dir.0).expect("remove dir");
 }
 
 /// The processes whose parent is `parent` (from /proc).
@@ -812,21 +626,12 @@ fn children_of(parent: u32) -> Vec<u32> {
     children
 }
 
-/// Whether `pid` runs (exists and is not a zombie).
-#[cfg(target_os = "linux")]
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
-        .unwrap_or(false)
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn bench_processes_end_with_a_killed_bench() {
-    let dir = private_dir("bench-killed");
+    let dir = TestDir::private("bench-killed");
     let mut cmd = npipe();
-    cmd.env("NPIPE_DIR", &dir).args([
+    cmd.env("NPIPE_DIR", &dir.0).args([
         "bench",
         "connect-rate",
         "--clients",
@@ -863,7 +668,7 @@ fn bench_processes_end_with_a_killed_bench() {
         thread::sleep(Duration::from_millis(10));
     }
     // The server could not remove its socket and lock files.
-    std::fs::remove_dir_all(&dir).expect("remove dir");
+    std::fs::remove_dir_all(&dir.0).expect("remove dir");
 }
 
 #[test]

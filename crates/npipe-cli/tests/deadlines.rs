@@ -7,150 +7,15 @@
 
 #![cfg(unix)]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use npipe::{ListenerOptions, Mode};
-
-/// How long any single command may run before the test fails.
-const LIMIT: Duration = Duration::from_secs(30);
-
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("clid{}-{n}-{tag}", std::process::id())
-}
-
-fn npipe() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_npipe"));
-    cmd.env_remove("NPIPE_DIR");
-    cmd
-}
-
-/// The outcome of a finished command.
-#[derive(Debug)]
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-}
-
-/// A spawned `npipe` process whose output threads collect; SIGTERM then SIGKILL
-/// and reaped on drop, however the test ends.
-struct Proc {
-    child: Child,
-    stdout: Option<thread::JoinHandle<Vec<u8>>>,
-    stderr: Option<thread::JoinHandle<Vec<u8>>>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], input: &[u8]) -> Proc {
-        let mut child = npipe()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn npipe");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let input = input.to_vec();
-        thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let collect = |mut pipe: Box<dyn Read + Send>| {
-            thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = pipe.read_to_end(&mut buf);
-                buf
-            })
-        };
-        let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
-        let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
-        Proc {
-            child,
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-        }
-    }
-
-    /// Waits for exit, failing the test after `limit`, and collects the output.
-    fn finish_within(mut self, limit: Duration) -> Output {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "npipe (pid {}) still running after {limit:?}",
-                self.child.id()
-            );
-            thread::sleep(Duration::from_millis(10));
-        };
-        let text = |h: Option<thread::JoinHandle<Vec<u8>>>| {
-            String::from_utf8_lossy(&h.map(|h| h.join().unwrap_or_default()).unwrap_or_default())
-                .into_owned()
-        };
-        Output {
-            status,
-            stdout: text(self.stdout.take()),
-            stderr: text(self.stderr.take()),
-        }
-    }
-
-    fn finish(self) -> Output {
-        self.finish_within(LIMIT)
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, signal).expect("signal npipe");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let start = Instant::now();
-            while let Ok(None) = self.child.try_wait() {
-                if start.elapsed() > Duration::from_secs(2) {
-                    let _ = self.child.kill();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn run(args: &[&str], input: &[u8]) -> Output {
-    Proc::spawn(args, input).finish()
-}
-
-/// Starts `npipe serve NAME EXTRA...` and waits until the pipe is live.
-fn serve(name: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["serve", name];
-    args.extend_from_slice(extra);
-    let server = Proc::spawn(&args, b"");
-    let out = run(&["wait", name, "--timeout", "20s"], b"");
-    assert_eq!(out.code(), Some(0), "pipe {name} never appeared: {out:?}");
-    server
-}
+use support::{run, run_with_input, running, serve, unique, Proc, LIMIT};
 
 // ---------------------------------------------------------------------------------
 // `npipe call --timeout`
@@ -245,7 +110,7 @@ fn call_timeout_bounds_the_whole_call_against_a_trickling_server() {
         let server = trickling_server(&name, mode);
         let mut args = vec!["call", &name, "hi", "--timeout", "2s"];
         args.extend_from_slice(extra);
-        let out = run(&args, b"");
+        let out = run(&args);
         assert_eq!(out.code(), Some(5), "{label}: {out:?}");
         assert!(out.stderr.contains("timed out"), "{label}: {out:?}");
         server.join().expect("server thread");
@@ -268,7 +133,7 @@ fn call_timeout_bounds_sending_to_a_slowly_reading_server() {
         let server = slowly_reading_server(&name, mode);
         let mut args = vec!["call", &name, "-", "--timeout", "2s"];
         args.extend_from_slice(extra);
-        let out = run(&args, &request);
+        let out = run_with_input(&args, &request);
         assert_eq!(out.code(), Some(5), "{label}: {out:?}");
         let got = server.join().expect("server thread");
         assert!(
@@ -300,7 +165,7 @@ impl Record {
         self.path.display().to_string()
     }
 
-    fn pids(&self) -> Vec<i32> {
+    fn pids(&self) -> Vec<u32> {
         std::fs::read_to_string(&self.path)
             .unwrap_or_default()
             .split_whitespace()
@@ -309,7 +174,7 @@ impl Record {
     }
 
     /// Waits until at least `n` pids are recorded.
-    fn wait_for(&self, n: usize) -> Vec<i32> {
+    fn wait_for(&self, n: usize) -> Vec<u32> {
         let start = Instant::now();
         loop {
             let pids = self.pids();
@@ -322,10 +187,10 @@ impl Record {
     }
 
     /// The recorded processes still alive once every one has had `limit` to go.
-    fn survivors(&self, limit: Duration) -> Vec<i32> {
+    fn survivors(&self, limit: Duration) -> Vec<u32> {
         let start = Instant::now();
         loop {
-            let alive: Vec<i32> = self.pids().into_iter().filter(|&p| alive(p)).collect();
+            let alive: Vec<u32> = self.pids().into_iter().filter(|&p| running(p)).collect();
             if alive.is_empty() || start.elapsed() > limit {
                 return alive;
             }
@@ -337,26 +202,15 @@ impl Record {
 impl Drop for Record {
     fn drop(&mut self) {
         for pid in self.pids() {
-            if alive(pid) {
+            if running(pid) {
                 let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
+                    nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
         }
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Whether process `pid` exists and has not exited (a zombie has).
-fn alive(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, None | Some('Z' | 'X'))
 }
 
 /// After SIGTERM, a server whose handler is still running its command (`sleep
@@ -372,7 +226,7 @@ fn serve_exits_after_the_grace_period_and_kills_the_running_command() {
         f = record.file()
     );
     let server = serve(&name, &["--exec", &exec, "--grace", "1s"]);
-    let call = Proc::spawn(&["call", &name, "hi", "--timeout", "60s"], b"");
+    let call = Proc::spawn(&["call", &name, "hi", "--timeout", "60s"], None);
     let pids = record.wait_for(2);
     server.signal(nix::sys::signal::Signal::SIGTERM);
     let out = server.finish();
@@ -406,7 +260,7 @@ fn expired_requests_leave_no_command_running() {
         for _ in 0..12 {
             let mut call = vec!["call", &name, "hi", "--timeout", "20s"];
             call.extend_from_slice(extra);
-            let out = run(&call, b"");
+            let out = run(&call);
             // Closed without a reply: in byte mode, that is an empty reply.
             if mode == "message" {
                 assert_eq!(out.code(), Some(8), "{mode}: {out:?}");
@@ -434,7 +288,7 @@ fn a_command_s_background_processes_are_killed_when_it_exits() {
     let name = unique("background");
     let exec = format!("sleep 300 & echo $! >> {}; echo hi", record.file());
     let _server = serve(&name, &["--exec", &exec]);
-    let out = run(&["call", &name, "x", "--timeout", "10s"], b"");
+    let out = run(&["call", &name, "x", "--timeout", "10s"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, "hi\n");
     let pids = record.wait_for(1);
@@ -457,7 +311,7 @@ fn a_client_that_gives_up_has_its_command_killed() {
         f = record.file()
     );
     let _server = serve(&name, &["--exec", &exec]);
-    let out = run(&["call", &name, "hi", "--timeout", "1s"], b"");
+    let out = run(&["call", &name, "hi", "--timeout", "1s"]);
     assert_eq!(out.code(), Some(5), "{out:?}");
     let pids = record.wait_for(2);
     let survivors = record.survivors(Duration::from_secs(10));

@@ -7,16 +7,15 @@
 
 #![cfg(unix)]
 
+mod support;
+
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long any single command may run before the test fails.
-const LIMIT: Duration = Duration::from_secs(30);
+use support::{as_nobody, npipe, running, serve, stop, unique, Proc, TestDir, LIMIT};
 
 /// Bytes that are not UTF-8, with NULs, CR/LF and every high byte.
 fn binary() -> Vec<u8> {
@@ -26,49 +25,11 @@ fn binary() -> Vec<u8> {
     bytes
 }
 
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("clih{}-{n}-{tag}", std::process::id())
-}
-
-fn npipe() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_npipe"));
-    cmd.env_remove("NPIPE_DIR");
-    cmd
-}
-
 /// Runs `npipe ARGS` with `input` on stdin; fails the test if it runs too long.
 fn run<S: AsRef<OsStr>>(args: &[S], input: &[u8]) -> Output {
-    let mut child = npipe()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn npipe");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let done = Guard(Some(child));
-    let start = Instant::now();
-    let mut done = done;
-    loop {
-        let child = done.0.as_mut().unwrap();
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        assert!(
-            start.elapsed() < LIMIT,
-            "npipe {:?} still running",
-            args_text(args)
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-    writer.join().unwrap();
-    done.0.take().unwrap().wait_with_output().unwrap()
+    let mut cmd = npipe();
+    cmd.args(args);
+    Proc::spawn_cmd(cmd, Some(input)).output_within(LIMIT)
 }
 
 fn args_text<S: AsRef<OsStr>>(args: &[S]) -> Vec<String> {
@@ -83,33 +44,10 @@ struct Guard(Option<Child>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.0.as_mut() {
+            stop(child);
         }
     }
-}
-
-fn serve(name: &str, extra: &[&str]) -> Guard {
-    let server = npipe()
-        .arg("serve")
-        .arg(name)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn npipe serve");
-    let guard = Guard(Some(server));
-    let out = run(&["wait", name, "--timeout", "20s"], b"");
-    assert!(out.status.success(), "pipe {name} never appeared: {out:?}");
-    guard
 }
 
 #[test]
@@ -280,57 +218,6 @@ fn names_with_spaces_agree_in_every_verb() {
 // ---------------------------------------------------------------------------------
 // Findings of the attack on "Hardening II": each test fails today (hence ignored).
 
-/// A directory of this test in `/tmp` (root's, mode 0755: others may enter it but
-/// not write it), removed with what it holds when dropped.
-struct Dir(std::path::PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        use std::os::unix::fs::PermissionsExt;
-        let path = std::env::temp_dir().join(unique(tag));
-        std::fs::create_dir(&path).expect("create the test directory");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Dir(path)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `npipe ARGS` as user nobody (`setpriv`, no supplementary groups), or `None`
-/// when this process cannot switch users (the test is then skipped, except under
-/// CI, where it fails).
-fn as_nobody(program: &OsStr) -> Option<Command> {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true" && v != "1"),
-            "cannot run under CI: needs root to run npipe as user nobody (setpriv)"
-        );
-        eprintln!("SKIPPED: needs root to run npipe as user nobody (setpriv)");
-        return None;
-    }
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(program)
-        .env_remove("NPIPE_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    Some(cmd)
-}
-
-/// Whether process `pid` exists and is not a zombie.
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|rest| !rest.starts_with(" Z"))
-    })
-}
-
 /// Waits up to `limit` for process `pid` to end; kills it if it did not, and says
 /// whether it had ended by itself.
 fn ended_within(pid: u32, limit: Duration) -> bool {
@@ -385,7 +272,7 @@ fn escaping_command(file: &std::path::Path, quiet: bool) -> String {
 /// request is then counted nowhere while its handler thread waits.
 #[test]
 fn a_command_that_exits_is_answered_whatever_it_left_behind() {
-    let dir = Dir::new("setsid-stdout");
+    let dir = TestDir::new("setsid-stdout");
     let file = dir.0.join("pid");
     let name = unique("setsid-stdout");
     let _server = serve(
@@ -433,7 +320,7 @@ fn server_uid_refuses_a_squatter_whatever_mode_it_records() {
 #[test]
 
 fn a_pipe_directory_the_user_cannot_write_is_access_denied() {
-    let dir = Dir::new("read-only");
+    let dir = TestDir::new("read-only");
     let Some(mut serve) = as_nobody(OsStr::new(env!("CARGO_BIN_EXE_npipe"))) else {
         return;
     };
@@ -461,7 +348,7 @@ fn a_pipe_directory_the_user_cannot_write_is_access_denied() {
 #[test]
 
 fn info_and_list_print_no_control_characters_of_another_users_process_name() {
-    let dir = Dir::new("comm");
+    let dir = TestDir::new("comm");
     let link = dir.0.join("\x1b[8mnpipe");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_npipe"), &link).unwrap();
     let name = unique("comm");
@@ -494,7 +381,7 @@ fn info_and_list_print_no_control_characters_of_another_users_process_name() {
 #[test]
 
 fn the_statistics_printed_at_exit_count_every_request() {
-    let dir = Dir::new("grace-stats");
+    let dir = TestDir::new("grace-stats");
     let mark = dir.0.join("started");
     let name = unique("grace-stats");
     let exec = format!("touch {}; sleep 300", mark.display());

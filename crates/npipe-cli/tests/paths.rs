@@ -5,145 +5,18 @@
 
 #![cfg(unix)]
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long any single command may run before the test fails.
-const LIMIT: Duration = Duration::from_secs(30);
+use support::{json, npipe, run, Proc, TestDir, LIMIT};
 
+/// The `npipe` binary under test.
 fn npipe_exe() -> &'static str {
     env!("CARGO_BIN_EXE_npipe")
-}
-
-/// A directory of the test's own under `/tmp` (mode 0755), removed with
-/// everything in it when dropped.
-struct TestDir(PathBuf);
-
-impl TestDir {
-    fn new(tag: &str) -> TestDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = PathBuf::from(format!("/tmp/clip{}-{n}-{tag}", std::process::id()));
-        std::fs::create_dir(&path).unwrap();
-        TestDir(path)
-    }
-
-    fn join(&self, file: &str) -> String {
-        self.0.join(file).to_str().unwrap().to_owned()
-    }
-
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-#[derive(Debug)]
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// A spawned process whose output threads collect; SIGTERM then SIGKILL and
-/// reaped on drop.
-struct Proc {
-    child: Child,
-    stdout: Option<thread::JoinHandle<String>>,
-    stderr: Option<thread::JoinHandle<String>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn");
-        let collect = |mut pipe: Box<dyn Read + Send>| {
-            thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
-            })
-        };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
-        Proc {
-            child,
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-        }
-    }
-
-    fn finish(mut self) -> Output {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(start.elapsed() < LIMIT, "still running after {LIMIT:?}");
-            thread::sleep(Duration::from_millis(5));
-        };
-        Output {
-            status,
-            stdout: self.stdout.take().unwrap().join().unwrap(),
-            stderr: self.stderr.take().unwrap().join().unwrap(),
-        }
-    }
-
-    fn terminate(self) -> Output {
-        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
-        self.finish()
-    }
-}
-
-fn signal(pid: u32, signal: nix::sys::signal::Signal) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
-            let start = Instant::now();
-            while let Ok(None) = self.child.try_wait() {
-                if start.elapsed() > Duration::from_secs(2) {
-                    let _ = self.child.kill();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn npipe(args: &[&str]) -> Command {
-    let mut cmd = Command::new(npipe_exe());
-    cmd.args(args).env_remove("NPIPE_DIR");
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    Proc::spawn(npipe(args)).finish()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
 }
 
 /// `npipe serve /abs/path` with `call`, `wait`, `info` and `list` on it: the pipe is
@@ -153,7 +26,7 @@ fn json(text: &str) -> serde_json::Value {
 fn serve_call_wait_and_info_on_an_explicit_path() {
     let dir = TestDir::new("path");
     let path = dir.join("api.sock");
-    let server = Proc::spawn(npipe(&["serve", &path, "--echo"]));
+    let server = Proc::spawn(&["serve", &path, "--echo"], None);
     let waited = run(&["wait", &path, "--timeout", "20s"]);
     assert_eq!(waited.status.code(), Some(0), "{waited:?}");
     assert_eq!(
@@ -217,7 +90,7 @@ fn serve_under_socket_activation() {
         .arg("--fdname=x.sock")
         .args(["--", npipe_exe(), "serve", &path])
         .args(["--exec", "env; ls -l /proc/$$/fd"]);
-    let server = Proc::spawn(cmd);
+    let server = Proc::spawn_cmd(cmd, None);
     wait_for_file(Path::new(&path));
     // Wakes the manager, waits in the queue, and is answered by npipe.
     let out = run(&["call", &path, "first", "--timeout", "20s"]);
@@ -263,7 +136,7 @@ fn serve_refuses_a_passed_socket_bound_elsewhere() {
     let mut cmd = Command::new(activator());
     cmd.arg(format!("--listen={passed}"))
         .args(["--", npipe_exe(), "serve", &served]);
-    let server = Proc::spawn(cmd);
+    let server = Proc::spawn_cmd(cmd, None);
     wait_for_file(Path::new(&passed));
     let _waiting = std::os::unix::net::UnixStream::connect(&passed).unwrap();
     let out = server.finish();
@@ -296,7 +169,7 @@ fn serve_checks_what_it_was_passed() {
         );
         let mut cmd = Command::new("sh");
         cmd.args(["-c", &script, npipe_exe(), &path]);
-        let out = Proc::spawn(cmd).finish();
+        let out = Proc::spawn_cmd(cmd, None).finish();
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         assert!(
             out.stderr
@@ -306,9 +179,10 @@ fn serve_checks_what_it_was_passed() {
         );
         assert!(dir.entries().is_empty(), "{:?}", dir.entries());
     }
-    let mut cmd = npipe(&["serve", &path, "--echo"]);
+    let mut cmd = npipe();
+    cmd.args(["serve", &path, "--echo"]);
     cmd.env("LISTEN_PID", "1").env("LISTEN_FDS", "1");
-    let server = Proc::spawn(cmd);
+    let server = Proc::spawn_cmd(cmd, None);
     let out = run(&["call", &path, "created", "--timeout", "20s"]);
     assert_eq!(out.stdout, "created\n", "{out:?}");
     assert_eq!(dir.entries(), [".x.sock.info", ".x.sock.lock", "x.sock"]);

@@ -11,14 +11,13 @@
 
 #![cfg(unix)]
 
-#[path = "support/sshd.rs"]
-mod sshd;
+mod support;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -26,17 +25,14 @@ use std::time::{Duration, Instant};
 
 use npipe::{ConnectOptions, ErrorKind, ListenerOptions, Mode, Stream};
 
-use sshd::{Sshd, BAD_KEY_HOST, DEAD_HOST, HOST, OTHER_USER_HOST};
+use support::sshd::{self, Sshd, BAD_KEY_HOST, DEAD_HOST, HOST, OTHER_USER_HOST};
+use support::{npipe, under_ci, unique, Proc};
 
 /// How long any test may run before it is aborted.
 const LIMIT: Duration = Duration::from_secs(120);
 /// How long processes may take to go once their connection is closed (npipe
 /// kills an ssh client 5 s after its stream is dropped).
 const GONE_WITHIN: Duration = Duration::from_secs(20);
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
 
 /// The sshd, or `None` (the test is skipped; under CI it fails).
 fn fixture() -> Option<&'static Sshd> {
@@ -48,12 +44,6 @@ fn fixture() -> Option<&'static Sshd> {
             None
         }
     }
-}
-
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("rt{}-{n}-{tag}", std::process::id())
 }
 
 /// `\\host\pipe\name`.
@@ -542,32 +532,9 @@ fn a_dropped_stream_leaves_no_process_even_if_the_server_holds_on() {
 
 // ---- the `npipe` binary ----
 
-fn npipe() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_npipe"));
-    cmd.env_remove("NPIPE_DIR");
-    cmd
-}
-
 /// Runs `cmd` to its end (failing the test after [`LIMIT`]).
-fn finish(mut cmd: Command) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn npipe");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(out) => out.expect("npipe's output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("npipe still running after {LIMIT:?}");
-        }
-    }
+fn finish(cmd: Command) -> Output {
+    Proc::spawn_cmd(cmd, None).output_within(LIMIT)
 }
 
 /// A child process killed and reaped if the test ends before it does.

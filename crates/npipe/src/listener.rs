@@ -158,17 +158,8 @@ impl Listener {
         name: impl ToPipeName,
         options: &ListenerOptions,
     ) -> io::Result<Listener> {
-        let name = name.to_pipe_name()?;
-        #[cfg(unix)]
-        return sys::Listener::activated(name, options.clone()).map(|inner| Listener { inner });
-        #[cfg(windows)]
-        {
-            let _ = options;
-            Err(crate::error::err(
-                crate::ErrorKind::Unsupported,
-                format!("pipe {name}: socket activation hands over Unix sockets; Windows pipes are created by their server"),
-            ))
-        }
+        sys::Listener::activated(name.to_pipe_name()?, options.clone())
+            .map(|inner| Listener { inner })
     }
 
     /// Waits for a client and returns the connected server end (`ConnectNamedPipe`).

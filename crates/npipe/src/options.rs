@@ -7,6 +7,18 @@ use crate::listener::Listener;
 use crate::name::ToPipeName;
 use crate::stream::Stream;
 
+/// A builder setter that stores its argument in the field of the same name:
+/// `pub fn NAME(&mut self, VALUE: TYPE) -> &mut Self`, with the docs given.
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident($value:ident: $type:ty)) => {
+        $(#[$doc])*
+        pub fn $name(&mut self, $value: $type) -> &mut Self {
+            self.$name = $value;
+            self
+        }
+    };
+}
+
 /// Default maximum message size: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE: u32 = 16 * 1024 * 1024;
 
@@ -233,19 +245,17 @@ impl ListenerOptions {
         ListenerOptions::default()
     }
 
-    /// Byte or message mode (`PIPE_TYPE_*` and `PIPE_READMODE_*`). Default:
-    /// [`Mode::Message`].
-    pub fn mode(&mut self, mode: Mode) -> &mut Self {
-        self.mode = mode;
-        self
+    setter! {
+        /// Byte or message mode (`PIPE_TYPE_*` and `PIPE_READMODE_*`). Default:
+        /// [`Mode::Message`].
+        mode(mode: Mode)
     }
 
-    /// Which way data flows (`PIPE_ACCESS_INBOUND/OUTBOUND/DUPLEX`). Default:
-    /// [`Direction::Duplex`]. Writing on an end that may not write fails with
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
-    pub fn direction(&mut self, direction: Direction) -> &mut Self {
-        self.direction = direction;
-        self
+    setter! {
+        /// Which way data flows (`PIPE_ACCESS_INBOUND/OUTBOUND/DUPLEX`). Default:
+        /// [`Direction::Duplex`]. Writing on an end that may not write fails with
+        /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+        direction(direction: Direction)
     }
 
     /// At most this many clients connected at once, 1..=254, or `None` for unlimited
@@ -319,46 +329,44 @@ impl ListenerOptions {
         self
     }
 
-    /// Largest message accepted, in bytes, up to 4 GiB - 1. Default: 16 MiB.
-    ///
-    /// A peer that announces a larger message is refused before anything is allocated
-    /// ([`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge)).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// // Requests are small: refuse anything over 64 KiB.
-    /// let listener = npipe::ListenerOptions::new()
-    ///     .max_message_size(64 * 1024)
-    ///     .create("orders")?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn max_message_size(&mut self, bytes: u32) -> &mut Self {
-        self.max_message_size = bytes;
-        self
+    setter! {
+        /// Largest message accepted, in bytes, up to 4 GiB - 1. Default: 16 MiB.
+        ///
+        /// A peer that announces a larger message is refused before anything is allocated
+        /// ([`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge)).
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// // Requests are small: refuse anything over 64 KiB.
+        /// let listener = npipe::ListenerOptions::new()
+        ///     .max_message_size(64 * 1024)
+        ///     .create("orders")?;
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        max_message_size(bytes: u32)
     }
 
-    /// Who may connect. Default: [`Access::Owner`].
-    ///
-    /// Unix: the socket file's mode, set before `listen` so there is no window in which
-    /// others can connect, and a check of the peer's credentials on accept (the only
-    /// protection for abstract `@NAME` sockets). Windows: the pipe's DACL (a protected
-    /// DACL granting the owner and `SYSTEM` everything; `Group` and `Everyone` add
-    /// read/write, but never `FILE_CREATE_PIPE_INSTANCE`, for the user's primary group
-    /// or for authenticated users).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use npipe::{Access, ListenerOptions};
-    ///
-    /// // Every local user may connect: a public service.
-    /// let listener = ListenerOptions::new().access(Access::Everyone).create("status")?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn access(&mut self, access: Access) -> &mut Self {
-        self.access = access;
-        self
+    setter! {
+        /// Who may connect. Default: [`Access::Owner`].
+        ///
+        /// Unix: the socket file's mode, set before `listen` so there is no window in which
+        /// others can connect, and a check of the peer's credentials on accept (the only
+        /// protection for abstract `@NAME` sockets). Windows: the pipe's DACL (a protected
+        /// DACL granting the owner and `SYSTEM` everything; `Group` and `Everyone` add
+        /// read/write, but never `FILE_CREATE_PIPE_INSTANCE`, for the user's primary group
+        /// or for authenticated users).
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// use npipe::{Access, ListenerOptions};
+        ///
+        /// // Every local user may connect: a public service.
+        /// let listener = ListenerOptions::new().access(Access::Everyone).create("status")?;
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        access(access: Access)
     }
 
     /// Also admits user `uid` (checked against the peer's credentials on accept).
@@ -393,18 +401,17 @@ impl ListenerOptions {
         self
     }
 
-    /// Kernel buffer size for each direction of every connection, in bytes
-    /// (`nInBufferSize`/`nOutBufferSize`; Unix `SO_SNDBUF`/`SO_RCVBUF`, capped by the
-    /// system's maximum). Default: 1 MiB. Memory is only used when data is queued.
-    ///
-    /// ## Platform-specific behavior
-    ///
-    /// Linux limits a Unix socket by the sender's `SO_SNDBUF` only; npipe sets it once
-    /// the connection has sent 256 KiB (sizes of 256 KiB and more), so connections
-    /// that carry small messages don't pay a system call for it.
-    pub fn buffer_size(&mut self, bytes: usize) -> &mut Self {
-        self.buffer_size = bytes;
-        self
+    setter! {
+        /// Kernel buffer size for each direction of every connection, in bytes
+        /// (`nInBufferSize`/`nOutBufferSize`; Unix `SO_SNDBUF`/`SO_RCVBUF`, capped by the
+        /// system's maximum). Default: 1 MiB. Memory is only used when data is queued.
+        ///
+        /// ## Platform-specific behavior
+        ///
+        /// Linux limits a Unix socket by the sender's `SO_SNDBUF` only; npipe sets it once
+        /// the connection has sent 256 KiB (sizes of 256 KiB and more), so connections
+        /// that carry small messages don't pay a system call for it.
+        buffer_size(bytes: usize)
     }
 
     /// Refuse clients from other machines (`PIPE_REJECT_REMOTE_CLIENTS`, else
@@ -503,60 +510,55 @@ impl ConnectOptions {
         ConnectOptions::default()
     }
 
-    /// How long to wait while the pipe does not exist yet or all its instances are
-    /// busy (`WaitNamedPipe`). `Duration::ZERO` tries once. Default: 5 s.
-    ///
-    /// It bounds connecting only; to bound what follows too, give the stream a
-    /// deadline ([`Stream::set_deadline`]), as [`call`](crate::call) does.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    ///
-    /// // A server that starts along with this client may take a while to appear.
-    /// let stream = npipe::ConnectOptions::new()
-    ///     .timeout(Duration::from_secs(30))
-    ///     .connect("orders")?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    ///
-    /// ## Platform-specific behavior
-    ///
-    /// Unix, a remote pipe (`\\HOST\pipe\NAME`): it bounds the wait for the pipe
-    /// on HOST, as here; ssh has up to 15 s more to connect and log in.
-    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.timeout = timeout;
-        self
+    setter! {
+        /// How long to wait while the pipe does not exist yet or all its instances are
+        /// busy (`WaitNamedPipe`). `Duration::ZERO` tries once. Default: 5 s.
+        ///
+        /// It bounds connecting only; to bound what follows too, give the stream a
+        /// deadline ([`Stream::set_deadline`]), as [`call`](crate::call) does.
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// use std::time::Duration;
+        ///
+        /// // A server that starts along with this client may take a while to appear.
+        /// let stream = npipe::ConnectOptions::new()
+        ///     .timeout(Duration::from_secs(30))
+        ///     .connect("orders")?;
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        ///
+        /// ## Platform-specific behavior
+        ///
+        /// Unix, a remote pipe (`\\HOST\pipe\NAME`): it bounds the wait for the pipe
+        /// on HOST, as here; ssh has up to 15 s more to connect and log in.
+        timeout(timeout: Duration)
     }
 
-    /// Byte or message mode; must match the server's (`PIPE_READMODE_*` set with
-    /// `SetNamedPipeHandleState`). Default: [`Mode::Message`].
-    pub fn mode(&mut self, mode: Mode) -> &mut Self {
-        self.mode = mode;
-        self
+    setter! {
+        /// Byte or message mode; must match the server's (`PIPE_READMODE_*` set with
+        /// `SetNamedPipeHandleState`). Default: [`Mode::Message`].
+        mode(mode: Mode)
     }
 
-    /// What this client will do, seen from the server as for
-    /// [`ListenerOptions::direction`] (`GENERIC_READ`/`GENERIC_WRITE`): with
-    /// [`Direction::Inbound`] the client only writes, with `Outbound` it only reads.
-    /// Default: [`Direction::Duplex`].
-    pub fn direction(&mut self, direction: Direction) -> &mut Self {
-        self.direction = direction;
-        self
+    setter! {
+        /// What this client will do, seen from the server as for
+        /// [`ListenerOptions::direction`] (`GENERIC_READ`/`GENERIC_WRITE`): with
+        /// [`Direction::Inbound`] the client only writes, with `Outbound` it only reads.
+        /// Default: [`Direction::Duplex`].
+        direction(direction: Direction)
     }
 
-    /// Largest message this client accepts or sends. Default: 16 MiB.
-    pub fn max_message_size(&mut self, bytes: u32) -> &mut Self {
-        self.max_message_size = bytes;
-        self
+    setter! {
+        /// Largest message this client accepts or sends. Default: 16 MiB.
+        max_message_size(bytes: u32)
     }
 
-    /// Kernel buffer size for each direction. Default: 1 MiB. As
-    /// [`ListenerOptions::buffer_size`] (on Linux, applied once 256 KiB have been sent).
-    pub fn buffer_size(&mut self, bytes: usize) -> &mut Self {
-        self.buffer_size = bytes;
-        self
+    setter! {
+        /// Kernel buffer size for each direction. Default: 1 MiB. As
+        /// [`ListenerOptions::buffer_size`] (on Linux, applied once 256 KiB have been sent).
+        buffer_size(bytes: usize)
     }
 
     /// Requires the server process to run as user `uid`; a connection to a server run

@@ -81,8 +81,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         ModeArg::Message if args.server_uid.is_none() => {
             npipe::call(args.name.as_str(), &request, args.timeout)
         }
-        ModeArg::Message => call_message(&options, &args.name, &request, deadline),
-        ModeArg::Byte => call_bytes(&options, &args.name, &request, deadline),
+        mode => connect(&options, &args.name, deadline).and_then(|stream| match mode {
+            ModeArg::Message => call_message(stream, &request),
+            ModeArg::Byte => call_bytes(stream, &request),
+        }),
     }
     .with_context(|| format!("calling pipe {}", args.name))?;
     let mut out = reply;
@@ -124,15 +126,20 @@ fn check_mode(name: &str, mode: ModeArg, server_uid: Option<u32>) -> anyhow::Res
     }
 }
 
-/// `npipe::call` with connect options (for `--server-uid`), done by `deadline`.
-fn call_message(
+/// Connects with `options` (for `--mode` and `--server-uid`); the stream's
+/// every operation must be done by `deadline`.
+fn connect(
     options: &npipe::ConnectOptions,
     name: &str,
-    request: &[u8],
     deadline: Option<Instant>,
-) -> io::Result<Vec<u8>> {
+) -> io::Result<npipe::Stream> {
     let mut stream = options.connect(name)?;
     stream.set_deadline(deadline);
+    Ok(stream)
+}
+
+/// `npipe::call` on a stream connected with connect options (for `--server-uid`).
+fn call_message(mut stream: npipe::Stream, request: &[u8]) -> io::Result<Vec<u8>> {
     stream.send(request)?;
     let mut reply = Vec::new();
     match stream.recv(&mut reply)? {
@@ -145,16 +152,9 @@ fn call_message(
     }
 }
 
-/// A transaction on a byte pipe, done by `deadline`: connect, write, half-close,
-/// read until EOF.
-fn call_bytes(
-    options: &npipe::ConnectOptions,
-    name: &str,
-    request: &[u8],
-    deadline: Option<Instant>,
-) -> io::Result<Vec<u8>> {
-    let mut stream = options.connect(name)?;
-    stream.set_deadline(deadline);
+/// A transaction on a byte pipe, once connected: write, half-close, read until
+/// EOF.
+fn call_bytes(mut stream: npipe::Stream, request: &[u8]) -> io::Result<Vec<u8>> {
     let sent = stream
         .write_all(request)
         .and_then(|()| stream.shutdown(Shutdown::Write));

@@ -89,34 +89,16 @@ use crate::peer::PeerCredentials;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Request {
-    body: Vec<u8>,
-    peer: Option<PeerCredentials>,
-    connection: u64,
-    sequence: u64,
-    deadline: Option<Instant>,
+    pub(super) body: Vec<u8>,
+    pub(super) peer: Option<PeerCredentials>,
+    pub(super) connection: u64,
+    pub(super) sequence: u64,
+    pub(super) deadline: Option<Instant>,
     /// Its connection, where the server marks it cancelled.
-    conn: Arc<Conn>,
+    pub(super) conn: Arc<Conn>,
 }
 
 impl Request {
-    pub(crate) fn new(
-        body: Vec<u8>,
-        peer: Option<PeerCredentials>,
-        connection: u64,
-        sequence: u64,
-        deadline: Option<Instant>,
-        conn: Arc<Conn>,
-    ) -> Request {
-        Request {
-            body,
-            peer,
-            connection,
-            sequence,
-            deadline,
-            conn,
-        }
-    }
-
     /// The request's bytes.
     ///
     /// They come from the client as they are: parse them, and answer a malformed

@@ -145,14 +145,14 @@ pub(super) async fn requests(
         }
         sequence += 1;
         let deadline = start.deadline();
-        let request = Request::new(
-            std::mem::take(&mut body),
-            tracked.peer(),
-            id,
+        let request = Request {
+            body: std::mem::take(&mut body),
+            peer: tracked.peer(),
+            connection: id,
             sequence,
             deadline,
-            tracked.conn(),
-        );
+            conn: tracked.conn(),
+        };
         // Until answered, the hard stop and (for dedicated connections) the
         // overdue cut cancel the request, and so does any return below that
         // leaves it unanswered (the task's abort included).

@@ -25,6 +25,8 @@
 //! - `is_listening(&PipeName) -> io::Result<bool>`: whether a live server owns the
 //!   name, without connecting where the OS allows (used by `wait`).
 //! - the mapping of a `PipeName` to an `Address` (called by `PipeName::address`).
+//! - socket activation: `Listener::activated` and `AsyncListener::activated` (a
+//!   socket a service manager passed; on Windows, refused as `Unsupported`).
 //!
 //! Unix also provides, for the managed server's connections served on threads of
 //! their own: `Stream::recv_reading` (a message received with every read of the
@@ -32,9 +34,7 @@
 //! `Reachable` (a stream whose `ShutdownHandle`s shut it down, or see its peer
 //! hang up, from other threads); and for `inspect`, the lock file's `Record` and the facts
 //! about processes and users (`process_name`, `process_uid`, `user_name`).
-//! Unix also provides socket activation: `Listener::activated` and
-//! `AsyncListener::activated` (a socket a service manager passed), and
-//! `is_activated`; the portable types refuse it on Windows.
+//! Unix also provides `is_activated`, of a socket a service manager passed.
 //! Windows provides `pipe_names` for `list`.
 //!
 //! The OS backends depend only on the pure modules: `error`, `name`, `frame`,

@@ -143,17 +143,7 @@ impl Listener {
         name: impl ToPipeName,
         options: &ListenerOptions,
     ) -> io::Result<Listener> {
-        let name = name.to_pipe_name()?;
-        #[cfg(unix)]
-        return sys::AsyncListener::activated(name, options).map(|inner| Listener { inner });
-        #[cfg(windows)]
-        {
-            let _ = options;
-            Err(crate::error::err(
-                crate::ErrorKind::Unsupported,
-                format!("pipe {name}: socket activation hands over Unix sockets; Windows pipes are created by their server"),
-            ))
-        }
+        sys::AsyncListener::activated(name.to_pipe_name()?, options).map(|inner| Listener { inner })
     }
 
     /// A listener whose clients are taken by threads that call a blocking

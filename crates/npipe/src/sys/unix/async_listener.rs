@@ -47,13 +47,7 @@ impl AsyncListener {
     ///
     /// Outside a tokio runtime with I/O enabled.
     pub(crate) fn bind(name: PipeName, options: &ListenerOptions) -> io::Result<AsyncListener> {
-        let inner = Listener::create(name, options.clone())?;
-        let socket = inner.socket().try_clone()?;
-        socket.set_nonblocking(true)?;
-        Ok(AsyncListener {
-            socket: Some(ListeningSocket::from_std(socket)?),
-            inner,
-        })
+        AsyncListener::registered(Listener::create(name, options.clone())?)
     }
 
     /// Serves the listening socket a service manager passed for `name` (see
@@ -66,7 +60,11 @@ impl AsyncListener {
         name: PipeName,
         options: &ListenerOptions,
     ) -> io::Result<AsyncListener> {
-        let inner = Listener::activated(name, options.clone())?;
+        AsyncListener::registered(Listener::activated(name, options.clone())?)
+    }
+
+    /// `inner`, with its listening socket registered with the current runtime.
+    fn registered(inner: Listener) -> io::Result<AsyncListener> {
         let socket = inner.socket().try_clone()?;
         socket.set_nonblocking(true)?;
         Ok(AsyncListener {

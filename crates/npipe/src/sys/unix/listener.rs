@@ -62,26 +62,13 @@ impl Listener {
                 (bind_abstract(&name, abstract_name, backlog)?, None)
             }
         };
-        let sock = Arc::new(sock);
-        let gate = Gate::new(&sock, endpoint, opts.max_instances, opts.pending_instances)?;
-        tracing::debug!(pipe = %name, address = %address, "listening");
         let check_peer = !matches!(address, Address::Path(_))
             || opts.access == Access::Group
             || !opts.allow_uids.is_empty()
             || !opts.allow_gids.is_empty();
-        Ok(Listener {
-            sock,
-            name,
-            address,
-            gate,
-            denied: AtomicU64::new(0),
-            euid: nix::unistd::geteuid().as_raw(),
-            egid: nix::unistd::getegid().as_raw(),
-            check_peer,
-            activated: false,
-            opts,
-            _owned: owned,
-        })
+        let listener = Listener::serving(name, endpoint, sock, opts, check_peer, false, owned)?;
+        tracing::debug!(pipe = %listener.name, address = %listener.address, "listening");
+        Ok(listener)
     }
 
     /// Serves the listening socket a service manager passed to this process for
@@ -96,11 +83,26 @@ impl Listener {
     /// system's maximum backlog when the listener is dropped.
     pub(crate) fn activated(name: PipeName, opts: ListenerOptions) -> io::Result<Listener> {
         let endpoint = name.endpoint()?;
-        let address = endpoint.address();
         let activated = super::activation::take(&name, &endpoint)?;
-        let sock = Arc::new(activated.socket);
+        let listener = Listener::serving(name, endpoint, activated.socket, opts, true, true, None)?;
+        tracing::debug!(pipe = %listener.name, address = %listener.address, socket = %activated.description, "listening on the socket the service manager passed");
+        Ok(listener)
+    }
+
+    /// The listener of `sock` at `endpoint`, behind a new instance gate (see
+    /// the fields for the rest).
+    fn serving(
+        name: PipeName,
+        endpoint: Endpoint,
+        sock: UnixListener,
+        opts: ListenerOptions,
+        check_peer: bool,
+        activated: bool,
+        owned: Option<OwnedName>,
+    ) -> io::Result<Listener> {
+        let address = endpoint.address();
+        let sock = Arc::new(sock);
         let gate = Gate::new(&sock, endpoint, opts.max_instances, opts.pending_instances)?;
-        tracing::debug!(pipe = %name, address = %address, socket = %activated.description, "listening on the socket the service manager passed");
         Ok(Listener {
             sock,
             name,
@@ -109,10 +111,10 @@ impl Listener {
             denied: AtomicU64::new(0),
             euid: nix::unistd::geteuid().as_raw(),
             egid: nix::unistd::getegid().as_raw(),
-            check_peer: true,
-            activated: true,
+            check_peer,
+            activated,
             opts,
-            _owned: None,
+            _owned: owned,
         })
     }
 

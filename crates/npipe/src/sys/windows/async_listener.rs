@@ -22,6 +22,14 @@ impl AsyncListener {
         Ok(AsyncListener { inner })
     }
 
+    /// Refused, as `Listener::activated`.
+    pub(crate) fn activated(
+        name: PipeName,
+        options: &ListenerOptions,
+    ) -> io::Result<AsyncListener> {
+        Listener::activated(name, options.clone()).map(|inner| AsyncListener { inner })
+    }
+
     /// Waits for a connected instance. Cancel safe: an instance is taken from the
     /// pool only by the final, synchronous step.
     pub(crate) async fn accept(&self) -> io::Result<AsyncStream> {

@@ -101,6 +101,15 @@ impl Drop for Slot {
 }
 
 impl Listener {
+    /// Socket activation hands over Unix sockets: refused on Windows, where a
+    /// pipe is created by its server.
+    pub(crate) fn activated(name: PipeName, _opts: ListenerOptions) -> io::Result<Listener> {
+        Err(err(
+            ErrorKind::Unsupported,
+            format!("pipe {name}: socket activation hands over Unix sockets; Windows pipes are created by their server"),
+        ))
+    }
+
     pub(crate) fn create(name: PipeName, opts: ListenerOptions) -> io::Result<Listener> {
         if let Some(host) = name.host() {
             // Before anything goes on the network: `CreateNamedPipe` makes pipes on
