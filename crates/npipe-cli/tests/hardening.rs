@@ -134,6 +134,8 @@ fn hostile_names_are_usage_errors_that_say_why() {
         stderr.contains("is a regular file, not a socket"),
         "{stderr}"
     );
+    // The message names the pipe once, not once per layer.
+    assert_eq!(stderr.matches("pipe /etc/passwd").count(), 1, "{stderr}");
     assert!(!std::path::Path::new("/etc/.passwd.lock").exists());
     assert!(std::path::Path::new("/etc/passwd").exists());
 }

@@ -104,11 +104,13 @@ mod imp {
             Err(e) => return Err(e).with_context(|| format!("reaching pipe {}", args.remote)),
         }
 
-        let listener = npipe::ListenerOptions::new()
-            .mode(args.mode.into())
-            .access(args.access.into())
-            .create(args.local.as_str())
-            .with_context(|| format!("creating pipe {}", args.local))?;
+        let listener = crate::cmd::creating(
+            npipe::ListenerOptions::new()
+                .mode(args.mode.into())
+                .access(args.access.into())
+                .create(args.local.as_str()),
+            &args.local,
+        )?;
         if control.watch(listener.as_raw_fd()) {
             return Ok(exit::code(exit::SUCCESS));
         }

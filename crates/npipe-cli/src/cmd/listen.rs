@@ -37,12 +37,14 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let control = Arc::new(Control::default());
     stop_on_signal(Arc::clone(&control))?;
-    let listener = npipe::ListenerOptions::new()
-        .mode(npipe::Mode::Byte)
-        .access(args.access.into())
-        .pending_instances(1)
-        .create(args.name.as_str())
-        .with_context(|| format!("creating pipe {}", args.name))?;
+    let listener = crate::cmd::creating(
+        npipe::ListenerOptions::new()
+            .mode(npipe::Mode::Byte)
+            .access(args.access.into())
+            .pending_instances(1)
+            .create(args.name.as_str()),
+        &args.name,
+    )?;
     tracing::info!(pipe = %args.name, address = %listener.address(), "listening");
     let listener = Arc::new(listener);
     if control.watch(&listener) {

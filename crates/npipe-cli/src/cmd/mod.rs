@@ -64,6 +64,20 @@ pub(crate) fn terminal_safe(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `result` of creating pipe `name`, its error in the context "creating pipe
+/// NAME" — or "creating the pipe" when the error names the pipe already, as the
+/// library's errors mostly do, so that the name is said once.
+pub(crate) fn creating<T>(result: io::Result<T>, name: &str) -> anyhow::Result<T> {
+    result.map_err(|e| {
+        let context = if e.to_string().contains(name) {
+            "creating the pipe".to_owned()
+        } else {
+            format!("creating pipe {name}")
+        };
+        anyhow::Error::new(e).context(context)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -174,17 +174,17 @@ mod imp {
             .request_timeout(args.request_timeout)
             .shutdown_grace(args.grace)
             .activation(activated)
-            .bind()
-            .with_context(|| {
-                if activated {
-                    format!(
-                        "serving pipe {} on the socket the service manager passed",
-                        args.name
-                    )
-                } else {
-                    format!("creating pipe {}", args.name)
-                }
-            })?;
+            .bind();
+        let server = if activated {
+            server.with_context(|| {
+                format!(
+                    "serving pipe {} on the socket the service manager passed",
+                    args.name
+                )
+            })?
+        } else {
+            crate::cmd::creating(server, &args.name)?
+        };
         eprintln!(
             "npipe: serving {} at {}{} ({} mode, {}, access {}); Ctrl-C to stop",
             server.name(),
