@@ -10,14 +10,7 @@ use std::time::Duration;
 use npipe::{Access, Mode};
 use npipe::{ConnectOptions, Direction, ErrorKind, Listener, ListenerOptions, PipeName, Stream};
 
-use crate::util::{self, unique, Watchdog};
-
-fn kind(result: std::io::Result<impl Sized>) -> ErrorKind {
-    match result {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => ErrorKind::of(&e),
-    }
-}
+use crate::util::{self, kind, unique, Watchdog};
 
 /// Serves exactly `n` connections, each in its own thread, answering every message
 /// with `Response to: <message>`; then drops the listener (removing the pipe).
@@ -36,14 +29,7 @@ fn serve_n(listener: Listener, n: usize) -> thread::JoinHandle<()> {
 }
 
 fn respond(stream: &mut Stream) {
-    let mut request = Vec::new();
-    while let Ok(Some(_)) = stream.recv(&mut request) {
-        let mut reply = b"Response to: ".to_vec();
-        reply.extend_from_slice(&request);
-        if stream.send(&reply).is_err() {
-            return;
-        }
-    }
+    util::answer(stream, b"Response to: ");
 }
 
 fn request(stream: &mut Stream, message: &[u8]) -> Vec<u8> {
@@ -804,30 +790,10 @@ fn the_socket_file_mode_follows_the_access_policy() {
 }
 
 #[cfg(unix)]
-fn as_nobody(role: &str, args: &[&str]) -> util::Child {
-    let mut cmd = std::process::Command::new("setpriv");
-    let inner = util::drive::command(role, args);
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped());
-    util::drive::spawn(cmd)
-}
-
-#[cfg(unix)]
-fn running_as_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-#[cfg(unix)]
 #[test]
 fn another_user_is_refused_by_default_and_admitted_when_allowed() {
     let _w = Watchdog::start("other_user");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run a peer as user nobody (setpriv)");
-    }
+    crate::require_root!("needs root to run a peer as user nobody (setpriv)");
     type Configure = fn(&mut ListenerOptions);
     let cases: [(&str, Configure); 4] = [
         ("owner", |_| {}),
@@ -846,7 +812,7 @@ fn another_user_is_refused_by_default_and_admitted_when_allowed() {
         let mut opts = ListenerOptions::new();
         configure(&mut opts);
         let listener = opts.create(&name).unwrap();
-        let mut peer = as_nobody("connect-kind", &[&name]);
+        let mut peer = util::nobody("connect-kind", &[&name]);
         if label == "owner" {
             assert_eq!(peer.expect_line(""), "error AccessDenied", "{label}");
         } else {
@@ -865,9 +831,7 @@ fn another_user_is_refused_by_default_and_admitted_when_allowed() {
 #[test]
 fn abstract_sockets_are_guarded_by_the_peer_check() {
     let _w = Watchdog::start("abstract_peer_check");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run a peer as user nobody (setpriv)");
-    }
+    crate::require_root!("needs root to run a peer as user nobody (setpriv)");
     let name = format!("@{}", unique("abs"));
     let listener = Arc::new(Listener::bind(&name).unwrap());
     // The kernel lets anyone connect to an abstract socket; npipe refuses on accept.
@@ -876,7 +840,7 @@ fn abstract_sockets_are_guarded_by_the_peer_check() {
         let mut s = accepting.accept().unwrap();
         respond(&mut s);
     });
-    let mut peer = as_nobody("connect-kind", &[&name]);
+    let mut peer = util::nobody("connect-kind", &[&name]);
     assert_eq!(peer.expect_line(""), "error AccessDenied");
     assert!(peer.wait_for(Duration::from_secs(10)).success());
     // The owner is still served.
@@ -1109,7 +1073,7 @@ fn npipe_dir_is_used_and_unsafe_directories_are_refused() {
     assert!(refused.contains("sticky"), "{refused}");
     set_mode(0o1777).unwrap();
     assert!(address_in(&base).starts_with("address "));
-    if running_as_root() {
+    if util::running_as_root() {
         set_mode(0o755).unwrap();
         nix::unistd::chown(&base, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
         let refused = address_in(&base);
@@ -1195,17 +1159,7 @@ fn a_python_client_speaks_the_wire_contract_to_a_rust_server() {
         panic!()
     };
     let server = serve_n(listener, 1);
-    let out = python()
-        .args(["-c", PYTHON_PEER, "client"])
-        .arg(&path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = util::peers::python(PYTHON_PEER, &["client".as_ref(), path.as_os_str()]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
