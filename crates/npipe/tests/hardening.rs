@@ -15,33 +15,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use npipe::{
-    Access, Address, ConnectOptions, ErrorKind, Listener, ListenerOptions, Mode, PipeName, Request,
-    Response, Server, SpawnedServer, Stats, Stream,
+    Access, ConnectOptions, ErrorKind, Listener, ListenerOptions, Mode, PipeName, Request,
+    Response, Server, Stream,
 };
 
-use crate::util::{self, kind, nobody, nobody_in, unique, Watchdog};
+use crate::util::{self, kind, nobody, nobody_in, socket_path, unique, wait_stats, Watchdog};
 
 // ---------------------------------------------------------------------------------
 // Helpers
 
 fn echo(request: Request) -> Response {
     Response::new(request.into_body())
-}
-
-/// Polls the stats until `ready` holds (the watchdog bounds the wait).
-fn wait_stats(server: &SpawnedServer, what: &str, ready: impl Fn(&Stats) -> bool) -> Stats {
-    let mut last = Instant::now();
-    loop {
-        let stats = server.stats();
-        if ready(&stats) {
-            return stats;
-        }
-        if last.elapsed() > Duration::from_secs(2) {
-            eprintln!("waiting for {what}: {stats:?}");
-            last = Instant::now();
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A byte-mode client: writes go on the wire as they are, frame headers included.
@@ -83,13 +67,6 @@ fn call(name: &str, request: &[u8]) -> Vec<u8> {
     npipe::call(name, request, Duration::from_secs(30)).unwrap()
 }
 
-fn socket_path(name: &str) -> PathBuf {
-    match PipeName::new(name).unwrap().address().unwrap() {
-        Address::Path(path) => path,
-        other => panic!("expected a socket path, got {other}"),
-    }
-}
-
 fn lock_path(name: &str) -> PathBuf {
     beside_socket(name, "lock")
 }
@@ -100,9 +77,7 @@ fn record_path(name: &str) -> PathBuf {
 }
 
 fn beside_socket(name: &str, suffix: &str) -> PathBuf {
-    let path = socket_path(name);
-    let file = format!(".{}.{suffix}", path.file_name().unwrap().to_str().unwrap());
-    path.with_file_name(file)
+    util::beside(&socket_path(name), suffix)
 }
 
 /// The value of `key=` in a role's `key=value ...` line (the last key takes the

@@ -14,11 +14,10 @@ use std::time::Duration;
 use npipe::server::InstanceState;
 use npipe::{
     ConnectOptions, ErrorKind, ListenerOptions, Mode, Request, Response, Server, SpawnedServer,
-    Stats,
 };
 
 use crate::util::drive::say;
-use crate::util::{child, unique, Watchdog};
+use crate::util::{child, unique, wait_stats, Watchdog};
 
 fn echo(request: Request) -> Response {
     let mut reply = b"Response to: ".to_vec();
@@ -99,18 +98,6 @@ fn held_echo(
                 echo(r)
             }
         }),
-    }
-}
-
-/// Polls the stats until `ready` holds (the watchdog bounds the wait).
-fn wait_stats(server: &SpawnedServer, what: &str, ready: impl Fn(&Stats) -> bool) -> Stats {
-    loop {
-        let stats = server.stats();
-        if ready(&stats) {
-            return stats;
-        }
-        eprintln!("waiting for {what}: {stats:?}");
-        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -873,21 +860,14 @@ with_both_kinds! {
 fn dropping_run(kind: Kind) {
     let _w = Watchdog::start("dropping_run_closes_everything");
     let name = unique("srv-drop");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::util::runtime();
     let server = {
         let _enter = runtime.enter();
         slow_echo(Server::builder(&name), kind, Duration::ZERO)
             .bind()
             .unwrap()
     };
-    let path = match server.address() {
-        npipe::Address::Path(path) => path.clone(),
-        other => panic!("expected a socket path, got {other}"),
-    };
+    let path = crate::util::socket_path(&name);
     let task = runtime.spawn(server.run());
     let mut client = npipe::Stream::connect(&name).unwrap();
     let mut reply = Vec::new();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod drive;
+pub(crate) mod ends;
 pub(crate) mod names;
 #[cfg(unix)]
 pub(crate) mod peers;
@@ -10,10 +11,51 @@ pub(crate) mod watchdog;
 
 #[cfg_attr(windows, allow(unused_imports))]
 pub(crate) use drive::{child, Child};
+pub(crate) use ends::{pair, pair_with};
 pub(crate) use names::unique;
+#[cfg(unix)]
+pub(crate) use names::{beside, socket_path};
 #[cfg(unix)]
 pub(crate) use peers::{as_user, nobody, nobody_in, running_as_root};
 pub(crate) use watchdog::Watchdog;
+
+/// The opening of a test: starts its watchdog (named `label`, the default
+/// limit) and makes a pipe name unique to it.
+pub(crate) fn begin(label: &str) -> (Watchdog, String) {
+    (Watchdog::start(label), unique(label))
+}
+
+/// A tokio runtime of two worker threads, timers and I/O enabled.
+#[cfg(feature = "tokio")]
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Polls `server`'s stats until `ready` holds, saying every 2 s what it waits
+/// for (the watchdog bounds the wait).
+#[cfg(feature = "tokio")]
+pub(crate) fn wait_stats(
+    server: &npipe::SpawnedServer,
+    what: &str,
+    ready: impl Fn(&npipe::Stats) -> bool,
+) -> npipe::Stats {
+    let mut last = std::time::Instant::now();
+    loop {
+        let stats = server.stats();
+        if ready(&stats) {
+            return stats;
+        }
+        if last.elapsed() > std::time::Duration::from_secs(2) {
+            eprintln!("waiting for {what}: {stats:?}");
+            last = std::time::Instant::now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
 
 /// Whether tests run under CI (`CI=true`), where no test may skip itself.
 pub(crate) fn under_ci() -> bool {
