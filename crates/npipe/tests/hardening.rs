@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use npipe::{
     Access, ConnectOptions, ErrorKind, Listener, ListenerOptions, Mode, PipeName, Request,
-    Response, Server, Stream,
+    Response, Server, ServerBuilder, Stream,
 };
 
 use crate::util::{self, kind, nobody, nobody_in, socket_path, unique, wait_stats, Watchdog};
@@ -26,6 +26,21 @@ use crate::util::{self, kind, nobody, nobody_in, socket_path, unique, wait_stats
 
 fn echo(request: Request) -> Response {
     Response::new(request.into_body())
+}
+
+/// A managed server of one instance with no other pending: while one client
+/// holds it, nobody else can be served.
+fn single_instance(name: &str, mut options: ListenerOptions) -> ServerBuilder {
+    options.max_instances(Some(1)).pending_instances(1);
+    Server::builder(name).options(options)
+}
+
+/// A handler that replies `size` bytes to `big` and echoes anything else.
+fn big_reply(size: usize) -> impl Fn(Request) -> Response + Send + Sync + 'static {
+    move |r: Request| match r.body() {
+        b"big" => Response::new(vec![b'b'; size]),
+        other => Response::new(other.to_vec()),
+    }
 }
 
 /// A byte-mode client: writes go on the wire as they are, frame headers included.
@@ -339,9 +354,7 @@ fn frames_cut_off_mid_length_and_mid_payload() {
 fn a_client_that_sends_nothing_is_closed_by_the_idle_deadline() {
     let _w = Watchdog::start("a_client_that_sends_nothing");
     let name = unique("silent");
-    let server = Server::builder(&name)
-        .max_instances(Some(1))
-        .pending_instances(1)
+    let server = single_instance(&name, ListenerOptions::new())
         .idle_timeout(Some(Duration::from_millis(300)))
         .handler(echo)
         .spawn()
@@ -361,9 +374,7 @@ fn a_client_that_sends_nothing_is_closed_by_the_idle_deadline() {
 fn a_slow_loris_is_cut_off_by_the_request_deadline() {
     let _w = Watchdog::start("a_slow_loris");
     let name = unique("loris");
-    let server = Server::builder(&name)
-        .max_instances(Some(1))
-        .pending_instances(1)
+    let server = single_instance(&name, ListenerOptions::new())
         .idle_timeout(Some(Duration::from_secs(60)))
         .request_timeout(Some(Duration::from_millis(1500)))
         .handler(echo)
@@ -394,19 +405,14 @@ fn a_slow_loris_is_cut_off_by_the_request_deadline() {
 fn a_client_that_never_reads_its_large_reply_is_cut_off() {
     let _w = Watchdog::start("a_client_that_never_reads");
     let name = unique("noread");
-    let mut options = ListenerOptions::new();
-    options.max_message_size(64 << 20);
-    let server = Server::builder(&name)
-        .options(options)
-        .max_instances(Some(1))
-        .pending_instances(1)
-        .request_timeout(Some(Duration::from_secs(1)))
-        .handler(|r: Request| match r.body() {
-            b"big" => Response::new(vec![b'b'; 32 << 20]),
-            other => Response::new(other.to_vec()),
-        })
-        .spawn()
-        .unwrap();
+    let server = single_instance(
+        &name,
+        ListenerOptions::new().max_message_size(64 << 20).clone(),
+    )
+    .request_timeout(Some(Duration::from_secs(1)))
+    .handler(big_reply(32 << 20))
+    .spawn()
+    .unwrap();
     let mut lazy = ConnectOptions::new()
         .max_message_size(64 << 20)
         .connect(&name)
@@ -430,10 +436,8 @@ fn garbage_on_byte_and_message_pipes() {
 
     // A byte pipe carries anything, unchanged.
     let name = unique("garbage-byte");
-    let mut options = ListenerOptions::new();
-    options.mode(Mode::Byte);
     let _byte_server = Server::builder(&name)
-        .options(options)
+        .options(ListenerOptions::new().mode(Mode::Byte).clone())
         .handler(echo)
         .spawn()
         .unwrap();
@@ -564,14 +568,9 @@ fn a_server_killed_mid_request_disconnects_its_clients_and_frees_the_name() {
 fn a_client_killed_mid_reply_frees_its_instance() {
     let _w = Watchdog::start("a_client_killed_mid_reply");
     let name = unique("killed-client");
-    let server = Server::builder(&name)
-        .max_instances(Some(1))
-        .pending_instances(1)
+    let server = single_instance(&name, ListenerOptions::new())
         .request_timeout(Some(Duration::from_secs(600)))
-        .handler(|r: Request| match r.body() {
-            b"big" => Response::new(vec![b'b'; 8 << 20]),
-            other => Response::new(other.to_vec()),
-        })
+        .handler(big_reply(8 << 20))
         .spawn()
         .unwrap();
     let mut client = util::child("hard-no-read", &[&name, "big"]);

@@ -506,10 +506,8 @@ fn max_instances_makes_clients_wait_then_pipe_busy() {
 fn byte_mode_request_ends_at_half_close() {
     let _w = Watchdog::start("byte_mode_request_ends_at_half_close");
     let name = unique("srv-bytes");
-    let mut opts = ListenerOptions::new();
-    opts.mode(Mode::Byte);
     let _server = Server::builder(&name)
-        .options(opts)
+        .options(ListenerOptions::new().mode(Mode::Byte).clone())
         .handler(echo)
         .spawn()
         .unwrap();
