@@ -142,7 +142,7 @@ struct PrivateSocket {
     path: PathBuf,
     accepted: Arc<AtomicU64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
-    acceptor: thread::JoinHandle<()>,
+    acceptor: Option<thread::JoinHandle<()>>,
 }
 
 impl PrivateSocket {
@@ -170,16 +170,27 @@ impl PrivateSocket {
             path,
             accepted,
             stop,
-            acceptor,
+            acceptor: Some(acceptor),
         }
     }
 
     /// Stops listening, removes the socket, and says how many connections reached it.
-    fn close(self) -> u64 {
+    fn close(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.acceptor.join().unwrap();
+        self.acceptor.take().unwrap().join().unwrap();
         std::fs::remove_file(&self.path).unwrap();
         self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+/// A test that fails before `close` leaves no socket behind either.
+impl Drop for PrivateSocket {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -352,8 +363,7 @@ fn frames_cut_off_mid_length_and_mid_payload() {
 /// could be served.
 #[test]
 fn a_client_that_sends_nothing_is_closed_by_the_idle_deadline() {
-    let _w = Watchdog::start("a_client_that_sends_nothing");
-    let name = unique("silent");
+    let (_w, name) = util::begin("a_client_that_sends_nothing");
     let server = single_instance(&name, ListenerOptions::new())
         .idle_timeout(Some(Duration::from_millis(300)))
         .handler(echo)
@@ -372,8 +382,7 @@ fn a_client_that_sends_nothing_is_closed_by_the_idle_deadline() {
 /// request deadline (first byte to end of reply) frees its instance.
 #[test]
 fn a_slow_loris_is_cut_off_by_the_request_deadline() {
-    let _w = Watchdog::start("a_slow_loris");
-    let name = unique("loris");
+    let (_w, name) = util::begin("a_slow_loris");
     let server = single_instance(&name, ListenerOptions::new())
         .idle_timeout(Some(Duration::from_secs(60)))
         .request_timeout(Some(Duration::from_millis(1500)))
@@ -403,8 +412,7 @@ fn a_slow_loris_is_cut_off_by_the_request_deadline() {
 /// server's write blocks until the request deadline frees the instance.
 #[test]
 fn a_client_that_never_reads_its_large_reply_is_cut_off() {
-    let _w = Watchdog::start("a_client_that_never_reads");
-    let name = unique("noread");
+    let (_w, name) = util::begin("a_client_that_never_reads");
     let server = single_instance(
         &name,
         ListenerOptions::new().max_message_size(64 << 20).clone(),
@@ -540,8 +548,7 @@ fn hostile_names_are_refused_everywhere() {
 /// dead server's files are reclaimed by the next server.
 #[test]
 fn a_server_killed_mid_request_disconnects_its_clients_and_frees_the_name() {
-    let _w = Watchdog::start("a_server_killed_mid_request");
-    let name = unique("killed-server");
+    let (_w, name) = util::begin("a_server_killed_mid_request");
     let mut server = util::child("hard-server", &[&name]);
     server.expect_line("ready");
     let client_name = name.clone();
@@ -566,8 +573,7 @@ fn a_server_killed_mid_request_disconnects_its_clients_and_frees_the_name() {
 /// again at once (the request deadline is far away, so it is the kill that counts).
 #[test]
 fn a_client_killed_mid_reply_frees_its_instance() {
-    let _w = Watchdog::start("a_client_killed_mid_reply");
-    let name = unique("killed-client");
+    let (_w, name) = util::begin("a_client_killed_mid_reply");
     let server = single_instance(&name, ListenerOptions::new())
         .request_timeout(Some(Duration::from_secs(600)))
         .handler(big_reply(8 << 20))
@@ -596,8 +602,7 @@ fn a_client_killed_mid_reply_frees_its_instance() {
 ///   can be served again.
 #[test]
 fn deleting_the_socket_file_under_a_live_server() {
-    let _w = Watchdog::start("deleting_the_socket_file");
-    let name = unique("deleted");
+    let (_w, name) = util::begin("deleting_the_socket_file");
     let server = Server::builder(&name).handler(echo).spawn().unwrap();
     let mut connected = Stream::connect(&name).unwrap();
     std::fs::remove_file(socket_path(&name)).unwrap();
@@ -1011,9 +1016,8 @@ fn a_client_refused_after_connecting_is_told_its_credentials_were_refused() {
 /// by the error: the refusing server's uid, from the connection.
 #[test]
 fn a_forged_refusal_names_the_server_that_sent_it() {
-    let _w = Watchdog::start("a_forged_refusal_names_the_server");
+    let (_w, name) = util::begin("a_forged_refusal_names_the_server");
     crate::require_root!("needs root to run the squatter as user nobody (setpriv)");
-    let name = unique("forged");
     let mut squatter = nobody("hard-forge-refusal", &[&name]);
     assert_eq!(squatter.expect_line(""), "ready");
     let e = npipe::call(&name, b"hello", Duration::from_secs(10)).unwrap_err();
@@ -1127,14 +1131,17 @@ fn planted_symlinks_and_files_are_refused_and_victims_untouched() {
         let name = unique(label);
         let (sock, lock) = (socket_path(&name), lock_path(&name));
         plant(&sock, &lock, &victim);
-        let planted: Vec<_> = [&sock, &lock]
-            .iter()
-            .map(|p| {
-                std::fs::symlink_metadata(p)
-                    .ok()
-                    .map(|m| (m.ino(), m.file_type()))
-            })
-            .collect();
+        let entries = || -> Vec<_> {
+            [&sock, &lock]
+                .iter()
+                .map(|p| {
+                    std::fs::symlink_metadata(p)
+                        .ok()
+                        .map(|m| (m.ino(), m.file_type()))
+                })
+                .collect()
+        };
+        let planted = entries();
         let e = Listener::bind(&name).unwrap_err();
         assert_eq!(ErrorKind::of(&e), expected, "{label}: {e}");
         assert!(e.to_string().contains(why), "{label}: {e}");
@@ -1143,14 +1150,7 @@ fn planted_symlinks_and_files_are_refused_and_victims_untouched() {
             .unwrap_err();
         assert_eq!(ErrorKind::of(&e), expected, "{label} (Server): {e}");
         check_victim(label);
-        let still: Vec<_> = [&sock, &lock]
-            .iter()
-            .map(|p| {
-                std::fs::symlink_metadata(p)
-                    .ok()
-                    .map(|m| (m.ino(), m.file_type()))
-            })
-            .collect();
+        let still = entries();
         for (before, after) in planted.iter().zip(&still) {
             if before.is_some() {
                 assert_eq!(before, after, "{label}: a planted file was replaced");
@@ -1268,9 +1268,8 @@ fn a_directory_swapped_above_npipe_dir_redirects_nothing() {
 /// descriptor of it, so a symlink swapped in meanwhile is not followed.)
 #[test]
 fn symlinks_planted_in_a_shared_directory_are_never_followed() {
-    let _w = Watchdog::start("symlinks_planted_in_a_shared_directory");
+    let (_w, name) = util::begin("symlinks_planted_in_a_shared_directory");
     crate::require_root!("needs root to race user nobody (setpriv)");
-    let name = unique("planted-race");
     let (sock, lock) = (socket_path(&name), lock_path(&name));
     let victim = std::env::temp_dir().join(unique("victim"));
     std::fs::write(&victim, b"precious").unwrap();
@@ -1375,9 +1374,8 @@ fn symlinks_planted_in_a_shared_directory_are_never_followed() {
 #[test]
 
 fn a_symlink_planted_as_the_server_leaves_is_never_followed_by_its_clients() {
-    let _w = Watchdog::start("a_symlink_planted_as_the_server_leaves");
+    let (_w, name) = util::begin("a_symlink_planted_as_the_server_leaves");
     crate::require_root!("needs root to race user nobody (setpriv)");
-    let name = unique("leave-race");
     let sock = socket_path(&name);
     let private = PrivateSocket::open();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1449,9 +1447,8 @@ fn a_symlink_planted_as_the_server_leaves_is_never_followed_by_its_clients() {
 /// that the dead server's pid still serves it.
 #[test]
 fn another_user_cannot_keep_a_crashed_servers_name_from_its_user() {
-    let _w = Watchdog::start("another_user_cannot_keep_a_crashed_servers_name");
+    let (_w, name) = util::begin("crashed-lock");
     crate::require_root!("needs root to lock the file as user nobody (setpriv)");
-    let name = unique("crashed-lock");
     let mut server = util::child("hard-server", &[&name]);
     server.expect_line("ready");
     let lock = lock_path(&name);
@@ -1476,9 +1473,8 @@ fn another_user_cannot_keep_a_crashed_servers_name_from_its_user() {
 /// same way, before anything is written to it.
 #[test]
 fn a_lock_file_planted_by_another_user_or_a_fifo_is_never_adopted() {
-    let _w = Watchdog::start("a_lock_file_planted");
+    let (_w, name) = util::begin("a_lock_file_planted");
     crate::require_root!("needs root to plant the file as user nobody (setpriv)");
-    let name = unique("planted-lock");
     let lock = lock_path(&name);
     let record = "pid=1 mode=byte direction=inbound access=everyone\n";
     let mut writer = nobody("hard-write-file", &[lock.to_str().unwrap(), record]);
@@ -1562,9 +1558,8 @@ fn names_with_consecutive_or_trailing_spaces_agree_in_every_verb() {
 /// file's owner is the socket's: here they show none of it.
 #[test]
 fn a_record_planted_by_another_user_is_not_shown() {
-    let _w = Watchdog::start("a_record_planted");
+    let (_w, name) = util::begin("a_record_planted");
     crate::require_root!("needs root to plant the record as user nobody (setpriv)");
-    let name = unique("planted-record");
     let (sock, lock) = (socket_path(&name), record_path(&name));
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let record = "pid=1 mode=byte direction=inbound access=everyone\n";

@@ -17,7 +17,7 @@ use npipe::{
 };
 
 use crate::util::drive::say;
-use crate::util::{child, unique, wait_stats, Watchdog};
+use crate::util::{self, child, unique, wait_stats, Watchdog};
 
 fn echo(request: Request) -> Response {
     let mut reply = b"Response to: ".to_vec();
@@ -171,8 +171,7 @@ fn hundreds_of_clients_from_several_processes() {
 
 #[test]
 fn one_request_per_connection_and_persistent_connections() {
-    let _w = Watchdog::start("one_request_per_connection_and_persistent_connections");
-    let name = unique("srv-modes");
+    let (_w, name) = util::begin("srv-modes");
     let _server = Server::builder(&name)
         .handler(|r| Response::new(format!("{}#{}", r.connection(), r.sequence())))
         .spawn()
@@ -216,8 +215,7 @@ fn async_handler_sees_peer_credentials() {
 
 #[test]
 fn handler_panic_fails_only_its_request() {
-    let _w = Watchdog::start("handler_panic_fails_only_its_request");
-    let name = unique("srv-panic");
+    let (_w, name) = util::begin("handler_panic_fails_only_its_request");
     let server = Server::builder(&name)
         .handler(|r| {
             if r.body() == b"panic" {
@@ -254,8 +252,7 @@ fn handler_panic_fails_only_its_request() {
 
 #[test]
 fn a_handler_can_fail_its_request_without_panicking() {
-    let _w = Watchdog::start("a_handler_can_fail_its_request");
-    let name = unique("srv-fail");
+    let (_w, name) = util::begin("a_handler_can_fail_its_request");
     let server = Server::builder(&name)
         .handler(|r| {
             if r.body() == b"bad" {
@@ -286,8 +283,7 @@ with_both_kinds! {
 
 #[cfg(unix)]
 fn half_a_frame_then_silence(kind: Kind) {
-    let _w = Watchdog::start("half_a_frame_then_silence_is_cut_off");
-    let name = unique("srv-stall");
+    let (_w, name) = util::begin("half_a_frame_then_silence_is_cut_off");
     // One instance only: without the deadline the staller would block everyone.
     let builder = Server::builder(&name)
         .max_instances(Some(1))
@@ -321,8 +317,7 @@ with_both_kinds! {
 }
 
 fn idle_connections_closed(kind: Kind) {
-    let _w = Watchdog::start("idle_connections_are_closed_and_counted");
-    let name = unique("srv-idle");
+    let (_w, name) = util::begin("idle_connections_are_closed_and_counted");
     let builder = Server::builder(&name).idle_timeout(Some(Duration::from_millis(200)));
     let server = slow_echo(builder, kind, Duration::ZERO).spawn().unwrap();
     let mut idle = npipe::Stream::connect(&name).unwrap();
@@ -339,8 +334,7 @@ fn idle_connections_closed(kind: Kind) {
 #[cfg(unix)]
 #[test]
 fn clients_killed_mid_request_do_not_disturb_the_server() {
-    let _w = Watchdog::start("clients_killed_mid_request");
-    let name = unique("srv-killed");
+    let (_w, name) = util::begin("clients_killed_mid_request");
     let release = Arc::new(AtomicBool::new(false));
     let gate = Arc::clone(&release);
     let server = Server::builder(&name)
@@ -405,8 +399,7 @@ with_both_kinds! {
 
 #[cfg(unix)]
 fn shutdown_lets_requests_finish(kind: Kind) {
-    let _w = Watchdog::start("shutdown_lets_requests_in_flight_finish");
-    let name = unique("srv-shutdown");
+    let (_w, name) = util::begin("shutdown_lets_requests_in_flight_finish");
     const IN_FLIGHT: usize = 12;
     // The handlers hold their requests until released, which the test does only
     // once the idle connection has been closed: closing idle connections must not
@@ -459,8 +452,7 @@ with_both_kinds! {
 }
 
 fn grace_period_bounds(kind: Kind) {
-    let _w = Watchdog::start("grace_period_bounds_shutdown");
-    let name = unique("srv-grace");
+    let (_w, name) = util::begin("grace_period_bounds_shutdown");
     // Longer than the watchdog: only the grace period can end it (a sync handler's
     // thread sleeps on, abandoned, until the test process exits).
     let builder = Server::builder(&name).shutdown_grace(Duration::from_millis(100));
@@ -475,8 +467,7 @@ fn grace_period_bounds(kind: Kind) {
 
 #[test]
 fn max_instances_makes_clients_wait_then_pipe_busy() {
-    let _w = Watchdog::start("max_instances_makes_clients_wait_then_pipe_busy");
-    let name = unique("srv-busy");
+    let (_w, name) = util::begin("srv-busy");
     let server = Server::builder(&name)
         .max_instances(Some(2))
         .pending_instances(2)
@@ -504,8 +495,7 @@ fn max_instances_makes_clients_wait_then_pipe_busy() {
 #[cfg(unix)]
 #[test]
 fn byte_mode_request_ends_at_half_close() {
-    let _w = Watchdog::start("byte_mode_request_ends_at_half_close");
-    let name = unique("srv-bytes");
+    let (_w, name) = util::begin("byte_mode_request_ends_at_half_close");
     let _server = Server::builder(&name)
         .options(ListenerOptions::new().mode(Mode::Byte).clone())
         .handler(echo)
@@ -522,8 +512,7 @@ fn byte_mode_request_ends_at_half_close() {
 
 #[test]
 fn many_clients_in_one_process_with_a_barrier() {
-    let _w = Watchdog::start("many_clients_in_one_process_with_a_barrier");
-    let name = unique("srv-burst");
+    let (_w, name) = util::begin("srv-burst");
     let server = Server::builder(&name).handler(echo).spawn().unwrap();
     const CLIENTS: usize = 200;
     let start = Arc::new(Barrier::new(CLIENTS));
@@ -773,8 +762,7 @@ pub(crate) mod roles {
 // then as tasks: both kinds at once, persistent, all answered and counted.
 #[test]
 fn more_persistent_clients_than_dedicated_threads() {
-    let _w = Watchdog::start("more_persistent_clients_than_dedicated_threads");
-    let name = unique("srv-overflow");
+    let (_w, name) = util::begin("srv-overflow");
     const CLIENTS: usize = 150;
     let server = Server::builder(&name)
         .handler(|r| Response::new(format!("{}#{}", r.connection(), r.sequence())))
@@ -828,8 +816,7 @@ with_both_kinds! {
 }
 
 fn handler_past_the_deadline(kind: Kind) {
-    let _w = Watchdog::start("a_handler_past_the_deadline");
-    let name = unique("srv-overrun");
+    let (_w, name) = util::begin("a_handler_past_the_deadline");
     let release = Arc::new(AtomicBool::new(false));
     let builder = Server::builder(&name).request_timeout(Some(Duration::from_millis(200)));
     let server = held_echo(builder, kind, &release).spawn().unwrap();
@@ -856,8 +843,7 @@ with_both_kinds! {
 
 #[cfg(unix)]
 fn dropping_run(kind: Kind) {
-    let _w = Watchdog::start("dropping_run_closes_everything");
-    let name = unique("srv-drop");
+    let (_w, name) = util::begin("dropping_run_closes_everything");
     let runtime = crate::util::runtime();
     let server = {
         let _enter = runtime.enter();
@@ -899,8 +885,7 @@ with_both_kinds! {
 
 #[cfg(unix)]
 fn requests_counted(kind: Kind) {
-    let _w = Watchdog::start("every_request_is_counted_once");
-    let name = unique("srv-count");
+    let (_w, name) = util::begin("every_request_is_counted_once");
     let release = Arc::new(AtomicBool::new(false));
     // What the handler does with a request; `Some(delay)`: answer after it.
     let plan = |body: &[u8]| -> Result<Option<Duration>, Response> {
@@ -1127,8 +1112,7 @@ fn shutdown_past_the_grace_period_cancels_running_requests() {
 #[cfg(unix)]
 #[test]
 fn a_client_gone_cancels_its_request() {
-    let _w = Watchdog::start("a_client_gone_cancels_its_request");
-    let name = unique("srv-cancel-gone");
+    let (_w, name) = util::begin("a_client_gone_cancels_its_request");
     let builder = Server::builder(&name).request_timeout(None);
     let (server, rx) = reporting_server(builder, Runs::SyncDedicated);
     let client = request_in_handler(&server, b"work");
@@ -1141,8 +1125,7 @@ fn a_client_gone_cancels_its_request() {
 /// gone; its deadline is ahead of it while the handler runs.
 #[test]
 fn an_answered_request_is_not_cancelled() {
-    let _w = Watchdog::start("an_answered_request_is_not_cancelled");
-    let name = unique("srv-not-cancelled");
+    let (_w, name) = util::begin("an_answered_request_is_not_cancelled");
     let (tx, rx) = std::sync::mpsc::channel();
     let server = Server::builder(&name)
         .request_timeout(Some(Duration::from_secs(30)))
