@@ -435,12 +435,14 @@ fn call_is_one_transaction_with_a_server_in_another_process() {
 // ---------------------------------------------------------------------------------
 // Deadlines of whole operations
 
-/// A server that speaks the wire contract by hand (a byte-mode listener): for one
-/// client it reads a request frame, then sends the reply frame `reply` in 12
-/// pieces 0.9 s apart, each well within any timeout below and all of them far
-/// beyond. It stops when the client is gone.
+/// A server that speaks the wire contract by hand (a byte-mode listener): it
+/// accepts one client, reads the header of its request, and hands `serve` the
+/// stream and the length the header announced.
 #[cfg(unix)]
-fn trickling_server(name: &str, reply: &'static [u8]) -> thread::JoinHandle<()> {
+fn by_hand<T: Send + 'static>(
+    name: &str,
+    serve: impl FnOnce(Stream, usize) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
     let listener = ListenerOptions::new()
         .mode(Mode::Byte)
         .create(name)
@@ -449,10 +451,18 @@ fn trickling_server(name: &str, reply: &'static [u8]) -> thread::JoinHandle<()> 
         let mut stream = listener.accept().unwrap();
         let mut header = [0u8; 4];
         stream.read_exact(&mut header).unwrap();
-        let mut request = vec![0u8; u32::from_le_bytes(header) as usize];
-        stream.read_exact(&mut request).unwrap();
-        let mut wire = (reply.len() as u32).to_le_bytes().to_vec();
-        wire.extend_from_slice(reply);
+        serve(stream, u32::from_le_bytes(header) as usize)
+    })
+}
+
+/// A server that, for one client, reads a request frame, then sends the reply
+/// frame `reply` in 12 pieces 0.9 s apart, each well within any timeout below and
+/// all of them far beyond. It stops when the client is gone.
+#[cfg(unix)]
+fn trickling_server(name: &str, reply: &'static [u8]) -> thread::JoinHandle<()> {
+    by_hand(name, move |mut stream, len| {
+        stream.read_exact(&mut vec![0u8; len]).unwrap();
+        let wire = util::frame(reply);
         for piece in wire.chunks(wire.len().div_ceil(12)) {
             if stream.write_all(piece).is_err() {
                 return;
@@ -462,20 +472,12 @@ fn trickling_server(name: &str, reply: &'static [u8]) -> thread::JoinHandle<()> 
     })
 }
 
-/// A server that reads a request (a byte-mode listener, the wire contract by
-/// hand) 256 KiB at a time, 0.3 s apart, and then replies `done`. It stops when
-/// the client is gone, and returns how many bytes of the request it got.
+/// A server that reads a request 256 KiB at a time, 0.3 s apart, and then
+/// replies `done`. It stops when the client is gone, and returns how many bytes
+/// of the request it got.
 #[cfg(unix)]
 fn slowly_reading_server(name: &str) -> thread::JoinHandle<usize> {
-    let listener = ListenerOptions::new()
-        .mode(Mode::Byte)
-        .create(name)
-        .unwrap();
-    thread::spawn(move || {
-        let mut stream = listener.accept().unwrap();
-        let mut header = [0u8; 4];
-        stream.read_exact(&mut header).unwrap();
-        let len = u32::from_le_bytes(header) as usize;
+    by_hand(name, |mut stream, len| {
         let mut got = 0;
         let mut buf = vec![0u8; 256 * 1024];
         while got < len {
@@ -485,7 +487,7 @@ fn slowly_reading_server(name: &str) -> thread::JoinHandle<usize> {
                 Ok(n) => got += n,
             }
         }
-        let _ = stream.write_all(b"\x04\0\0\0done");
+        let _ = stream.write_all(&util::frame(b"done"));
         got
     })
 }

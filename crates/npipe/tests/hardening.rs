@@ -19,7 +19,9 @@ use npipe::{
     Response, Server, ServerBuilder, Stream,
 };
 
-use crate::util::{self, kind, nobody, nobody_in, socket_path, unique, wait_stats, Watchdog};
+use crate::util::{
+    self, frame, kind, nobody, nobody_in, socket_path, unique, wait_stats, Watchdog,
+};
 
 // ---------------------------------------------------------------------------------
 // Helpers
@@ -70,12 +72,6 @@ fn read_until_closed(stream: &mut Stream) -> Vec<u8> {
             }
         }
     }
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut wire = (payload.len() as u32).to_le_bytes().to_vec();
-    wire.extend_from_slice(payload);
-    wire
 }
 
 fn call(name: &str, request: &[u8]) -> Vec<u8> {

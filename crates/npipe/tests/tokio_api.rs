@@ -135,8 +135,7 @@ fn recv_is_cancel_safe() {
         )
         .await;
         let message: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
-        let mut wire = (message.len() as u32).to_le_bytes().to_vec();
-        wire.extend_from_slice(&message);
+        let wire = util::frame(&message);
         c.write_all(&wire[..20_000]).await.unwrap();
         let mut m = b"untouched".to_vec();
         // The header and part of the payload are consumed, then recv is cancelled.

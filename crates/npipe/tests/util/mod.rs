@@ -70,6 +70,14 @@ pub(crate) fn kind<T: std::fmt::Debug>(result: std::io::Result<T>) -> npipe::Err
     }
 }
 
+/// `payload` framed as on the Unix wire: its length (4 bytes, little-endian),
+/// then itself.
+pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut wire = (payload.len() as u32).to_le_bytes().to_vec();
+    wire.extend_from_slice(payload);
+    wire
+}
+
 /// Answers every message on `stream` with `prefix` and the message, until the
 /// peer closes.
 pub(crate) fn answer(stream: &mut npipe::Stream, prefix: &[u8]) {
