@@ -62,8 +62,7 @@ fn message_round_trip_between_threads() {
 fn zero_length_and_large_messages_keep_their_boundaries() {
     let (_w, name) = util::begin("zero_length_and_large_messages");
     let listener = Listener::bind(&name).unwrap();
-    let server = thread::spawn(move || {
-        let mut s = listener.accept().unwrap();
+    let server = util::serve_one(listener, move |mut s| {
         let mut buf = Vec::new();
         let mut sizes = Vec::new();
         while let Some(n) = s.recv(&mut buf).unwrap() {
@@ -115,8 +114,7 @@ fn zero_length_and_large_messages_keep_their_boundaries() {
 fn recv_into_reports_more_data_and_returns_the_rest() {
     let (_w, name) = util::begin("recv_into_more_data");
     let listener = Listener::bind(&name).unwrap();
-    let server = thread::spawn(move || {
-        let mut s = listener.accept().unwrap();
+    let server = util::serve_one(listener, move |mut s| {
         s.send(b"0123456789").unwrap();
         s.send(b"next").unwrap();
         s.send(&[9u8; 100_000]).unwrap();
@@ -447,8 +445,7 @@ fn by_hand<T: Send + 'static>(
         .mode(Mode::Byte)
         .create(name)
         .unwrap();
-    thread::spawn(move || {
-        let mut stream = listener.accept().unwrap();
+    util::serve_one(listener, |mut stream| {
         let mut header = [0u8; 4];
         stream.read_exact(&mut header).unwrap();
         serve(stream, u32::from_le_bytes(header) as usize)

@@ -262,8 +262,7 @@ fn a_message_client_of_a_byte_pipe_is_told_to_use_byte_mode() {
 fn a_transaction_reply_larger_than_the_first_read_is_whole() {
     let (_w, name) = util::begin("bigcall");
     let listener = Listener::bind(&name).unwrap();
-    let server = thread::spawn(move || {
-        let mut stream = listener.accept().unwrap();
+    let server = util::serve_one(listener, move |mut stream| {
         let mut buf = Vec::new();
         stream.recv(&mut buf).unwrap();
         stream.send(&vec![b'x'; 200_000]).unwrap();
@@ -283,8 +282,7 @@ fn a_deadline_bounds_reads_however_the_bytes_trickle() {
         .mode(Mode::Byte)
         .create(&name)
         .unwrap();
-    let server = thread::spawn(move || {
-        let mut stream = listener.accept().unwrap();
+    let server = util::serve_one(listener, move |mut stream| {
         for piece in b"twelve bytes".chunks(1) {
             if stream.write_all(piece).is_err() {
                 return;
@@ -446,8 +444,7 @@ fn a_unc_name_is_opened_through_smb_not_as_the_local_pipe() {
         .unwrap();
     let patience = Duration::from_secs(600);
     if !under_wine() {
-        let server = thread::spawn(move || {
-            let mut stream = listener.accept().unwrap();
+        let server = util::serve_one(listener, move |mut stream| {
             let mut buf = Vec::new();
             stream.recv(&mut buf).unwrap();
             stream.send(&buf).unwrap();

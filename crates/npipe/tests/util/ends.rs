@@ -21,6 +21,14 @@ pub(crate) fn pair_with(
     (listener, client, server)
 }
 
+/// Accepts one client on `listener` in a thread of its own and hands it to `serve`.
+pub(crate) fn serve_one<T: Send + 'static>(
+    listener: Listener,
+    serve: impl FnOnce(Stream) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || serve(listener.accept().expect("accept")))
+}
+
 /// Pipe `name` with default options, connected through `npipe::tokio`:
 /// `(listener, client, server)`.
 #[cfg(feature = "tokio")]

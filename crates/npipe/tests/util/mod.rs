@@ -11,7 +11,7 @@ pub(crate) mod watchdog;
 
 #[cfg_attr(windows, allow(unused_imports))]
 pub(crate) use drive::{child, Child};
-pub(crate) use ends::{pair, pair_with};
+pub(crate) use ends::{pair, pair_with, serve_one};
 pub(crate) use names::unique;
 #[cfg(unix)]
 pub(crate) use names::{beside, socket_path};
