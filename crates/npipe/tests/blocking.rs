@@ -10,14 +10,7 @@ use std::time::Duration;
 use npipe::{Access, Mode};
 use npipe::{ConnectOptions, Direction, ErrorKind, Listener, ListenerOptions, PipeName, Stream};
 
-use crate::util::{self, unique, Watchdog};
-
-fn kind(result: std::io::Result<impl Sized>) -> ErrorKind {
-    match result {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => ErrorKind::of(&e),
-    }
-}
+use crate::util::{self, kind, unique};
 
 /// Serves exactly `n` connections, each in its own thread, answering every message
 /// with `Response to: <message>`; then drops the listener (removing the pipe).
@@ -36,14 +29,7 @@ fn serve_n(listener: Listener, n: usize) -> thread::JoinHandle<()> {
 }
 
 fn respond(stream: &mut Stream) {
-    let mut request = Vec::new();
-    while let Ok(Some(_)) = stream.recv(&mut request) {
-        let mut reply = b"Response to: ".to_vec();
-        reply.extend_from_slice(&request);
-        if stream.send(&reply).is_err() {
-            return;
-        }
-    }
+    util::answer(stream, b"Response to: ");
 }
 
 fn request(stream: &mut Stream, message: &[u8]) -> Vec<u8> {
@@ -58,8 +44,7 @@ fn request(stream: &mut Stream, message: &[u8]) -> Vec<u8> {
 
 #[test]
 fn message_round_trip_between_threads() {
-    let _w = Watchdog::start("message_round_trip_between_threads");
-    let name = unique("rt");
+    let (_w, name) = util::begin("message_round_trip_between_threads");
     let server = serve_n(Listener::bind(&name).unwrap(), 1);
     let mut client = Stream::connect(&name).unwrap();
     for i in 0..100 {
@@ -75,11 +60,9 @@ fn message_round_trip_between_threads() {
 
 #[test]
 fn zero_length_and_large_messages_keep_their_boundaries() {
-    let _w = Watchdog::start("zero_length_and_large_messages");
-    let name = unique("sizes");
+    let (_w, name) = util::begin("zero_length_and_large_messages");
     let listener = Listener::bind(&name).unwrap();
-    let server = thread::spawn(move || {
-        let mut s = listener.accept().unwrap();
+    let server = util::serve_one(listener, move |mut s| {
         let mut buf = Vec::new();
         let mut sizes = Vec::new();
         while let Some(n) = s.recv(&mut buf).unwrap() {
@@ -129,11 +112,9 @@ fn zero_length_and_large_messages_keep_their_boundaries() {
 
 #[test]
 fn recv_into_reports_more_data_and_returns_the_rest() {
-    let _w = Watchdog::start("recv_into_more_data");
-    let name = unique("more");
+    let (_w, name) = util::begin("recv_into_more_data");
     let listener = Listener::bind(&name).unwrap();
-    let server = thread::spawn(move || {
-        let mut s = listener.accept().unwrap();
+    let server = util::serve_one(listener, move |mut s| {
         s.send(b"0123456789").unwrap();
         s.send(b"next").unwrap();
         s.send(&[9u8; 100_000]).unwrap();
@@ -169,11 +150,8 @@ fn recv_into_reports_more_data_and_returns_the_rest() {
 
 #[test]
 fn peek_shows_the_next_message_without_consuming_it() {
-    let _w = Watchdog::start("peek");
-    let name = unique("peek");
-    let listener = Listener::bind(&name).unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("peek");
+    let (_listener, mut client, mut server) = util::pair(&name);
     let mut buf = [0u8; 16];
     assert_eq!(server.peek(&mut buf).unwrap(), 0, "nothing sent yet");
     client.send(b"hello").unwrap();
@@ -196,11 +174,8 @@ fn peek_shows_the_next_message_without_consuming_it() {
 
 #[test]
 fn write_sends_a_message_per_call_and_read_concatenates() {
-    let _w = Watchdog::start("read_write_traits");
-    let name = unique("traits");
-    let listener = Listener::bind(&name).unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("read_write_traits");
+    let (_listener, mut client, mut server) = util::pair(&name);
     client.write_all(b"one").unwrap();
     client.write_all(b"two").unwrap();
     client.flush().unwrap();
@@ -219,11 +194,8 @@ fn write_sends_a_message_per_call_and_read_concatenates() {
 #[test]
 fn write_vectored_sends_one_message_of_every_slice() {
     use std::io::IoSlice;
-    let _w = Watchdog::start("write_vectored");
-    let name = unique("vectored");
-    let listener = Listener::bind(&name).unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("write_vectored");
+    let (_listener, mut client, mut server) = util::pair(&name);
     // Small (copied behind the header), many slices, and large (gathered).
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let cases: [&[&[u8]]; 4] = [
@@ -246,7 +218,7 @@ fn write_vectored_sends_one_message_of_every_slice() {
 #[test]
 fn write_vectored_in_byte_mode_writes_every_slice_in_order() {
     use std::io::IoSlice;
-    let _w = Watchdog::start("write_vectored_bytes");
+    let _w = util::Watchdog::start("write_vectored_bytes");
     let (mut raw, mut server) = raw_client_of_a_byte_mode_server("vectored-bytes");
     let big = vec![7u8; 300_000];
     let parts: [&[u8]; 6] = [b"1", b"22", b"", &big, b"333", b"4444"];
@@ -268,8 +240,7 @@ fn write_vectored_in_byte_mode_writes_every_slice_in_order() {
 #[cfg(unix)]
 #[test]
 fn oversized_announcement_is_refused_and_others_are_served() {
-    let _w = Watchdog::start("oversized_announcement");
-    let name = unique("cap");
+    let (_w, name) = util::begin("oversized_announcement");
     let listener = ListenerOptions::new()
         .max_message_size(1024)
         .create(&name)
@@ -311,14 +282,12 @@ fn oversized_announcement_is_refused_and_others_are_served() {
 
 #[test]
 fn sending_over_the_cap_fails_before_writing() {
-    let _w = Watchdog::start("send_over_cap");
-    let name = unique("sendcap");
-    let listener = Listener::bind(&name).unwrap();
-    let mut client = ConnectOptions::new()
-        .max_message_size(100)
-        .connect(&name)
-        .unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("send_over_cap");
+    let (_listener, mut client, mut server) = util::pair_with(
+        &name,
+        &ListenerOptions::new(),
+        ConnectOptions::new().max_message_size(100),
+    );
     assert_eq!(kind(client.send(&[0u8; 101])), ErrorKind::MessageTooLarge);
     client.send(&[7u8; 100]).unwrap();
     let mut buf = Vec::new();
@@ -335,8 +304,7 @@ fn sending_over_the_cap_fails_before_writing() {
 
 #[test]
 fn connect_to_a_missing_pipe_is_not_found_after_the_timeout() {
-    let _w = Watchdog::start("not_found");
-    let name = unique("absent");
+    let (_w, name) = util::begin("not_found");
     let e = ConnectOptions::new()
         .timeout(Duration::from_millis(150))
         .connect(&name)
@@ -349,8 +317,7 @@ fn connect_to_a_missing_pipe_is_not_found_after_the_timeout() {
 
 #[test]
 fn connect_waits_for_a_server_that_starts_later() {
-    let _w = Watchdog::start("connect_waits");
-    let name = unique("later");
+    let (_w, name) = util::begin("connect_waits");
     let server_name = name.clone();
     let server = thread::spawn(move || {
         thread::sleep(Duration::from_millis(200));
@@ -369,8 +336,7 @@ fn connect_waits_for_a_server_that_starts_later() {
 
 #[test]
 fn clients_beyond_max_instances_get_pipe_busy_then_connect_when_one_frees() {
-    let _w = Watchdog::start("busy");
-    let name = unique("busy");
+    let (_w, name) = util::begin("busy");
     let listener = ListenerOptions::new()
         .max_instances(Some(2))
         .create(&name)
@@ -409,8 +375,7 @@ fn clients_beyond_max_instances_get_pipe_busy_then_connect_when_one_frees() {
 
 #[test]
 fn pending_instances_accept_connections_while_the_server_is_busy() {
-    let _w = Watchdog::start("pending");
-    let name = unique("pending");
+    let (_w, name) = util::begin("pending");
     let listener = ListenerOptions::new()
         .pending_instances(2)
         .create(&name)
@@ -435,8 +400,7 @@ fn pending_instances_accept_connections_while_the_server_is_busy() {
 
 #[test]
 fn wait_times_out_then_returns_when_a_server_exists() {
-    let _w = Watchdog::start("wait");
-    let name = unique("wait");
+    let (_w, name) = util::begin("wait");
     let e = npipe::wait(&name, Duration::from_millis(100)).unwrap_err();
     assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout);
     let listener = Listener::bind(&name).unwrap();
@@ -449,8 +413,7 @@ fn wait_times_out_then_returns_when_a_server_exists() {
 
 #[test]
 fn call_is_one_transaction_with_a_server_in_another_process() {
-    let _w = Watchdog::start("call");
-    let name = unique("call");
+    let (_w, name) = util::begin("call");
     let mut server = util::child("echo-server", &[&name]);
     server.expect_line("ready");
     for i in 0..20 {
@@ -470,24 +433,33 @@ fn call_is_one_transaction_with_a_server_in_another_process() {
 // ---------------------------------------------------------------------------------
 // Deadlines of whole operations
 
-/// A server that speaks the wire contract by hand (a byte-mode listener): for one
-/// client it reads a request frame, then sends the reply frame `reply` in 12
-/// pieces 0.9 s apart, each well within any timeout below and all of them far
-/// beyond. It stops when the client is gone.
+/// A server that speaks the wire contract by hand (a byte-mode listener): it
+/// accepts one client, reads the header of its request, and hands `serve` the
+/// stream and the length the header announced.
 #[cfg(unix)]
-fn trickling_server(name: &str, reply: &'static [u8]) -> thread::JoinHandle<()> {
+fn by_hand<T: Send + 'static>(
+    name: &str,
+    serve: impl FnOnce(Stream, usize) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
     let listener = ListenerOptions::new()
         .mode(Mode::Byte)
         .create(name)
         .unwrap();
-    thread::spawn(move || {
-        let mut stream = listener.accept().unwrap();
+    util::serve_one(listener, |mut stream| {
         let mut header = [0u8; 4];
         stream.read_exact(&mut header).unwrap();
-        let mut request = vec![0u8; u32::from_le_bytes(header) as usize];
-        stream.read_exact(&mut request).unwrap();
-        let mut wire = (reply.len() as u32).to_le_bytes().to_vec();
-        wire.extend_from_slice(reply);
+        serve(stream, u32::from_le_bytes(header) as usize)
+    })
+}
+
+/// A server that, for one client, reads a request frame, then sends the reply
+/// frame `reply` in 12 pieces 0.9 s apart, each well within any timeout below and
+/// all of them far beyond. It stops when the client is gone.
+#[cfg(unix)]
+fn trickling_server(name: &str, reply: &'static [u8]) -> thread::JoinHandle<()> {
+    by_hand(name, move |mut stream, len| {
+        stream.read_exact(&mut vec![0u8; len]).unwrap();
+        let wire = util::frame(reply);
         for piece in wire.chunks(wire.len().div_ceil(12)) {
             if stream.write_all(piece).is_err() {
                 return;
@@ -497,20 +469,12 @@ fn trickling_server(name: &str, reply: &'static [u8]) -> thread::JoinHandle<()> 
     })
 }
 
-/// A server that reads a request (a byte-mode listener, the wire contract by
-/// hand) 256 KiB at a time, 0.3 s apart, and then replies `done`. It stops when
-/// the client is gone, and returns how many bytes of the request it got.
+/// A server that reads a request 256 KiB at a time, 0.3 s apart, and then
+/// replies `done`. It stops when the client is gone, and returns how many bytes
+/// of the request it got.
 #[cfg(unix)]
 fn slowly_reading_server(name: &str) -> thread::JoinHandle<usize> {
-    let listener = ListenerOptions::new()
-        .mode(Mode::Byte)
-        .create(name)
-        .unwrap();
-    thread::spawn(move || {
-        let mut stream = listener.accept().unwrap();
-        let mut header = [0u8; 4];
-        stream.read_exact(&mut header).unwrap();
-        let len = u32::from_le_bytes(header) as usize;
+    by_hand(name, |mut stream, len| {
         let mut got = 0;
         let mut buf = vec![0u8; 256 * 1024];
         while got < len {
@@ -520,7 +484,7 @@ fn slowly_reading_server(name: &str) -> thread::JoinHandle<usize> {
                 Ok(n) => got += n,
             }
         }
-        let _ = stream.write_all(b"\x04\0\0\0done");
+        let _ = stream.write_all(&util::frame(b"done"));
         got
     })
 }
@@ -531,8 +495,7 @@ fn slowly_reading_server(name: &str) -> thread::JoinHandle<usize> {
 #[cfg(unix)]
 #[test]
 fn call_is_bounded_by_its_timeout_however_the_reply_trickles() {
-    let _w = Watchdog::start("call_trickle");
-    let name = unique("trickle");
+    let (_w, name) = util::begin("call_trickle");
     let server = trickling_server(&name, b"a reply sent a piece at a time");
     let e = npipe::call(&name, b"hi", Duration::from_secs(2)).unwrap_err();
     assert_eq!(ErrorKind::of(&e), ErrorKind::Timeout, "{e}");
@@ -546,8 +509,7 @@ fn call_is_bounded_by_its_timeout_however_the_reply_trickles() {
 #[cfg(unix)]
 #[test]
 fn call_is_bounded_by_its_timeout_however_slowly_the_server_reads() {
-    let _w = Watchdog::start("call_slow_reader");
-    let name = unique("slowread");
+    let (_w, name) = util::begin("call_slow_reader");
     let server = slowly_reading_server(&name);
     let request = vec![7u8; 8 * 1024 * 1024];
     let e = npipe::call(&name, &request, Duration::from_secs(2)).unwrap_err();
@@ -565,8 +527,7 @@ fn call_is_bounded_by_its_timeout_however_slowly_the_server_reads() {
 #[cfg(unix)]
 #[test]
 fn a_deadline_bounds_each_operation_and_keeps_what_arrived() {
-    let _w = Watchdog::start("set_deadline");
-    let name = unique("deadline");
+    let (_w, name) = util::begin("set_deadline");
     let reply: &[u8] = b"twelve piece";
     let server = trickling_server(&name, reply);
     let mut stream = Stream::connect(&name).unwrap();
@@ -590,8 +551,7 @@ fn a_deadline_bounds_each_operation_and_keeps_what_arrived() {
 
 #[test]
 fn many_clients_on_many_threads_all_get_their_replies() {
-    let _w = Watchdog::start("many_clients");
-    let name = unique("many");
+    let (_w, name) = util::begin("many_clients");
     let clients = 40;
     let server = serve_n(Listener::bind(&name).unwrap(), clients);
     let handles: Vec<_> = (0..clients)
@@ -638,7 +598,7 @@ fn raw_client_of_a_byte_mode_server(prefix: &str) -> (std::os::unix::net::UnixSt
 #[cfg(unix)]
 #[test]
 fn byte_mode_adds_nothing_on_the_wire() {
-    let _w = Watchdog::start("byte_mode");
+    let _w = util::Watchdog::start("byte_mode");
     let (mut raw, mut server) = raw_client_of_a_byte_mode_server("bytes");
     raw.write_all(b"plain bytes").unwrap();
     raw.shutdown(Shutdown::Write).unwrap();
@@ -681,8 +641,7 @@ fn invalid_names_are_refused_with_the_rule() {
 
 #[test]
 fn the_first_server_owns_the_name() {
-    let _w = Watchdog::start("first_owner");
-    let name = unique("owner");
+    let (_w, name) = util::begin("first_owner");
     let listener = Listener::bind(&name).unwrap();
     let e = Listener::bind(&name).unwrap_err();
     assert_eq!(ErrorKind::of(&e), ErrorKind::AddrInUse);
@@ -704,8 +663,7 @@ fn the_first_server_owns_the_name() {
 #[cfg(unix)]
 #[test]
 fn dropping_the_listener_removes_its_files() {
-    let _w = Watchdog::start("files_removed");
-    let name = unique("files");
+    let (_w, name) = util::begin("files_removed");
     let listener = Listener::bind(&name).unwrap();
     let npipe::Address::Path(path) = listener.address().clone() else {
         panic!("path address expected");
@@ -722,8 +680,7 @@ fn dropping_the_listener_removes_its_files() {
 #[cfg(unix)]
 #[test]
 fn a_stale_socket_from_a_killed_server_is_reclaimed() {
-    let _w = Watchdog::start("stale");
-    let name = unique("stale");
+    let (_w, name) = util::begin("stale");
     let mut server = util::child("echo-server", &[&name]);
     server.expect_line("ready");
     let address = PipeName::new(&name).unwrap().address().unwrap();
@@ -746,8 +703,7 @@ fn a_stale_socket_from_a_killed_server_is_reclaimed() {
 #[cfg(unix)]
 #[test]
 fn servers_starting_at_the_same_moment_elect_exactly_one_owner() {
-    let _w = Watchdog::start("election");
-    let name = unique("race");
+    let (_w, name) = util::begin("election");
     // Leave a stale socket behind first, so every contender also tries to reclaim it.
     let mut dead = util::child("echo-server", &[&name]);
     dead.expect_line("ready");
@@ -787,7 +743,7 @@ fn servers_starting_at_the_same_moment_elect_exactly_one_owner() {
 #[test]
 fn the_socket_file_mode_follows_the_access_policy() {
     use std::os::unix::fs::PermissionsExt;
-    let _w = Watchdog::start("socket_mode");
+    let _w = util::Watchdog::start("socket_mode");
     for (access, mode) in [
         (Access::Owner, 0o600),
         (Access::Group, 0o660),
@@ -804,30 +760,10 @@ fn the_socket_file_mode_follows_the_access_policy() {
 }
 
 #[cfg(unix)]
-fn as_nobody(role: &str, args: &[&str]) -> util::Child {
-    let mut cmd = std::process::Command::new("setpriv");
-    let inner = util::drive::command(role, args);
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped());
-    util::drive::spawn(cmd)
-}
-
-#[cfg(unix)]
-fn running_as_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-#[cfg(unix)]
 #[test]
 fn another_user_is_refused_by_default_and_admitted_when_allowed() {
-    let _w = Watchdog::start("other_user");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run a peer as user nobody (setpriv)");
-    }
+    let _w = util::Watchdog::start("other_user");
+    crate::require_root!("needs root to run a peer as user nobody (setpriv)");
     type Configure = fn(&mut ListenerOptions);
     let cases: [(&str, Configure); 4] = [
         ("owner", |_| {}),
@@ -846,7 +782,7 @@ fn another_user_is_refused_by_default_and_admitted_when_allowed() {
         let mut opts = ListenerOptions::new();
         configure(&mut opts);
         let listener = opts.create(&name).unwrap();
-        let mut peer = as_nobody("connect-kind", &[&name]);
+        let mut peer = util::nobody("connect-kind", &[&name]);
         if label == "owner" {
             assert_eq!(peer.expect_line(""), "error AccessDenied", "{label}");
         } else {
@@ -864,10 +800,8 @@ fn another_user_is_refused_by_default_and_admitted_when_allowed() {
 #[cfg(target_os = "linux")]
 #[test]
 fn abstract_sockets_are_guarded_by_the_peer_check() {
-    let _w = Watchdog::start("abstract_peer_check");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run a peer as user nobody (setpriv)");
-    }
+    let _w = util::Watchdog::start("abstract_peer_check");
+    crate::require_root!("needs root to run a peer as user nobody (setpriv)");
     let name = format!("@{}", unique("abs"));
     let listener = Arc::new(Listener::bind(&name).unwrap());
     // The kernel lets anyone connect to an abstract socket; npipe refuses on accept.
@@ -876,7 +810,7 @@ fn abstract_sockets_are_guarded_by_the_peer_check() {
         let mut s = accepting.accept().unwrap();
         respond(&mut s);
     });
-    let mut peer = as_nobody("connect-kind", &[&name]);
+    let mut peer = util::nobody("connect-kind", &[&name]);
     assert_eq!(peer.expect_line(""), "error AccessDenied");
     assert!(peer.wait_for(Duration::from_secs(10)).success());
     // The owner is still served.
@@ -893,8 +827,7 @@ use std::sync::Arc;
 #[cfg(unix)]
 #[test]
 fn a_client_can_require_the_server_user() {
-    let _w = Watchdog::start("expect_server_uid");
-    let name = unique("squat");
+    let (_w, name) = util::begin("expect_server_uid");
     let _listener = Listener::bind(&name).unwrap();
     let me = PeerCredentialsOfSelf::uid();
     let e = ConnectOptions::new()
@@ -921,8 +854,7 @@ impl PeerCredentialsOfSelf {
 
 #[test]
 fn peer_credentials_on_both_ends_across_processes() {
-    let _w = Watchdog::start("peer_credentials");
-    let name = unique("creds");
+    let (_w, name) = util::begin("peer_credentials");
     let mut server = util::child("echo-server", &[&name]);
     let server_pid: u32 = server.expect_line("ready ").parse().unwrap();
     assert_eq!(server_pid, server.id());
@@ -946,14 +878,12 @@ fn peer_credentials_on_both_ends_across_processes() {
 
 #[test]
 fn direction_is_enforced_on_both_ends() {
-    let _w = Watchdog::start("direction");
-    let name = unique("inbound");
-    let listener = ListenerOptions::new()
-        .direction(Direction::Inbound)
-        .create(&name)
-        .unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("direction");
+    let (_listener, mut client, mut server) = util::pair_with(
+        &name,
+        ListenerOptions::new().direction(Direction::Inbound),
+        &ConnectOptions::new(),
+    );
     let e = server.send(b"no").unwrap_err();
     assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
     assert!(e.to_string().contains("read-only"), "{e}");
@@ -968,12 +898,11 @@ fn direction_is_enforced_on_both_ends() {
     );
 
     let name = unique("outbound");
-    let listener = ListenerOptions::new()
-        .direction(Direction::Outbound)
-        .create(&name)
-        .unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_listener, mut client, mut server) = util::pair_with(
+        &name,
+        ListenerOptions::new().direction(Direction::Outbound),
+        &ConnectOptions::new(),
+    );
     assert_eq!(kind(server.recv(&mut buf)), ErrorKind::Unsupported);
     server.send(b"down").unwrap();
     client.recv(&mut buf).unwrap();
@@ -992,11 +921,8 @@ fn direction_is_enforced_on_both_ends() {
 #[cfg(unix)]
 #[test]
 fn half_close_and_disconnect() {
-    let _w = Watchdog::start("half_close");
-    let name = unique("half");
-    let listener = Listener::bind(&name).unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("half_close");
+    let (listener, mut client, mut server) = util::pair(&name);
     client.send(b"last request").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let mut buf = Vec::new();
@@ -1014,14 +940,12 @@ fn half_close_and_disconnect() {
 #[cfg(unix)]
 #[test]
 fn a_peer_vanishing_mid_message_is_a_disconnect() {
-    let _w = Watchdog::start("mid_message");
-    let name = unique("cut");
-    let listener = Listener::bind(&name).unwrap();
-    let mut raw = ConnectOptions::new()
-        .mode(Mode::Byte)
-        .connect(&name)
-        .unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("mid_message");
+    let (_listener, mut raw, mut server) = util::pair_with(
+        &name,
+        &ListenerOptions::new(),
+        ConnectOptions::new().mode(Mode::Byte),
+    );
     raw.write_all(&10u32.to_le_bytes()).unwrap();
     raw.write_all(b"abc").unwrap();
     drop(raw);
@@ -1033,11 +957,8 @@ fn a_peer_vanishing_mid_message_is_a_disconnect() {
 
 #[test]
 fn read_timeouts_are_reported_as_timeouts() {
-    let _w = Watchdog::start("read_timeout");
-    let name = unique("timeout");
-    let listener = Listener::bind(&name).unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let _server = listener.accept().unwrap();
+    let (_w, name) = util::begin("read_timeout");
+    let (_listener, mut client, _server) = util::pair(&name);
     client
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
@@ -1066,7 +987,7 @@ fn public_types_are_send_and_sync() {
 fn conversions_to_and_from_std() {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
-    let _w = Watchdog::start("conversions");
+    let _w = util::Watchdog::start("conversions");
     let (a, b) = UnixStream::pair().unwrap();
     let mut a = Stream::from_std(a, Mode::Message);
     let mut b = Stream::from_std(b, Mode::Message);
@@ -1092,7 +1013,7 @@ fn conversions_to_and_from_std() {
 #[test]
 fn npipe_dir_is_used_and_unsafe_directories_are_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let _w = Watchdog::start("npipe_dir");
+    let _w = util::Watchdog::start("npipe_dir");
     let base = std::env::temp_dir().join(unique("dir"));
     std::fs::create_dir(&base).unwrap();
     let set_mode = |mode| std::fs::set_permissions(&base, std::fs::Permissions::from_mode(mode));
@@ -1109,7 +1030,7 @@ fn npipe_dir_is_used_and_unsafe_directories_are_refused() {
     assert!(refused.contains("sticky"), "{refused}");
     set_mode(0o1777).unwrap();
     assert!(address_in(&base).starts_with("address "));
-    if running_as_root() {
+    if util::running_as_root() {
         set_mode(0o755).unwrap();
         nix::unistd::chown(&base, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
         let refused = address_in(&base);
@@ -1188,24 +1109,13 @@ fn python() -> std::process::Command {
 #[cfg(unix)]
 #[test]
 fn a_python_client_speaks_the_wire_contract_to_a_rust_server() {
-    let _w = Watchdog::start("python_client");
-    let name = unique("py");
+    let (_w, name) = util::begin("python_client");
     let listener = Listener::bind(&name).unwrap();
     let npipe::Address::Path(path) = listener.address().clone() else {
         panic!()
     };
     let server = serve_n(listener, 1);
-    let out = python()
-        .args(["-c", PYTHON_PEER, "client"])
-        .arg(&path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = util::peers::python(PYTHON_PEER, &["client".as_ref(), path.as_os_str()]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
@@ -1222,8 +1132,7 @@ fn a_python_client_speaks_the_wire_contract_to_a_rust_server() {
 #[test]
 fn a_rust_client_speaks_the_wire_contract_to_a_python_server() {
     use std::io::BufRead;
-    let _w = Watchdog::start("python_server");
-    let name = unique("pysrv");
+    let (_w, name) = util::begin("python_server");
     let npipe::Address::Path(path) = PipeName::new(&name).unwrap().address().unwrap() else {
         panic!()
     };

@@ -15,11 +15,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use npipe::{
-    Access, Address, ConnectOptions, ErrorKind, Listener, ListenerOptions, Mode, PipeName, Request,
-    Response, Server, SpawnedServer, Stats, Stream,
+    Access, ConnectOptions, ErrorKind, Listener, ListenerOptions, Mode, PipeName, Request,
+    Response, Server, ServerBuilder, Stream,
 };
 
-use crate::util::{self, unique, Watchdog};
+use crate::util::{
+    self, frame, kind, nobody, nobody_in, socket_path, unique, wait_stats, Watchdog,
+};
 
 // ---------------------------------------------------------------------------------
 // Helpers
@@ -28,26 +30,18 @@ fn echo(request: Request) -> Response {
     Response::new(request.into_body())
 }
 
-fn kind<T: std::fmt::Debug>(result: std::io::Result<T>) -> ErrorKind {
-    match result {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => ErrorKind::of(&e),
-    }
+/// A managed server of one instance with no other pending: while one client
+/// holds it, nobody else can be served.
+fn single_instance(name: &str, mut options: ListenerOptions) -> ServerBuilder {
+    options.max_instances(Some(1)).pending_instances(1);
+    Server::builder(name).options(options)
 }
 
-/// Polls the stats until `ready` holds (the watchdog bounds the wait).
-fn wait_stats(server: &SpawnedServer, what: &str, ready: impl Fn(&Stats) -> bool) -> Stats {
-    let mut last = Instant::now();
-    loop {
-        let stats = server.stats();
-        if ready(&stats) {
-            return stats;
-        }
-        if last.elapsed() > Duration::from_secs(2) {
-            eprintln!("waiting for {what}: {stats:?}");
-            last = Instant::now();
-        }
-        thread::sleep(Duration::from_millis(10));
+/// A handler that replies `size` bytes to `big` and echoes anything else.
+fn big_reply(size: usize) -> impl Fn(Request) -> Response + Send + Sync + 'static {
+    move |r: Request| match r.body() {
+        b"big" => Response::new(vec![b'b'; size]),
+        other => Response::new(other.to_vec()),
     }
 }
 
@@ -80,21 +74,8 @@ fn read_until_closed(stream: &mut Stream) -> Vec<u8> {
     }
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut wire = (payload.len() as u32).to_le_bytes().to_vec();
-    wire.extend_from_slice(payload);
-    wire
-}
-
 fn call(name: &str, request: &[u8]) -> Vec<u8> {
     npipe::call(name, request, Duration::from_secs(30)).unwrap()
-}
-
-fn socket_path(name: &str) -> PathBuf {
-    match PipeName::new(name).unwrap().address().unwrap() {
-        Address::Path(path) => path,
-        other => panic!("expected a socket path, got {other}"),
-    }
 }
 
 fn lock_path(name: &str) -> PathBuf {
@@ -107,51 +88,7 @@ fn record_path(name: &str) -> PathBuf {
 }
 
 fn beside_socket(name: &str, suffix: &str) -> PathBuf {
-    let path = socket_path(name);
-    let file = format!(".{}.{suffix}", path.file_name().unwrap().to_str().unwrap());
-    path.with_file_name(file)
-}
-
-fn running_as_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Runs a role as another user: `setpriv --reuid UID --regid GID` with the given
-/// supplementary groups (none: `--clear-groups`).
-fn as_user(uid: u32, gid: u32, groups: Option<&str>, role: &str, args: &[&str]) -> util::Child {
-    let inner = util::drive::command(role, args);
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"));
-    match groups {
-        Some(groups) => cmd.arg(format!("--groups={groups}")),
-        None => cmd.arg("--clear-groups"),
-    };
-    cmd.arg("--")
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped());
-    util::drive::spawn(cmd)
-}
-
-fn nobody(role: &str, args: &[&str]) -> util::Child {
-    as_user(65534, 65534, None, role, args)
-}
-
-/// A role run as user `nobody` with `NPIPE_DIR` set to `dir`.
-fn nobody_in(dir: &Path, role: &str, args: &[&str]) -> util::Child {
-    let inner = util::drive::command(role, args);
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .env("NPIPE_DIR", dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped());
-    util::drive::spawn(cmd)
+    util::beside(&socket_path(name), suffix)
 }
 
 /// The value of `key=` in a role's `key=value ...` line (the last key takes the
@@ -193,6 +130,64 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, u32, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// A listening socket only root may use (mode `0600`), counting the connections
+/// that reach it: where nothing of npipe's may ever lead.
+struct PrivateSocket {
+    path: PathBuf,
+    accepted: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<thread::JoinHandle<()>>,
+}
+
+impl PrivateSocket {
+    fn open() -> PrivateSocket {
+        let path = std::env::temp_dir().join(unique("private"));
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acceptor = {
+            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok(_) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            })
+        };
+        PrivateSocket {
+            path,
+            accepted,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// Stops listening, removes the socket, and says how many connections reached it.
+    fn close(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.acceptor.take().unwrap().join().unwrap();
+        std::fs::remove_file(&self.path).unwrap();
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+/// A test that fails before `close` leaves no socket behind either.
+impl Drop for PrivateSocket {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Open descriptors of process `pid`.
@@ -364,11 +359,8 @@ fn frames_cut_off_mid_length_and_mid_payload() {
 /// could be served.
 #[test]
 fn a_client_that_sends_nothing_is_closed_by_the_idle_deadline() {
-    let _w = Watchdog::start("a_client_that_sends_nothing");
-    let name = unique("silent");
-    let server = Server::builder(&name)
-        .max_instances(Some(1))
-        .pending_instances(1)
+    let (_w, name) = util::begin("a_client_that_sends_nothing");
+    let server = single_instance(&name, ListenerOptions::new())
         .idle_timeout(Some(Duration::from_millis(300)))
         .handler(echo)
         .spawn()
@@ -386,11 +378,8 @@ fn a_client_that_sends_nothing_is_closed_by_the_idle_deadline() {
 /// request deadline (first byte to end of reply) frees its instance.
 #[test]
 fn a_slow_loris_is_cut_off_by_the_request_deadline() {
-    let _w = Watchdog::start("a_slow_loris");
-    let name = unique("loris");
-    let server = Server::builder(&name)
-        .max_instances(Some(1))
-        .pending_instances(1)
+    let (_w, name) = util::begin("a_slow_loris");
+    let server = single_instance(&name, ListenerOptions::new())
         .idle_timeout(Some(Duration::from_secs(60)))
         .request_timeout(Some(Duration::from_millis(1500)))
         .handler(echo)
@@ -419,21 +408,15 @@ fn a_slow_loris_is_cut_off_by_the_request_deadline() {
 /// server's write blocks until the request deadline frees the instance.
 #[test]
 fn a_client_that_never_reads_its_large_reply_is_cut_off() {
-    let _w = Watchdog::start("a_client_that_never_reads");
-    let name = unique("noread");
-    let mut options = ListenerOptions::new();
-    options.max_message_size(64 << 20);
-    let server = Server::builder(&name)
-        .options(options)
-        .max_instances(Some(1))
-        .pending_instances(1)
-        .request_timeout(Some(Duration::from_secs(1)))
-        .handler(|r: Request| match r.body() {
-            b"big" => Response::new(vec![b'b'; 32 << 20]),
-            other => Response::new(other.to_vec()),
-        })
-        .spawn()
-        .unwrap();
+    let (_w, name) = util::begin("a_client_that_never_reads");
+    let server = single_instance(
+        &name,
+        ListenerOptions::new().max_message_size(64 << 20).clone(),
+    )
+    .request_timeout(Some(Duration::from_secs(1)))
+    .handler(big_reply(32 << 20))
+    .spawn()
+    .unwrap();
     let mut lazy = ConnectOptions::new()
         .max_message_size(64 << 20)
         .connect(&name)
@@ -457,10 +440,8 @@ fn garbage_on_byte_and_message_pipes() {
 
     // A byte pipe carries anything, unchanged.
     let name = unique("garbage-byte");
-    let mut options = ListenerOptions::new();
-    options.mode(Mode::Byte);
     let _byte_server = Server::builder(&name)
-        .options(options)
+        .options(ListenerOptions::new().mode(Mode::Byte).clone())
         .handler(echo)
         .spawn()
         .unwrap();
@@ -563,8 +544,7 @@ fn hostile_names_are_refused_everywhere() {
 /// dead server's files are reclaimed by the next server.
 #[test]
 fn a_server_killed_mid_request_disconnects_its_clients_and_frees_the_name() {
-    let _w = Watchdog::start("a_server_killed_mid_request");
-    let name = unique("killed-server");
+    let (_w, name) = util::begin("a_server_killed_mid_request");
     let mut server = util::child("hard-server", &[&name]);
     server.expect_line("ready");
     let client_name = name.clone();
@@ -589,16 +569,10 @@ fn a_server_killed_mid_request_disconnects_its_clients_and_frees_the_name() {
 /// again at once (the request deadline is far away, so it is the kill that counts).
 #[test]
 fn a_client_killed_mid_reply_frees_its_instance() {
-    let _w = Watchdog::start("a_client_killed_mid_reply");
-    let name = unique("killed-client");
-    let server = Server::builder(&name)
-        .max_instances(Some(1))
-        .pending_instances(1)
+    let (_w, name) = util::begin("a_client_killed_mid_reply");
+    let server = single_instance(&name, ListenerOptions::new())
         .request_timeout(Some(Duration::from_secs(600)))
-        .handler(|r: Request| match r.body() {
-            b"big" => Response::new(vec![b'b'; 8 << 20]),
-            other => Response::new(other.to_vec()),
-        })
+        .handler(big_reply(8 << 20))
         .spawn()
         .unwrap();
     let mut client = util::child("hard-no-read", &[&name, "big"]);
@@ -624,8 +598,7 @@ fn a_client_killed_mid_reply_frees_its_instance() {
 ///   can be served again.
 #[test]
 fn deleting_the_socket_file_under_a_live_server() {
-    let _w = Watchdog::start("deleting_the_socket_file");
-    let name = unique("deleted");
+    let (_w, name) = util::begin("deleting_the_socket_file");
     let server = Server::builder(&name).handler(echo).spawn().unwrap();
     let mut connected = Stream::connect(&name).unwrap();
     std::fs::remove_file(socket_path(&name)).unwrap();
@@ -708,9 +681,7 @@ fn unsafe_pipe_directories_are_refused_with_the_reason() {
     assert_eq!(bind_in(&base), "created");
     let missing = base.join("missing");
     assert!(bind_in(&missing).starts_with("error NotFound"));
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to give the directory to another user");
-    }
+    crate::require_root!("needs root to give the directory to another user");
     set_mode(0o755).unwrap();
     nix::unistd::chown(&base, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
     let refused = bind_in(&base);
@@ -843,9 +814,7 @@ fn descriptor_exhaustion_refuses_cleanly_and_recovers() {
 #[test]
 fn another_user_is_refused_by_a_default_server() {
     let _w = Watchdog::start("another_user_is_refused_by_a_default_server");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run a client as user nobody (setpriv)");
-    }
+    crate::require_root!("needs root to run a client as user nobody (setpriv)");
     // A socket file: the kernel refuses the connection (mode 0600).
     let name = unique("owner-only");
     let server = Server::builder(&name).handler(echo).spawn().unwrap();
@@ -868,9 +837,7 @@ fn another_user_is_refused_by_a_default_server() {
 #[test]
 fn group_and_allow_list_policies() {
     let _w = Watchdog::new("group_and_allow_list_policies", Duration::from_secs(120));
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run clients as other users (setpriv)");
-    }
+    crate::require_root!("needs root to run clients as other users (setpriv)");
     let my_gid = nix::unistd::getegid().as_raw();
     let group = my_gid.to_string();
     // (policy, client uid, gid, supplementary groups, admitted)
@@ -950,7 +917,7 @@ fn group_and_allow_list_policies() {
             })
             .spawn()
             .unwrap();
-        let mut peer = as_user(uid, gid, groups, "connect-kind", &[&name]);
+        let mut peer = util::as_user(uid, gid, groups, "connect-kind", &[&name]);
         let outcome = peer.expect_line("");
         assert!(peer.wait_for(Duration::from_secs(20)).success());
         let stats = server.stats();
@@ -981,9 +948,7 @@ fn a_client_refused_after_connecting_is_told_its_credentials_were_refused() {
         "a_client_refused_after_connecting",
         Duration::from_secs(120),
     );
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run the client as user nobody (setpriv)");
-    }
+    crate::require_root!("needs root to run the client as user nobody (setpriv)");
     let notice_hex: String = npipe::REFUSAL_NOTICE
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -1047,11 +1012,8 @@ fn a_client_refused_after_connecting_is_told_its_credentials_were_refused() {
 /// by the error: the refusing server's uid, from the connection.
 #[test]
 fn a_forged_refusal_names_the_server_that_sent_it() {
-    let _w = Watchdog::start("a_forged_refusal_names_the_server");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run the squatter as user nobody (setpriv)");
-    }
-    let name = unique("forged");
+    let (_w, name) = util::begin("a_forged_refusal_names_the_server");
+    crate::require_root!("needs root to run the squatter as user nobody (setpriv)");
     let mut squatter = nobody("hard-forge-refusal", &[&name]);
     assert_eq!(squatter.expect_line(""), "ready");
     let e = npipe::call(&name, b"hello", Duration::from_secs(10)).unwrap_err();
@@ -1072,27 +1034,15 @@ fn a_forged_refusal_names_the_server_that_sent_it() {
 #[test]
 fn a_squatter_is_detected_by_expect_server_uid() {
     let _w = Watchdog::start("a_squatter_is_detected");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run the squatter as user nobody (setpriv)");
-    }
+    crate::require_root!("needs root to run the squatter as user nobody (setpriv)");
     let shared_dir = std::env::temp_dir().join(unique("shared"));
     std::fs::create_dir(&shared_dir).unwrap();
     std::fs::set_permissions(&shared_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
     for dir in [None, Some(shared_dir.as_path())] {
         let name = unique("squat");
-        let mut squatter = {
-            let inner = util::drive::command("hard-squat", &[&name]);
-            let mut cmd = std::process::Command::new("setpriv");
-            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg(inner.get_program())
-                .args(inner.get_args())
-                .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped());
-            if let Some(dir) = dir {
-                cmd.env("NPIPE_DIR", dir);
-            }
-            util::drive::spawn(cmd)
+        let mut squatter = match dir {
+            Some(dir) => nobody_in(dir, "hard-squat", &[&name]),
+            None => nobody("hard-squat", &[&name]),
         };
         let said = squatter.expect_line("");
         assert!(said.starts_with("ready"), "{said}");
@@ -1177,14 +1127,17 @@ fn planted_symlinks_and_files_are_refused_and_victims_untouched() {
         let name = unique(label);
         let (sock, lock) = (socket_path(&name), lock_path(&name));
         plant(&sock, &lock, &victim);
-        let planted: Vec<_> = [&sock, &lock]
-            .iter()
-            .map(|p| {
-                std::fs::symlink_metadata(p)
-                    .ok()
-                    .map(|m| (m.ino(), m.file_type()))
-            })
-            .collect();
+        let entries = || -> Vec<_> {
+            [&sock, &lock]
+                .iter()
+                .map(|p| {
+                    std::fs::symlink_metadata(p)
+                        .ok()
+                        .map(|m| (m.ino(), m.file_type()))
+                })
+                .collect()
+        };
+        let planted = entries();
         let e = Listener::bind(&name).unwrap_err();
         assert_eq!(ErrorKind::of(&e), expected, "{label}: {e}");
         assert!(e.to_string().contains(why), "{label}: {e}");
@@ -1193,14 +1146,7 @@ fn planted_symlinks_and_files_are_refused_and_victims_untouched() {
             .unwrap_err();
         assert_eq!(ErrorKind::of(&e), expected, "{label} (Server): {e}");
         check_victim(label);
-        let still: Vec<_> = [&sock, &lock]
-            .iter()
-            .map(|p| {
-                std::fs::symlink_metadata(p)
-                    .ok()
-                    .map(|m| (m.ino(), m.file_type()))
-            })
-            .collect();
+        let still = entries();
         for (before, after) in planted.iter().zip(&still) {
             if before.is_some() {
                 assert_eq!(before, after, "{label}: a planted file was replaced");
@@ -1245,9 +1191,7 @@ fn planted_symlinks_and_files_are_refused_and_victims_untouched() {
 #[test]
 fn a_directory_swapped_above_npipe_dir_redirects_nothing() {
     let _w = Watchdog::start("a_directory_swapped_above_npipe_dir");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to race user nobody (setpriv)");
-    }
+    crate::require_root!("needs root to race user nobody (setpriv)");
     let nobody_uid = Some(nix::unistd::Uid::from_raw(65534));
     let name = unique("swapped-dir");
     let base = std::env::temp_dir().join(unique("swap"));
@@ -1320,38 +1264,17 @@ fn a_directory_swapped_above_npipe_dir_redirects_nothing() {
 /// descriptor of it, so a symlink swapped in meanwhile is not followed.)
 #[test]
 fn symlinks_planted_in_a_shared_directory_are_never_followed() {
-    let _w = Watchdog::start("symlinks_planted_in_a_shared_directory");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to race user nobody (setpriv)");
-    }
-    let name = unique("planted-race");
+    let (_w, name) = util::begin("symlinks_planted_in_a_shared_directory");
+    crate::require_root!("needs root to race user nobody (setpriv)");
     let (sock, lock) = (socket_path(&name), lock_path(&name));
     let victim = std::env::temp_dir().join(unique("victim"));
     std::fs::write(&victim, b"precious").unwrap();
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
     let victim_before = std::fs::metadata(&victim).unwrap();
-    let private = std::env::temp_dir().join(unique("private"));
-    let private_listener = std::os::unix::net::UnixListener::bind(&private).unwrap();
-    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-    private_listener.set_nonblocking(true).unwrap();
-    let accepted = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acceptor = {
-        let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match private_listener.accept() {
-                    Ok(_) => {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(1)),
-                }
-            }
-        })
-    };
+    let private = PrivateSocket::open();
 
     // Deterministic first: a symlink at the socket path to the private socket.
-    std::os::unix::fs::symlink(&private, &sock).unwrap();
+    std::os::unix::fs::symlink(&private.path, &sock).unwrap();
     assert_eq!(kind(Stream::try_connect(&name)), ErrorKind::NotFound);
     assert_eq!(kind(Listener::bind(&name)), ErrorKind::AddrInUse);
     std::fs::remove_file(&sock).unwrap();
@@ -1363,15 +1286,15 @@ fn symlinks_planted_in_a_shared_directory_are_never_followed() {
             &name,
             "3000",
             &text(&sock),
-            &text(&private),
+            &text(&private.path),
             &text(&sock),
             &text(&victim),
             &text(&lock),
             &text(&victim),
             &text(&lock),
-            &text(&private),
+            &text(&private.path),
             &format!("swap:{}", text(&sock)),
-            &text(&private),
+            &text(&private.path),
         ],
     );
     planter.expect_line("planting");
@@ -1408,17 +1331,12 @@ fn symlinks_planted_in_a_shared_directory_are_never_followed() {
         }
     }
     let planted: u64 = planter.expect_line("planted ").parse().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    acceptor.join().unwrap();
+    let reached = private.close();
     eprintln!(
         "{attempts} attempts: {served} served, {refused} refused; {planted} symlinks planted"
     );
 
-    assert_eq!(
-        accepted.load(Ordering::Relaxed),
-        0,
-        "the private socket saw a connection"
-    );
+    assert_eq!(reached, 0, "the private socket saw a connection");
     assert!(planted >= 100, "the planting hardly ran: {planted}");
     assert!(refused > 0, "no plant was ever in the way");
     assert!(served > 0, "root never served");
@@ -1439,7 +1357,6 @@ fn symlinks_planted_in_a_shared_directory_are_never_followed() {
         }
     }
     std::fs::remove_file(&victim).unwrap();
-    std::fs::remove_file(&private).unwrap();
 }
 
 /// Root's clients connect to root's socket by its path after `fstatat` showed it
@@ -1453,38 +1370,18 @@ fn symlinks_planted_in_a_shared_directory_are_never_followed() {
 #[test]
 
 fn a_symlink_planted_as_the_server_leaves_is_never_followed_by_its_clients() {
-    let _w = Watchdog::start("a_symlink_planted_as_the_server_leaves");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to race user nobody (setpriv)");
-    }
-    let name = unique("leave-race");
+    let (_w, name) = util::begin("a_symlink_planted_as_the_server_leaves");
+    crate::require_root!("needs root to race user nobody (setpriv)");
     let sock = socket_path(&name);
-    let private = std::env::temp_dir().join(unique("private"));
-    let private_listener = std::os::unix::net::UnixListener::bind(&private).unwrap();
-    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-    private_listener.set_nonblocking(true).unwrap();
-    let accepted = Arc::new(AtomicU64::new(0));
+    let private = PrivateSocket::open();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acceptor = {
-        let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match private_listener.accept() {
-                    Ok(_) => {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(1)),
-                }
-            }
-        })
-    };
     let mut planter = nobody(
         "hard-plant-spin",
         &[
             &name,
             "6000",
             sock.to_str().unwrap(),
-            private.to_str().unwrap(),
+            private.path.to_str().unwrap(),
         ],
     );
     planter.expect_line("planting");
@@ -1521,12 +1418,11 @@ fn a_symlink_planted_as_the_server_leaves_is_never_followed_by_its_clients() {
     for client in clients {
         client.join().unwrap();
     }
-    acceptor.join().unwrap();
+    let reached = private.close();
     if let Ok(meta) = std::fs::symlink_metadata(&sock) {
         assert_eq!(meta.uid(), 65534, "{sock:?}");
         std::fs::remove_file(&sock).unwrap();
     }
-    std::fs::remove_file(&private).unwrap();
     eprintln!(
         "{} servers, {planted} symlinks planted",
         served.load(Ordering::Relaxed)
@@ -1534,8 +1430,7 @@ fn a_symlink_planted_as_the_server_leaves_is_never_followed_by_its_clients() {
     assert!(served.load(Ordering::Relaxed) > 0, "root never served");
     assert!(planted > 0, "the planting never ran");
     assert_eq!(
-        accepted.load(Ordering::Relaxed),
-        0,
+        reached, 0,
         "root's clients reached the private socket through a planted symlink"
     );
 }
@@ -1548,11 +1443,8 @@ fn a_symlink_planted_as_the_server_leaves_is_never_followed_by_its_clients() {
 /// that the dead server's pid still serves it.
 #[test]
 fn another_user_cannot_keep_a_crashed_servers_name_from_its_user() {
-    let _w = Watchdog::start("another_user_cannot_keep_a_crashed_servers_name");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to lock the file as user nobody (setpriv)");
-    }
-    let name = unique("crashed-lock");
+    let (_w, name) = util::begin("crashed-lock");
+    crate::require_root!("needs root to lock the file as user nobody (setpriv)");
     let mut server = util::child("hard-server", &[&name]);
     server.expect_line("ready");
     let lock = lock_path(&name);
@@ -1577,11 +1469,8 @@ fn another_user_cannot_keep_a_crashed_servers_name_from_its_user() {
 /// same way, before anything is written to it.
 #[test]
 fn a_lock_file_planted_by_another_user_or_a_fifo_is_never_adopted() {
-    let _w = Watchdog::start("a_lock_file_planted");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to plant the file as user nobody (setpriv)");
-    }
-    let name = unique("planted-lock");
+    let (_w, name) = util::begin("a_lock_file_planted");
+    crate::require_root!("needs root to plant the file as user nobody (setpriv)");
     let lock = lock_path(&name);
     let record = "pid=1 mode=byte direction=inbound access=everyone\n";
     let mut writer = nobody("hard-write-file", &[lock.to_str().unwrap(), record]);
@@ -1665,11 +1554,8 @@ fn names_with_consecutive_or_trailing_spaces_agree_in_every_verb() {
 /// file's owner is the socket's: here they show none of it.
 #[test]
 fn a_record_planted_by_another_user_is_not_shown() {
-    let _w = Watchdog::start("a_record_planted");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to plant the record as user nobody (setpriv)");
-    }
-    let name = unique("planted-record");
+    let (_w, name) = util::begin("a_record_planted");
+    crate::require_root!("needs root to plant the record as user nobody (setpriv)");
     let (sock, lock) = (socket_path(&name), record_path(&name));
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let record = "pid=1 mode=byte direction=inbound access=everyone\n";

@@ -59,10 +59,6 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-fn running_as_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 fn echo(request: Request) -> Response {
     let mut reply = b"echo:".to_vec();
     reply.extend_from_slice(request.body());
@@ -75,14 +71,7 @@ fn serve_n(listener: Listener, n: usize) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for _ in 0..n {
             let mut stream = listener.accept().expect("accept");
-            let mut request = Vec::new();
-            while let Ok(Some(_)) = stream.recv(&mut request) {
-                let mut reply = b"echo:".to_vec();
-                reply.extend_from_slice(&request);
-                if stream.send(&reply).is_err() {
-                    break;
-                }
-            }
+            util::answer(&mut stream, b"echo:");
         }
     })
 }
@@ -99,17 +88,7 @@ print(s.recv(n, socket.MSG_WAITALL).decode(), flush=True)
 "#;
 
 fn python_call(path: &Path) -> String {
-    let out = Command::new("python3")
-        .args(["-c", PYTHON_CLIENT])
-        .arg(path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    util::peers::python(PYTHON_CLIENT, &[path.as_os_str()])
 }
 
 fn call(name: &str, request: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -214,9 +193,7 @@ fn an_explicit_socket_path_works_in_every_verb() {
 #[test]
 fn an_explicit_path_in_a_directory_others_could_change_is_refused() {
     let _w = Watchdog::start("an_explicit_path_in_a_directory_others_could_change");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to give directories to user nobody");
-    }
+    crate::require_root!("needs root to give directories to user nobody");
     let dir = TestDir::new("paths-open");
     let open = dir.join("open");
     let below = open.join("below");
@@ -270,9 +247,7 @@ fn an_explicit_path_in_a_directory_others_could_change_is_refused() {
 #[test]
 fn symlinked_directories_of_explicit_paths_are_checked() {
     let _w = Watchdog::start("symlinked_directories_of_explicit_paths_are_checked");
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to give a symlink to user nobody");
-    }
+    crate::require_root!("needs root to give a symlink to user nobody");
     let dir = TestDir::new("paths-link");
     let real = dir.join("real");
     std::fs::create_dir(&real).unwrap();
@@ -578,9 +553,7 @@ fn the_access_policy_holds_on_a_passed_socket_open_to_all() {
         "the_access_policy_holds_on_a_passed_socket",
         Duration::from_secs(120),
     );
-    if !running_as_root() {
-        crate::skip_or_fail!("needs root to run a client as user nobody (setpriv)");
-    }
+    crate::require_root!("needs root to run a client as user nobody (setpriv)");
     let dir = TestDir::new("activate-policy");
     for api in ["blocking", "server"] {
         let path = dir.join(&format!("{api}.sock"));
@@ -594,7 +567,7 @@ fn the_access_policy_holds_on_a_passed_socket_open_to_all() {
         });
         assert_eq!(child.expect_line("ready "), "activated=true");
         assert_eq!(first.join().unwrap().unwrap(), b"echo:owner");
-        let mut nobody = as_nobody("path-call", &[name]);
+        let mut nobody = util::nobody("path-call", &[name]);
         let said = nobody.expect_line("");
         assert!(said.starts_with("error AccessDenied "), "{api}: {said}");
         assert!(
@@ -640,19 +613,6 @@ fn a_passed_abstract_socket_is_served() {
     assert_eq!(child.expect_line("ready "), "activated=true");
     assert_eq!(first.join().unwrap().unwrap(), b"echo:abstract");
     child.kill();
-}
-
-/// A role run as user nobody.
-fn as_nobody(role: &str, args: &[&str]) -> util::Child {
-    let inner = util::drive::command(role, args);
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
-    util::drive::spawn(cmd)
 }
 
 pub(crate) mod roles {

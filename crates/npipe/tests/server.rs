@@ -14,11 +14,10 @@ use std::time::Duration;
 use npipe::server::InstanceState;
 use npipe::{
     ConnectOptions, ErrorKind, ListenerOptions, Mode, Request, Response, Server, SpawnedServer,
-    Stats,
 };
 
 use crate::util::drive::say;
-use crate::util::{child, unique, Watchdog};
+use crate::util::{self, child, unique, wait_stats, Watchdog};
 
 fn echo(request: Request) -> Response {
     let mut reply = b"Response to: ".to_vec();
@@ -33,6 +32,23 @@ fn echo(request: Request) -> Response {
 enum Kind {
     Sync,
     Async,
+}
+
+/// The two tests of a scenario `run(kind: Kind)`, one for each kind of handler.
+macro_rules! with_both_kinds {
+    ($(#[$attr:meta])* $run:ident: $sync:ident, $async:ident $(,)?) => {
+        $(#[$attr])*
+        #[test]
+        fn $sync() {
+            $run(Kind::Sync);
+        }
+
+        $(#[$attr])*
+        #[test]
+        fn $async() {
+            $run(Kind::Async);
+        }
+    };
 }
 
 /// `builder` with a handler of `kind` that waits `delay`, then echoes.
@@ -57,16 +73,49 @@ fn slow_echo(
     }
 }
 
-/// Polls the stats until `ready` holds (the watchdog bounds the wait).
-fn wait_stats(server: &SpawnedServer, what: &str, ready: impl Fn(&Stats) -> bool) -> Stats {
-    loop {
-        let stats = server.stats();
-        if ready(&stats) {
-            return stats;
+/// `builder` with a handler of `kind` that holds every request until `release`
+/// is set, then echoes.
+fn held_echo(
+    builder: npipe::server::ServerBuilder,
+    kind: Kind,
+    release: &Arc<AtomicBool>,
+) -> npipe::server::ServerBuilder {
+    let release = Arc::clone(release);
+    let held = move || {
+        while !release.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(5));
         }
-        eprintln!("waiting for {what}: {stats:?}");
-        thread::sleep(Duration::from_millis(20));
+    };
+    match kind {
+        Kind::Sync => builder.handler(move |r| {
+            held();
+            echo(r)
+        }),
+        Kind::Async => builder.async_handler(move |r: Request| {
+            let held = held.clone();
+            async move {
+                tokio::task::spawn_blocking(held).await.unwrap();
+                echo(r)
+            }
+        }),
     }
+}
+
+/// A client whose request `body` is in its handler, its reply not yet sent.
+fn request_in_handler(server: &SpawnedServer, body: &[u8]) -> npipe::Stream {
+    let mut client = npipe::Stream::connect(server.name()).unwrap();
+    client.send(body).unwrap();
+    wait_handling(server, "the request in its handler");
+    client
+}
+
+/// Waits until a request is in its handler.
+fn wait_handling(server: &SpawnedServer, what: &str) {
+    wait_stats(server, what, |s| {
+        s.instances
+            .iter()
+            .any(|i| i.state == InstanceState::Handling)
+    });
 }
 
 fn raw_client(name: &str) -> npipe::Stream {
@@ -122,8 +171,7 @@ fn hundreds_of_clients_from_several_processes() {
 
 #[test]
 fn one_request_per_connection_and_persistent_connections() {
-    let _w = Watchdog::start("one_request_per_connection_and_persistent_connections");
-    let name = unique("srv-modes");
+    let (_w, name) = util::begin("srv-modes");
     let _server = Server::builder(&name)
         .handler(|r| Response::new(format!("{}#{}", r.connection(), r.sequence())))
         .spawn()
@@ -167,8 +215,7 @@ fn async_handler_sees_peer_credentials() {
 
 #[test]
 fn handler_panic_fails_only_its_request() {
-    let _w = Watchdog::start("handler_panic_fails_only_its_request");
-    let name = unique("srv-panic");
+    let (_w, name) = util::begin("handler_panic_fails_only_its_request");
     let server = Server::builder(&name)
         .handler(|r| {
             if r.body() == b"panic" {
@@ -205,8 +252,7 @@ fn handler_panic_fails_only_its_request() {
 
 #[test]
 fn a_handler_can_fail_its_request_without_panicking() {
-    let _w = Watchdog::start("a_handler_can_fail_its_request");
-    let name = unique("srv-fail");
+    let (_w, name) = util::begin("a_handler_can_fail_its_request");
     let server = Server::builder(&name)
         .handler(|r| {
             if r.body() == b"bad" {
@@ -228,22 +274,16 @@ fn a_handler_can_fail_its_request_without_panicking() {
 }
 
 // Half a frame: the Unix wire contract (Windows messages are atomic).
-#[cfg(unix)]
-#[test]
-fn half_a_frame_then_silence_is_cut_off_by_the_request_deadline() {
-    half_a_frame_then_silence(Kind::Sync);
-}
-
-#[cfg(unix)]
-#[test]
-fn half_a_frame_then_silence_is_cut_off_by_the_request_deadline_async() {
-    half_a_frame_then_silence(Kind::Async);
+with_both_kinds! {
+    #[cfg(unix)]
+    half_a_frame_then_silence:
+        half_a_frame_then_silence_is_cut_off_by_the_request_deadline,
+        half_a_frame_then_silence_is_cut_off_by_the_request_deadline_async
 }
 
 #[cfg(unix)]
 fn half_a_frame_then_silence(kind: Kind) {
-    let _w = Watchdog::start("half_a_frame_then_silence_is_cut_off");
-    let name = unique("srv-stall");
+    let (_w, name) = util::begin("half_a_frame_then_silence_is_cut_off");
     // One instance only: without the deadline the staller would block everyone.
     let builder = Server::builder(&name)
         .max_instances(Some(1))
@@ -270,19 +310,14 @@ fn half_a_frame_then_silence(kind: Kind) {
     assert!(stats.rejected_busy >= 1, "{stats:?}");
 }
 
-#[test]
-fn idle_connections_are_closed_and_counted() {
-    idle_connections_closed(Kind::Sync);
-}
-
-#[test]
-fn idle_connections_are_closed_and_counted_async() {
-    idle_connections_closed(Kind::Async);
+with_both_kinds! {
+    idle_connections_closed:
+        idle_connections_are_closed_and_counted,
+        idle_connections_are_closed_and_counted_async
 }
 
 fn idle_connections_closed(kind: Kind) {
-    let _w = Watchdog::start("idle_connections_are_closed_and_counted");
-    let name = unique("srv-idle");
+    let (_w, name) = util::begin("idle_connections_are_closed_and_counted");
     let builder = Server::builder(&name).idle_timeout(Some(Duration::from_millis(200)));
     let server = slow_echo(builder, kind, Duration::ZERO).spawn().unwrap();
     let mut idle = npipe::Stream::connect(&name).unwrap();
@@ -299,8 +334,7 @@ fn idle_connections_closed(kind: Kind) {
 #[cfg(unix)]
 #[test]
 fn clients_killed_mid_request_do_not_disturb_the_server() {
-    let _w = Watchdog::start("clients_killed_mid_request");
-    let name = unique("srv-killed");
+    let (_w, name) = util::begin("clients_killed_mid_request");
     let release = Arc::new(AtomicBool::new(false));
     let gate = Arc::clone(&release);
     let server = Server::builder(&name)
@@ -318,11 +352,7 @@ fn clients_killed_mid_request_do_not_disturb_the_server() {
     let mut half = child("server-half-frame", &[&name]);
     half.expect_line("sent");
     let mut waiting = child("server-call", &[&name, "slow"]);
-    wait_stats(&server, "the slow request in the handler", |s| {
-        s.instances
-            .iter()
-            .any(|i| i.state == InstanceState::Handling)
-    });
+    wait_handling(&server, "the slow request in the handler");
     half.kill();
     waiting.kill();
     release.store(true, Ordering::Relaxed);
@@ -360,52 +390,24 @@ fn no_descriptor_leaks_after_10000_connections() {
 }
 
 // Checks the socket file: Unix.
-#[cfg(unix)]
-#[test]
-fn shutdown_lets_requests_in_flight_finish_and_removes_the_pipe() {
-    shutdown_lets_requests_finish(Kind::Sync);
-}
-
-#[cfg(unix)]
-#[test]
-fn shutdown_lets_requests_in_flight_finish_and_removes_the_pipe_async() {
-    shutdown_lets_requests_finish(Kind::Async);
+with_both_kinds! {
+    #[cfg(unix)]
+    shutdown_lets_requests_finish:
+        shutdown_lets_requests_in_flight_finish_and_removes_the_pipe,
+        shutdown_lets_requests_in_flight_finish_and_removes_the_pipe_async
 }
 
 #[cfg(unix)]
 fn shutdown_lets_requests_finish(kind: Kind) {
-    let _w = Watchdog::start("shutdown_lets_requests_in_flight_finish");
-    let name = unique("srv-shutdown");
+    let (_w, name) = util::begin("shutdown_lets_requests_in_flight_finish");
     const IN_FLIGHT: usize = 12;
     // The handlers hold their requests until released, which the test does only
     // once the idle connection has been closed: closing idle connections must not
     // wait for the requests in flight (nor for the grace period, which would cut
     // them off).
     let release = Arc::new(AtomicBool::new(false));
-    let held = {
-        let release = Arc::clone(&release);
-        move || {
-            while !release.load(Ordering::SeqCst) {
-                thread::sleep(Duration::from_millis(5));
-            }
-        }
-    };
     let builder = Server::builder(&name).shutdown_grace(Duration::from_secs(30));
-    let server = match kind {
-        Kind::Sync => builder.handler(move |r| {
-            held();
-            echo(r)
-        }),
-        Kind::Async => builder.async_handler(move |r: Request| {
-            let held = held.clone();
-            async move {
-                tokio::task::spawn_blocking(held).await.unwrap();
-                echo(r)
-            }
-        }),
-    }
-    .spawn()
-    .unwrap();
+    let server = held_echo(builder, kind, &release).spawn().unwrap();
     let path = socket_path(&server);
     assert!(path.exists());
     let mut idle = npipe::Stream::connect(&name).unwrap();
@@ -445,32 +447,19 @@ fn shutdown_lets_requests_finish(kind: Kind) {
     assert_eq!(stats.completed, IN_FLIGHT as u64);
 }
 
-#[test]
-fn grace_period_bounds_shutdown() {
-    grace_period_bounds(Kind::Sync);
-}
-
-#[test]
-fn grace_period_bounds_shutdown_async() {
-    grace_period_bounds(Kind::Async);
+with_both_kinds! {
+    grace_period_bounds: grace_period_bounds_shutdown, grace_period_bounds_shutdown_async
 }
 
 fn grace_period_bounds(kind: Kind) {
-    let _w = Watchdog::start("grace_period_bounds_shutdown");
-    let name = unique("srv-grace");
+    let (_w, name) = util::begin("grace_period_bounds_shutdown");
     // Longer than the watchdog: only the grace period can end it (a sync handler's
     // thread sleeps on, abandoned, until the test process exits).
     let builder = Server::builder(&name).shutdown_grace(Duration::from_millis(100));
     let server = slow_echo(builder, kind, Duration::from_secs(3600))
         .spawn()
         .unwrap();
-    let mut stuck = npipe::Stream::connect(&name).unwrap();
-    stuck.send(b"forever").unwrap();
-    wait_stats(&server, "the request in the handler", |s| {
-        s.instances
-            .iter()
-            .any(|i| i.state == InstanceState::Handling)
-    });
+    let mut stuck = request_in_handler(&server, b"forever");
     server.shutdown();
     server.join().unwrap();
     assert_eq!(stuck.recv(&mut Vec::new()).unwrap(), None);
@@ -478,8 +467,7 @@ fn grace_period_bounds(kind: Kind) {
 
 #[test]
 fn max_instances_makes_clients_wait_then_pipe_busy() {
-    let _w = Watchdog::start("max_instances_makes_clients_wait_then_pipe_busy");
-    let name = unique("srv-busy");
+    let (_w, name) = util::begin("srv-busy");
     let server = Server::builder(&name)
         .max_instances(Some(2))
         .pending_instances(2)
@@ -507,12 +495,9 @@ fn max_instances_makes_clients_wait_then_pipe_busy() {
 #[cfg(unix)]
 #[test]
 fn byte_mode_request_ends_at_half_close() {
-    let _w = Watchdog::start("byte_mode_request_ends_at_half_close");
-    let name = unique("srv-bytes");
-    let mut opts = ListenerOptions::new();
-    opts.mode(Mode::Byte);
+    let (_w, name) = util::begin("byte_mode_request_ends_at_half_close");
     let _server = Server::builder(&name)
-        .options(opts)
+        .options(ListenerOptions::new().mode(Mode::Byte).clone())
         .handler(echo)
         .spawn()
         .unwrap();
@@ -527,8 +512,7 @@ fn byte_mode_request_ends_at_half_close() {
 
 #[test]
 fn many_clients_in_one_process_with_a_barrier() {
-    let _w = Watchdog::start("many_clients_in_one_process_with_a_barrier");
-    let name = unique("srv-burst");
+    let (_w, name) = util::begin("srv-burst");
     let server = Server::builder(&name).handler(echo).spawn().unwrap();
     const CLIENTS: usize = 200;
     let start = Arc::new(Barrier::new(CLIENTS));
@@ -778,8 +762,7 @@ pub(crate) mod roles {
 // then as tasks: both kinds at once, persistent, all answered and counted.
 #[test]
 fn more_persistent_clients_than_dedicated_threads() {
-    let _w = Watchdog::start("more_persistent_clients_than_dedicated_threads");
-    let name = unique("srv-overflow");
+    let (_w, name) = util::begin("srv-overflow");
     const CLIENTS: usize = 150;
     let server = Server::builder(&name)
         .handler(|r| Response::new(format!("{}#{}", r.connection(), r.sequence())))
@@ -826,44 +809,17 @@ fn more_persistent_clients_than_dedicated_threads() {
 // A handler that overruns the request deadline: the client is told at the
 // deadline (its connection closes), not when the handler returns; the handler is
 // held until the client has seen that.
-#[test]
-fn a_handler_past_the_deadline_loses_its_client_at_the_deadline() {
-    handler_past_the_deadline(Kind::Sync);
-}
-
-#[test]
-fn a_handler_past_the_deadline_loses_its_client_at_the_deadline_async() {
-    handler_past_the_deadline(Kind::Async);
+with_both_kinds! {
+    handler_past_the_deadline:
+        a_handler_past_the_deadline_loses_its_client_at_the_deadline,
+        a_handler_past_the_deadline_loses_its_client_at_the_deadline_async
 }
 
 fn handler_past_the_deadline(kind: Kind) {
-    let _w = Watchdog::start("a_handler_past_the_deadline");
-    let name = unique("srv-overrun");
+    let (_w, name) = util::begin("a_handler_past_the_deadline");
     let release = Arc::new(AtomicBool::new(false));
-    let held = {
-        let release = Arc::clone(&release);
-        move || {
-            while !release.load(Ordering::SeqCst) {
-                thread::sleep(Duration::from_millis(5));
-            }
-        }
-    };
     let builder = Server::builder(&name).request_timeout(Some(Duration::from_millis(200)));
-    let server = match kind {
-        Kind::Sync => builder.handler(move |r| {
-            held();
-            echo(r)
-        }),
-        Kind::Async => builder.async_handler(move |r: Request| {
-            let held = held.clone();
-            async move {
-                tokio::task::spawn_blocking(held).await.unwrap();
-                echo(r)
-            }
-        }),
-    }
-    .spawn()
-    .unwrap();
+    let server = held_echo(builder, kind, &release).spawn().unwrap();
     let mut client = npipe::Stream::connect(&name).unwrap();
     client.send(b"slow").unwrap();
     match client.recv(&mut Vec::new()) {
@@ -880,37 +836,22 @@ fn handler_past_the_deadline(kind: Kind) {
 
 // Dropping `Server::run` stops the server abruptly: connections closed, the pipe
 // gone, threads waiting in `accept` (sync handlers on Linux) released.
-#[cfg(unix)]
-#[test]
-fn dropping_run_closes_everything() {
-    dropping_run(Kind::Sync);
-}
-
-#[cfg(unix)]
-#[test]
-fn dropping_run_closes_everything_async() {
-    dropping_run(Kind::Async);
+with_both_kinds! {
+    #[cfg(unix)]
+    dropping_run: dropping_run_closes_everything, dropping_run_closes_everything_async
 }
 
 #[cfg(unix)]
 fn dropping_run(kind: Kind) {
-    let _w = Watchdog::start("dropping_run_closes_everything");
-    let name = unique("srv-drop");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_w, name) = util::begin("dropping_run_closes_everything");
+    let runtime = crate::util::runtime();
     let server = {
         let _enter = runtime.enter();
         slow_echo(Server::builder(&name), kind, Duration::ZERO)
             .bind()
             .unwrap()
     };
-    let path = match server.address() {
-        npipe::Address::Path(path) => path.clone(),
-        other => panic!("expected a socket path, got {other}"),
-    };
+    let path = crate::util::socket_path(&name);
     let task = runtime.spawn(server.run());
     let mut client = npipe::Stream::connect(&name).unwrap();
     let mut reply = Vec::new();
@@ -931,26 +872,20 @@ fn dropping_run(kind: Kind) {
     drop(runtime);
 }
 
-/// Every request that begins is counted once however it ends (`Stats` states the
-/// sum): answered; failed — the handler failed it, its reply was over the cap,
-/// the client was killed in the middle of it, the grace period cut it off; timed
-/// out; oversized. A connection that sends nothing is no request.
-#[cfg(unix)]
-#[test]
-fn every_request_is_counted_once_however_it_ends() {
-    requests_counted(Kind::Sync);
-}
-
-#[cfg(unix)]
-#[test]
-fn every_request_is_counted_once_however_it_ends_async() {
-    requests_counted(Kind::Async);
+with_both_kinds! {
+    /// Every request that begins is counted once however it ends (`Stats` states the
+    /// sum): answered; failed — the handler failed it, its reply was over the cap,
+    /// the client was killed in the middle of it, the grace period cut it off; timed
+    /// out; oversized. A connection that sends nothing is no request.
+    #[cfg(unix)]
+    requests_counted:
+        every_request_is_counted_once_however_it_ends,
+        every_request_is_counted_once_however_it_ends_async
 }
 
 #[cfg(unix)]
 fn requests_counted(kind: Kind) {
-    let _w = Watchdog::start("every_request_is_counted_once");
-    let name = unique("srv-count");
+    let (_w, name) = util::begin("every_request_is_counted_once");
     let release = Arc::new(AtomicBool::new(false));
     // What the handler does with a request; `Some(delay)`: answer after it.
     let plan = |body: &[u8]| -> Result<Option<Duration>, Response> {
@@ -1021,13 +956,7 @@ fn requests_counted(kind: Kind) {
     let stats = wait_stats(&server, "every connection closed", |s| s.active == 0);
     assert_eq!(stats.requests, 6, "{stats:?}");
     // A request the end of the grace period cuts off.
-    let mut stuck = npipe::Stream::connect(&name).unwrap();
-    stuck.send(b"hang").unwrap();
-    wait_stats(&server, "the request in the handler", |s| {
-        s.instances
-            .iter()
-            .any(|i| i.state == InstanceState::Handling)
-    });
+    let mut stuck = request_in_handler(&server, b"hang");
     let handle = server.handle();
     server.shutdown();
     server.join().unwrap();
@@ -1069,13 +998,17 @@ enum Runs {
     Async,
 }
 
-/// A server whose handler reports, on `reports`, its request's deadline and
-/// whether the request was cancelled within 30 s (it never replies first).
+/// What a reporting handler tells of its request: its deadline, and whether it
+/// was cancelled within 30 s.
+type Report = (Option<std::time::Instant>, bool);
+
+/// A server whose handler reports each request (it never replies first), and the
+/// reports.
 fn reporting_server(
     builder: npipe::server::ServerBuilder,
     runs: Runs,
-    reports: std::sync::mpsc::Sender<(Option<std::time::Instant>, bool)>,
-) -> SpawnedServer {
+) -> (SpawnedServer, std::sync::mpsc::Receiver<Report>) {
+    let (reports, received) = std::sync::mpsc::channel();
     let builder = match runs {
         Runs::SyncPerRequest => {
             let mut opts = ListenerOptions::new();
@@ -1106,7 +1039,7 @@ fn reporting_server(
             }
         }),
     };
-    builder.spawn().unwrap()
+    (builder.spawn().unwrap(), received)
 }
 
 /// Sends one request in the mode of `runs` and expects no reply.
@@ -1136,9 +1069,8 @@ fn a_request_past_its_deadline_is_cancelled() {
     let _w = Watchdog::start("a_request_past_its_deadline_is_cancelled");
     for runs in [Runs::SyncDedicated, Runs::SyncPerRequest, Runs::Async] {
         let name = unique("srv-cancel");
-        let (tx, rx) = std::sync::mpsc::channel();
         let builder = Server::builder(&name).request_timeout(Some(Duration::from_millis(300)));
-        let server = reporting_server(builder, runs, tx);
+        let (server, rx) = reporting_server(builder, runs);
         call_without_reply(&name, runs);
         let (deadline, cancelled) = rx.recv_timeout(Duration::from_secs(40)).unwrap();
         assert!(deadline.is_some(), "{runs:?}: a request deadline was set");
@@ -1156,20 +1088,15 @@ fn shutdown_past_the_grace_period_cancels_running_requests() {
     let _w = Watchdog::start("shutdown_past_the_grace_period_cancels_running_requests");
     for runs in [Runs::SyncDedicated, Runs::SyncPerRequest, Runs::Async] {
         let name = unique("srv-cancel-grace");
-        let (tx, rx) = std::sync::mpsc::channel();
         let builder = Server::builder(&name)
             .request_timeout(None)
             .shutdown_grace(Duration::from_millis(200));
-        let server = reporting_server(builder, runs, tx);
+        let (server, rx) = reporting_server(builder, runs);
         let client = {
             let name = name.clone();
             thread::spawn(move || call_without_reply(&name, runs))
         };
-        wait_stats(&server, "the request in its handler", |s| {
-            s.instances
-                .iter()
-                .any(|i| i.state == InstanceState::Handling)
-        });
+        wait_handling(&server, "the request in its handler");
         server.shutdown();
         server.join().unwrap();
         let (deadline, cancelled) = rx.recv_timeout(Duration::from_secs(40)).unwrap();
@@ -1185,18 +1112,10 @@ fn shutdown_past_the_grace_period_cancels_running_requests() {
 #[cfg(unix)]
 #[test]
 fn a_client_gone_cancels_its_request() {
-    let _w = Watchdog::start("a_client_gone_cancels_its_request");
-    let name = unique("srv-cancel-gone");
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (_w, name) = util::begin("a_client_gone_cancels_its_request");
     let builder = Server::builder(&name).request_timeout(None);
-    let server = reporting_server(builder, Runs::SyncDedicated, tx);
-    let mut client = npipe::Stream::connect(&name).unwrap();
-    client.send(b"work").unwrap();
-    wait_stats(&server, "the request in its handler", |s| {
-        s.instances
-            .iter()
-            .any(|i| i.state == InstanceState::Handling)
-    });
+    let (server, rx) = reporting_server(builder, Runs::SyncDedicated);
+    let client = request_in_handler(&server, b"work");
     drop(client);
     let (_, cancelled) = rx.recv_timeout(Duration::from_secs(40)).unwrap();
     assert!(cancelled, "the handler was told");
@@ -1206,8 +1125,7 @@ fn a_client_gone_cancels_its_request() {
 /// gone; its deadline is ahead of it while the handler runs.
 #[test]
 fn an_answered_request_is_not_cancelled() {
-    let _w = Watchdog::start("an_answered_request_is_not_cancelled");
-    let name = unique("srv-not-cancelled");
+    let (_w, name) = util::begin("an_answered_request_is_not_cancelled");
     let (tx, rx) = std::sync::mpsc::channel();
     let server = Server::builder(&name)
         .request_timeout(Some(Duration::from_secs(30)))

@@ -11,7 +11,7 @@ use npipe::tokio::{Listener, MessageCodec, Stream};
 use npipe::{ConnectOptions, ErrorKind, ListenerOptions, Mode};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::util::{unique, Watchdog};
+use crate::util::{self, runtime, unique, Watchdog};
 
 /// Compile-time promises: the types and the futures they return are `Send` (and
 /// the handles `Sync`), so they work in `tokio::spawn` on a multi-thread runtime.
@@ -58,14 +58,6 @@ fn unreachable_ref<'a, T>() -> &'a mut T {
 #[allow(dead_code, clippy::diverging_sub_expression)]
 fn unreachable_value<T>() -> T {
     unreachable!("only used in a function that is never called")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 #[test]
@@ -135,16 +127,15 @@ fn messages_round_trip_with_more_data_and_empty_messages() {
 fn recv_is_cancel_safe() {
     let _w = Watchdog::start("recv_is_cancel_safe");
     runtime().block_on(async {
-        let name = unique("tk-cancel");
-        let listener = Listener::bind(&name).unwrap();
         // A byte-mode client writes the raw frame in two parts.
-        let mut raw = ConnectOptions::new();
-        raw.mode(Mode::Byte);
-        let (c, s) = tokio::join!(Stream::connect_with(&name, &raw), listener.accept());
-        let (mut c, mut s) = (c.unwrap(), s.unwrap());
+        let (_listener, mut c, mut s) = util::ends::tokio_pair_with(
+            &unique("tk-cancel"),
+            &ListenerOptions::new(),
+            ConnectOptions::new().mode(Mode::Byte),
+        )
+        .await;
         let message: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
-        let mut wire = (message.len() as u32).to_le_bytes().to_vec();
-        wire.extend_from_slice(&message);
+        let wire = util::frame(&message);
         c.write_all(&wire[..20_000]).await.unwrap();
         let mut m = b"untouched".to_vec();
         // The header and part of the payload are consumed, then recv is cancelled.
@@ -204,12 +195,12 @@ fn framed_stream_and_sink() {
 fn oversized_announcement_is_refused_and_too_large_send_sends_nothing() {
     let _w = Watchdog::start("oversized_announcement_is_refused");
     runtime().block_on(async {
-        let name = unique("tk-big");
-        let mut opts = ListenerOptions::new();
-        opts.max_message_size(1024);
-        let listener = Listener::bind_with(&name, &opts).unwrap();
-        let (c, s) = tokio::join!(Stream::connect(&name), listener.accept());
-        let (mut c, mut s) = (c.unwrap(), s.unwrap());
+        let (_listener, mut c, mut s) = util::ends::tokio_pair_with(
+            &unique("tk-big"),
+            ListenerOptions::new().max_message_size(1024),
+            &ConnectOptions::new(),
+        )
+        .await;
         // The client's cap is 16 MiB: 2 KiB goes out, the server refuses it.
         c.send(&[0u8; 2048]).await.unwrap();
         let mut m = Vec::new();
@@ -264,10 +255,8 @@ fn byte_mode_async_read_write_and_split() {
         writer.await.unwrap();
         server.await.unwrap();
         // Vectored writes, on a whole stream and on a write half.
-        let name = unique("tk-vectored");
-        let listener = Listener::bind_with(&name, &opts).unwrap();
-        let (c2, s2) = tokio::join!(Stream::connect_with(&name, &copts), listener.accept());
-        let (mut c2, s2) = (c2.unwrap(), s2.unwrap());
+        let (_listener, mut c2, s2) =
+            util::ends::tokio_pair_with(&unique("tk-vectored"), &opts, &copts).await;
         assert!(c2.is_write_vectored());
         let parts: [&[u8]; 5] = [b"vec", b"", b"tored", &data, b"!"];
         let mut slices = parts.map(std::io::IoSlice::new);
@@ -289,10 +278,8 @@ fn byte_mode_async_read_write_and_split() {
         sr.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, [&parts.concat()[..], b"half"].concat());
         // AsyncRead/AsyncWrite refuse message mode instead of losing boundaries.
-        let name = unique("tk-nobytes");
-        let listener = Listener::bind(&name).unwrap();
-        let (c2, _s2) = tokio::join!(Stream::connect(&name), listener.accept());
-        c = c2.unwrap();
+        let (_listener, c2, _s2) = util::ends::tokio_pair(&unique("tk-nobytes")).await;
+        c = c2;
         let e = c.write_all(b"x").await.unwrap_err();
         assert_eq!(ErrorKind::of(&e), ErrorKind::Unsupported);
     });
@@ -310,11 +297,14 @@ fn connect_reports_not_found_and_pipe_busy() {
         assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound, "{e}");
 
         let name = unique("tk-busy");
-        let mut opts = ListenerOptions::new();
-        opts.max_instances(Some(1)).pending_instances(1);
-        let listener = Listener::bind_with(&name, &opts).unwrap();
-        let (c, s) = tokio::join!(Stream::connect(&name), listener.accept());
-        let (c, s) = (c.unwrap(), s.unwrap());
+        let (listener, c, s) = util::ends::tokio_pair_with(
+            &name,
+            ListenerOptions::new()
+                .max_instances(Some(1))
+                .pending_instances(1),
+            &ConnectOptions::new(),
+        )
+        .await;
         assert_eq!(listener.instances(), 1);
         // The only instance is taken: a second accept waits, clients get PipeBusy.
         let pending_accept = tokio::time::timeout(Duration::from_millis(100), listener.accept());

@@ -26,7 +26,7 @@ use windows_sys::Win32::System::Pipes::{
     PIPE_TYPE_MESSAGE, PIPE_WAIT,
 };
 
-use crate::util::{unique, Watchdog};
+use crate::util::{self, unique, Watchdog};
 
 fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(std::iter::once(0)).collect()
@@ -125,8 +125,7 @@ impl Drop for RawClient {
 
 #[test]
 fn messages_are_native_with_no_length_prefix() {
-    let _w = Watchdog::start("native messages");
-    let name = unique("native");
+    let (_w, name) = util::begin("native");
     let listener = Listener::bind(&name).unwrap();
     let raw = RawClient::open(&name);
     let mut server = listener.accept().unwrap();
@@ -149,8 +148,7 @@ fn messages_are_native_with_no_length_prefix() {
 
 #[test]
 fn npipe_clients_talk_to_a_plain_win32_server() {
-    let _w = Watchdog::start("plain server");
-    let name = unique("plainsrv");
+    let (_w, name) = util::begin("plainsrv");
     let p = wide(&path(&name));
     // SAFETY: NUL-terminated path, default security; closed below.
     let h = unsafe {
@@ -199,11 +197,8 @@ fn npipe_clients_talk_to_a_plain_win32_server() {
 
 #[test]
 fn a_reply_written_before_the_server_end_drops_is_delivered() {
-    let _w = Watchdog::start("reply then drop");
-    let name = unique("lastwords");
-    let listener = Listener::bind(&name).unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("lastwords");
+    let (_listener, mut client, mut server) = util::pair(&name);
     server.send(b"one").unwrap();
     server.send(b"two").unwrap();
     drop(server);
@@ -216,11 +211,8 @@ fn a_reply_written_before_the_server_end_drops_is_delivered() {
 
 #[test]
 fn disconnect_flushes_before_disconnecting() {
-    let _w = Watchdog::start("flush on disconnect");
-    let name = unique("flush");
-    let listener = Listener::bind(&name).unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("flush");
+    let (_listener, mut client, mut server) = util::pair(&name);
     let writer = thread::spawn(move || {
         server.send(&vec![9u8; 100_000]).unwrap();
         // Blocks in FlushFileBuffers until the client has read the message.
@@ -241,8 +233,7 @@ fn disconnect_flushes_before_disconnecting() {
 
 #[test]
 fn a_message_client_of_a_byte_pipe_is_told_to_use_byte_mode() {
-    let _w = Watchdog::start("mode mismatch");
-    let name = unique("bytepipe");
+    let (_w, name) = util::begin("bytepipe");
     let listener = ListenerOptions::new()
         .mode(Mode::Byte)
         .create(&name)
@@ -269,11 +260,9 @@ fn a_message_client_of_a_byte_pipe_is_told_to_use_byte_mode() {
 
 #[test]
 fn a_transaction_reply_larger_than_the_first_read_is_whole() {
-    let _w = Watchdog::start("big transaction");
-    let name = unique("bigcall");
+    let (_w, name) = util::begin("bigcall");
     let listener = Listener::bind(&name).unwrap();
-    let server = thread::spawn(move || {
-        let mut stream = listener.accept().unwrap();
+    let server = util::serve_one(listener, move |mut stream| {
         let mut buf = Vec::new();
         stream.recv(&mut buf).unwrap();
         stream.send(&vec![b'x'; 200_000]).unwrap();
@@ -288,14 +277,12 @@ fn a_transaction_reply_larger_than_the_first_read_is_whole() {
 /// stretch `read_to_end` past the deadline.
 #[test]
 fn a_deadline_bounds_reads_however_the_bytes_trickle() {
-    let _w = Watchdog::start("deadline");
-    let name = unique("trickle");
+    let (_w, name) = util::begin("deadline");
     let listener = ListenerOptions::new()
         .mode(Mode::Byte)
         .create(&name)
         .unwrap();
-    let server = thread::spawn(move || {
-        let mut stream = listener.accept().unwrap();
+    let server = util::serve_one(listener, move |mut stream| {
         for piece in b"twelve bytes".chunks(1) {
             if stream.write_all(piece).is_err() {
                 return;
@@ -364,8 +351,7 @@ fn dacl_of(name: &str) -> String {
 
 #[test]
 fn the_dacl_admits_only_the_owner_and_system_by_default() {
-    let _w = Watchdog::start("dacl owner");
-    let name = unique("daclown");
+    let (_w, name) = util::begin("daclown");
     let _listener = Listener::bind(&name).unwrap();
     let dacl = dacl_of(&name);
     assert!(dacl.starts_with("D:P"), "not protected: {dacl}");
@@ -380,8 +366,7 @@ fn the_dacl_admits_only_the_owner_and_system_by_default() {
 
 #[test]
 fn access_everyone_admits_authenticated_users_without_instance_creation() {
-    let _w = Watchdog::start("dacl everyone");
-    let name = unique("daclall");
+    let (_w, name) = util::begin("daclall");
     let _listener = ListenerOptions::new()
         .access(Access::Everyone)
         .create(&name)
@@ -419,8 +404,7 @@ fn first_client_is_local(listener: &Listener, name: &str) {
 /// is made instead.
 #[test]
 fn servers_create_pipes_on_this_machine_only() {
-    let _w = Watchdog::start("remote servers");
-    let name = unique("remote-bind");
+    let (_w, name) = util::begin("remote-bind");
     let remote = through_smb(&name);
     let mut accepting = ListenerOptions::new();
     accepting.reject_remote_clients(false);
@@ -452,8 +436,7 @@ fn servers_create_pipes_on_this_machine_only() {
 /// host; on Windows the client reaches the server through SMB.
 #[test]
 fn a_unc_name_is_opened_through_smb_not_as_the_local_pipe() {
-    let _w = Watchdog::start("unc name");
-    let name = unique("remote-open");
+    let (_w, name) = util::begin("remote-open");
     let remote = through_smb(&name);
     let listener = ListenerOptions::new()
         .reject_remote_clients(false)
@@ -461,8 +444,7 @@ fn a_unc_name_is_opened_through_smb_not_as_the_local_pipe() {
         .unwrap();
     let patience = Duration::from_secs(600);
     if !under_wine() {
-        let server = thread::spawn(move || {
-            let mut stream = listener.accept().unwrap();
+        let server = util::serve_one(listener, move |mut stream| {
             let mut buf = Vec::new();
             stream.recv(&mut buf).unwrap();
             stream.send(&buf).unwrap();
@@ -620,8 +602,7 @@ mod real_windows {
     #[test]
     fn owner_only_pipes_refuse_a_token_without_the_owner() {
         require_real_windows();
-        let _w = Watchdog::start("dacl enforced");
-        let name = unique("daclenf");
+        let (_w, name) = util::begin("daclenf");
         let _listener = Listener::bind(&name).unwrap();
         let n = name.clone();
         let e = as_restricted_self(move || Stream::try_connect(&n).map(|_| ()))
@@ -634,8 +615,7 @@ mod real_windows {
     #[test]
     fn everyone_pipes_admit_a_token_without_the_owner() {
         require_real_windows();
-        let _w = Watchdog::start("dacl everyone enforced");
-        let name = unique("daclau");
+        let (_w, name) = util::begin("daclau");
         let _listener = ListenerOptions::new()
             .access(Access::Everyone)
             .create(&name)
@@ -723,8 +703,7 @@ mod real_windows {
     #[test]
     fn a_default_server_refuses_its_owner_through_smb() {
         require_real_windows();
-        let _w = Watchdog::start("smb refused");
-        let name = unique("smb-refused");
+        let (_w, name) = util::begin("smb-refused");
         let listener = Listener::bind(&name).unwrap();
         let e = Stream::try_connect(through_smb(&name))
             .expect_err("a client through SMB reached a server that rejects remote clients");
@@ -740,8 +719,7 @@ mod real_windows {
     #[test]
     fn a_server_accepting_remote_clients_serves_its_owner_through_smb() {
         require_real_windows();
-        let _w = Watchdog::start("smb served");
-        let name = unique("smb-served");
+        let (_w, name) = util::begin("smb-served");
         let remote = through_smb(&name);
         let listener = ListenerOptions::new()
             .reject_remote_clients(false)
@@ -776,14 +754,12 @@ mod real_windows {
 
 #[test]
 fn a_write_nobody_reads_times_out() {
-    let _w = Watchdog::start("write timeout");
-    let name = unique("wtimeout");
-    let listener = ListenerOptions::new()
-        .buffer_size(4096)
-        .create(&name)
-        .unwrap();
-    let _client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("wtimeout");
+    let (_listener, _client, mut server) = util::pair_with(
+        &name,
+        ListenerOptions::new().buffer_size(4096),
+        &ConnectOptions::new(),
+    );
     server
         .set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -803,8 +779,7 @@ fn a_write_nobody_reads_times_out() {
 
 #[test]
 fn accept_hands_out_clients_that_connected_before_it_was_called() {
-    let _w = Watchdog::start("accept order");
-    let name = unique("early");
+    let (_w, name) = util::begin("early");
     let listener = ListenerOptions::new()
         .pending_instances(3)
         .create(&name)
@@ -830,24 +805,18 @@ fn accept_hands_out_clients_that_connected_before_it_was_called() {
 
 #[test]
 fn an_inbound_server_end_disconnects_cleanly() {
-    let _w = Watchdog::start("inbound disconnect");
-    let name = unique("inbound-disc");
-    let listener = ListenerOptions::new()
-        .direction(npipe::Direction::Inbound)
-        .create(&name)
-        .unwrap();
-    let mut client = Stream::connect(&name).unwrap();
-    let mut server = listener.accept().unwrap();
+    let (_w, name) = util::begin("inbound-disc");
+    let (listener, mut client, mut server) = util::pair_with(
+        &name,
+        ListenerOptions::new().direction(npipe::Direction::Inbound),
+        &ConnectOptions::new(),
+    );
     client.send(b"up").unwrap();
     let mut buf = Vec::new();
     server.recv(&mut buf).unwrap();
     server.disconnect().unwrap();
     assert_eq!(listener.instances(), 0);
-    assert_eq!(kind_of(client.send(b"more")), ErrorKind::Disconnected);
-}
-
-fn kind_of(result: std::io::Result<()>) -> ErrorKind {
-    ErrorKind::of(&result.expect_err("expected an error"))
+    assert_eq!(util::kind(client.send(b"more")), ErrorKind::Disconnected);
 }
 
 /// `npipe::tokio` on Windows: what tokio's own named pipes would get wrong (long
@@ -855,24 +824,15 @@ fn kind_of(result: std::io::Result<()>) -> ErrorKind {
 #[cfg(feature = "tokio")]
 mod tokio_windows {
     use super::*;
+    use crate::util::runtime;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
 
     #[test]
     fn long_messages_keep_their_boundaries_and_more_data_is_reported() {
         let _w = Watchdog::start("tokio long messages");
         runtime().block_on(async {
             let name = unique("tk-long");
-            let listener = npipe::tokio::Listener::bind(&name).unwrap();
-            let (c, s) = tokio::join!(npipe::tokio::Stream::connect(&name), listener.accept());
-            let (mut c, mut s) = (c.unwrap(), s.unwrap());
+            let (_listener, mut c, mut s) = util::ends::tokio_pair(&name).await;
             let sizes = [70_000usize, 0, 5, 3 * 1024 * 1024, 65_536, 65_537, 1];
             let sender = tokio::spawn(async move {
                 for n in sizes {
@@ -903,9 +863,7 @@ mod tokio_windows {
         let _w = Watchdog::start("tokio cancel");
         runtime().block_on(async {
             let name = unique("tk-cancel-win");
-            let listener = npipe::tokio::Listener::bind(&name).unwrap();
-            let (c, s) = tokio::join!(npipe::tokio::Stream::connect(&name), listener.accept());
-            let (mut c, mut s) = (c.unwrap(), s.unwrap());
+            let (listener, mut c, mut s) = util::ends::tokio_pair(&name).await;
             let mut m = b"untouched".to_vec();
             for _ in 0..3 {
                 let r = tokio::time::timeout(Duration::from_millis(50), s.recv(&mut m)).await;

@@ -128,16 +128,12 @@ impl Drop for Child {
 
 #[cfg(unix)]
 fn remove_stale_files(pipe: &str) {
-    let Ok(name) = npipe::PipeName::new(pipe) else {
-        return;
-    };
-    if npipe::wait(&name, Duration::ZERO).is_ok() {
+    if npipe::wait(pipe, Duration::ZERO).is_ok() {
         return;
     }
-    if let Ok(npipe::Address::Path(path)) = name.address() {
-        let file = path.file_name().unwrap_or_default().to_string_lossy();
-        for beside in ["lock", "info"] {
-            let _ = std::fs::remove_file(path.with_file_name(format!(".{file}.{beside}")));
+    if let Some(path) = super::names::socket_file(pipe) {
+        for suffix in ["lock", "info"] {
+            let _ = std::fs::remove_file(super::names::beside(&path, suffix));
         }
         let _ = std::fs::remove_file(&path);
     }
