@@ -186,8 +186,7 @@ mod group {
     use std::process::{Child, ExitStatus};
     use std::sync::Mutex;
 
-    use nix::sys::signal::{killpg, Signal};
-    use nix::unistd::Pid;
+    use crate::sys::{self, ProcessGroup, Watch};
 
     /// A command's process group.
     #[derive(Debug)]
@@ -195,7 +194,7 @@ mod group {
         /// The group's id, the shell's pid, as long as the group may be signalled:
         /// until the shell is reaped, no other process or group can take the id.
         /// `None` once retired.
-        id: Mutex<Option<Pid>>,
+        id: Mutex<Option<ProcessGroup>>,
         /// The task that kills the group if its request is cancelled.
         watcher: Mutex<Option<tokio::task::AbortHandle>>,
     }
@@ -203,7 +202,7 @@ mod group {
     impl Group {
         pub(super) fn new(leader: u32) -> Group {
             Group {
-                id: Mutex::new(i32::try_from(leader).ok().map(Pid::from_raw)),
+                id: Mutex::new(ProcessGroup::led_by(leader)),
                 watcher: Mutex::new(None),
             }
         }
@@ -216,8 +215,7 @@ mod group {
         pub(super) fn kill(&self) {
             let id = self.id.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(id) = *id {
-                // ESRCH: nobody is left.
-                let _ = killpg(id, Signal::SIGKILL);
+                id.kill();
             }
         }
 
@@ -233,7 +231,7 @@ mod group {
             }
             let mut id = self.id.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(id) = id.take() {
-                let _ = killpg(id, Signal::SIGKILL);
+                id.kill();
             }
         }
     }
@@ -246,26 +244,18 @@ mod group {
         stdout: std::process::ChildStdout,
         exited: &std::os::unix::net::UnixStream,
     ) -> std::io::Result<Vec<u8>> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::io::Read;
         use std::os::fd::AsFd;
         let stdout = std::fs::File::from(std::os::fd::OwnedFd::from(stdout));
         let mut output = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            let mut fds = [
-                PollFd::new(stdout.as_fd(), PollFlags::POLLIN),
-                PollFd::new(exited.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-                Ok(_) => {}
-            }
-            let has_data = fds[0]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP));
-            let shell_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
+            let [out, shell] = sys::wait_ready([
+                (stdout.as_fd(), Watch::Input),
+                (exited.as_fd(), Watch::Input),
+            ])?;
+            let has_data = out.input() || out.hang_up();
+            let shell_gone = shell.any();
             if has_data {
                 match (&stdout).read(&mut chunk) {
                     Ok(0) => return Ok(output),
@@ -280,10 +270,7 @@ mod group {
             if shell_gone {
                 // Everything the group wrote is in the pipe: take it without
                 // blocking, then stop.
-                nix::fcntl::fcntl(
-                    &stdout,
-                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-                )?;
+                sys::set_nonblocking(&stdout)?;
                 loop {
                     match (&stdout).read(&mut chunk) {
                         Ok(0) => return Ok(output),
@@ -303,17 +290,8 @@ mod group {
     pub(super) fn wait_and_retire(child: &mut Child, group: &Group) -> std::io::Result<ExitStatus> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
-            use nix::errno::Errno;
-            use nix::sys::wait::{waitid, Id, WaitPidFlag};
-            let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-            loop {
-                // WNOWAIT: leaves the child a zombie, for `child.wait` below.
-                match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => break,
-                }
-            }
+            // Leaves the child a zombie, for `child.wait` below.
+            sys::wait_exited(child.id())?;
             group.retire();
             child.wait()
         }

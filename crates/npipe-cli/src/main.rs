@@ -14,6 +14,9 @@ mod cmd;
 mod exec;
 mod exit;
 mod relay;
+// Every OS call of the CLI; Windows needs none beyond std and the library.
+#[cfg(unix)]
+mod sys;
 mod table;
 mod units;
 

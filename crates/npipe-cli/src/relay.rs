@@ -52,12 +52,10 @@ mod imp {
     use std::thread;
     use std::time::Duration;
 
-    use anyhow::{anyhow, Context};
-    use nix::errno::Errno;
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-
     use super::{peer_gone, End};
     use crate::exit::stdout_error;
+    use crate::sys::{self, Watch};
+    use anyhow::{anyhow, Context};
 
     pub(super) fn relay(stream: npipe::Stream) -> anyhow::Result<()> {
         let sock: UnixStream = stream.into_std().map_err(|_| {
@@ -147,18 +145,10 @@ mod imp {
         loop {
             // Wait for bytes, or for the destination to hang up (reported even
             // when no event is asked for).
-            let mut fds = [
-                PollFd::new(source, PollFlags::POLLIN),
-                PollFd::new(to.as_fd(), PollFlags::empty()),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(Failure::Read(e.into())),
-            }
-            let gone = PollFlags::POLLHUP | PollFlags::POLLERR;
-            let readable = fds[0].revents().is_some_and(|r| !r.is_empty());
-            if !readable && fds[1].revents().is_some_and(|r| r.intersects(gone)) {
+            let [input, output] =
+                sys::wait_ready([(source, Watch::Input), (to.as_fd(), Watch::HangUp)])
+                    .map_err(Failure::Read)?;
+            if !input.any() && (output.hang_up() || output.error()) {
                 return Ok(End::Gone);
             }
             let n = match from.read(&mut buf) {
@@ -182,17 +172,14 @@ mod imp {
     fn close_stdout() {
         let _ = io::stdout().flush();
         if let Ok(null) = File::options().write(true).open("/dev/null") {
-            let _ = nix::unistd::dup2_stdout(null);
+            let _ = sys::redirect_stdout(null);
         }
     }
 
     /// Whether the peer closed both directions (`POLLHUP`), not just its write side.
     fn hung_up(sock: BorrowedFd<'_>) -> bool {
-        let mut fds = [PollFd::new(sock, PollFlags::empty())];
-        match poll(&mut fds, PollTimeout::ZERO) {
-            Ok(_) => fds[0]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        match sys::ready_now(sock, Watch::HangUp) {
+            Ok(ready) => ready.hang_up() || ready.error(),
             Err(_) => true,
         }
     }

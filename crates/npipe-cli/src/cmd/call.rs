@@ -207,11 +207,10 @@ fn byte_reply(reply: Vec<u8>, error: Option<io::Error>) -> io::Result<Vec<u8>> {
 /// the words of npipe's message clients.
 fn refused() -> io::Error {
     #[cfg(unix)]
-    let who = format!(
-        " (uid {}, gid {})",
-        nix::unistd::geteuid(),
-        nix::unistd::getegid()
-    );
+    let who = {
+        let (uid, gid) = crate::sys::current_ids();
+        format!(" (uid {uid}, gid {gid})")
+    };
     #[cfg(not(unix))]
     let who = "";
     npipe::Error::new(

@@ -294,18 +294,7 @@ mod imp {
 
     /// Ctrl-C or SIGTERM: stop accepting (wake `accept`); a second one exits at once.
     fn stop_on_signal(control: Arc<Control>) -> anyhow::Result<()> {
-        use nix::sys::signal::{SigSet, Signal};
-
-        let mut signals = SigSet::empty();
-        signals.add(Signal::SIGINT);
-        signals.add(Signal::SIGTERM);
-        // Blocked before any other thread exists, so that every thread inherits
-        // the mask and the signals reach only `wait` below.
-        signals.thread_block().context("blocking signals")?;
-        thread::spawn(move || loop {
-            if signals.wait().is_err() {
-                return;
-            }
+        crate::sys::on_stop_signals(move || {
             let mut state = control.lock();
             if state.0 {
                 std::process::exit(i32::from(exit::INTERRUPTED));
@@ -313,10 +302,10 @@ mod imp {
             state.0 = true;
             eprintln!("npipe: shutting down");
             if let Some(fd) = state.1 {
-                let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+                crate::sys::wake_accept(fd);
             }
-        });
-        Ok(())
+        })
+        .context("blocking signals")
     }
 }
 

@@ -102,34 +102,26 @@ impl Control {
 
 /// Ctrl-C or SIGTERM: while waiting for a client, wake `accept` so the listener is
 /// dropped and its socket and lock files removed; while relaying, exit at once
-/// (status 130, as a shell reports Ctrl-C).
+/// (status 130, as a shell reports Ctrl-C). Only the first signal counts.
 #[cfg(unix)]
 fn stop_on_signal(control: Arc<Control>) -> anyhow::Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
     use std::os::fd::AsRawFd;
 
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    // Blocked here, before any other thread exists, so every later thread inherits
-    // the mask and the signals reach only `wait` below.
-    signals.thread_block().context("blocking signals")?;
-    std::thread::spawn(move || {
-        if signals.wait().is_err() {
+    crate::sys::on_stop_signals(move || {
+        let mut state = control.lock();
+        if state.interrupted {
             return;
         }
-        let mut state = control.lock();
         state.interrupted = true;
         if state.relaying {
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
         if let Some(listener) = state.listener.as_ref().and_then(Weak::upgrade) {
-            let _ =
-                nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+            crate::sys::wake_accept(listener.as_raw_fd());
         }
         // Otherwise the main thread is still creating the pipe and sees the flag.
-    });
-    Ok(())
+    })
+    .context("blocking signals")
 }
 
 #[cfg(not(unix))]
