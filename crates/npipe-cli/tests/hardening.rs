@@ -350,29 +350,37 @@ fn a_pipe_directory_the_user_cannot_write_is_access_denied() {
 #[test]
 
 fn info_and_list_print_no_control_characters_of_another_users_process_name() {
-    let dir = TestDir::new("comm");
-    let link = dir.0.join("\x1b[8mnpipe");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_npipe"), &link).unwrap();
-    let name = unique("comm");
-    let Some(mut squatter) = as_nobody(link.as_os_str()) else {
-        return;
-    };
-    squatter.args(["serve", &name, "--access", "everyone"]);
-    let _squatter = Guard(Some(squatter.spawn().expect("spawn the server")));
-    let out = run(&["wait", &name, "--timeout", "20s"], b"");
-    assert!(out.status.success(), "{out:?}");
-    for verb in [vec!["info", name.as_str()], vec!["list"]] {
-        let out = run(&verb, b"");
-        assert!(out.status.success(), "{verb:?}: {out:?}");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("npipe"),
-            "{verb:?}: the process is named: {text}"
-        );
-        assert!(
-            !out.stdout.contains(&0x1b),
-            "{verb:?} printed an escape character: {text:?}"
-        );
+    // The process name is the file name it was run as (15 bytes at most): one
+    // that hides text, and one that would print a line of its own.
+    for (i, program) in ["\x1b[8mnpipe", "npipe\nfake  li"].into_iter().enumerate() {
+        let dir = TestDir::new("comm");
+        let link = dir.0.join(program);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_npipe"), &link).unwrap();
+        let name = unique(&format!("comm{i}"));
+        let Some(mut squatter) = as_nobody(link.as_os_str()) else {
+            return;
+        };
+        squatter.args(["serve", &name, "--access", "everyone"]);
+        let _squatter = Guard(Some(squatter.spawn().expect("spawn the server")));
+        let out = run(&["wait", &name, "--timeout", "20s"], b"");
+        assert!(out.status.success(), "{out:?}");
+        for verb in [vec!["info", name.as_str()], vec!["list"]] {
+            let out = run(&verb, b"");
+            assert!(out.status.success(), "{verb:?}: {out:?}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("npipe"),
+                "{verb:?}: the process is named: {text}"
+            );
+            assert!(
+                !out.stdout.contains(&0x1b),
+                "{verb:?} printed an escape character: {text:?}"
+            );
+            assert!(
+                !text.lines().any(|line| line.starts_with("fake")),
+                "{verb:?} printed a line the process name made: {text:?}"
+            );
+        }
     }
 }
 

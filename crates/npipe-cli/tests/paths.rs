@@ -154,8 +154,9 @@ fn serve_refuses_a_passed_socket_bound_elsewhere() {
 /// The variables of socket activation set by hand (`sh` keeps its pid across
 /// `exec`, so `LISTEN_PID=$$` is npipe's): a descriptor 3 that is not a listening
 /// Unix socket, or that is not open, is refused (exit 1) saying what it is, and
-/// nothing is created; variables meant for another process are ignored, and the
-/// pipe is created as usual.
+/// nothing is created; so are malformed variables (exit 1, saying which);
+/// variables meant for another process are ignored, and the pipe is created as
+/// usual.
 #[test]
 fn serve_checks_what_it_was_passed() {
     let dir = TestDir::new("passed");
@@ -178,6 +179,28 @@ fn serve_checks_what_it_was_passed() {
             out.stderr
         );
         assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+    }
+    // Malformed variables for this process are an error, never a fall-back to a
+    // socket of serve's own (whose --exec commands would inherit the passed one).
+    for (vars, why) in [
+        ("LISTEN_FDS=abc", "LISTEN_FDS=\"abc\" is not a number"),
+        ("LISTEN_FDS=-1", "LISTEN_FDS=\"-1\" is not a number"),
+        (
+            "LISTEN_FDS=1 LISTEN_FDNAMES=a:b",
+            "2 names for LISTEN_FDS=1",
+        ),
+        ("LISTEN_FDS=2147483644", "too many descriptors"),
+    ] {
+        let script =
+            format!("exec 3</etc/hostname; LISTEN_PID=$$ {vars} exec \"$0\" serve \"$1\" --echo");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script, npipe_exe(), &path]);
+        let out = Proc::spawn_cmd(cmd, None).finish();
+        assert_eq!(out.status.code(), Some(1), "{vars}: {out:?}");
+        assert!(out.stderr.contains("malformed"), "{vars}: {}", out.stderr);
+        assert!(out.stderr.contains(why), "{vars}: {}", out.stderr);
+        assert!(out.stderr.len() < 2000, "{vars}: {}", out.stderr);
+        assert!(dir.entries().is_empty(), "{vars}: {:?}", dir.entries());
     }
     let mut cmd = npipe();
     cmd.args(["serve", &path, "--echo"]);

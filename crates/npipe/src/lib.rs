@@ -275,7 +275,11 @@ fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<V
 /// Whether a service manager passed listening sockets to this process (systemd
 /// socket activation: `LISTEN_PID` is this process and `LISTEN_FDS` at least 1),
 /// for [`Listener::from_activation`], its tokio twin and the managed server's
-/// `ServerBuilder::activation` to serve.
+/// `ServerBuilder::activation` to serve. Also `true` when the variables are
+/// malformed (`LISTEN_FDS` not a number or beyond the descriptor limit,
+/// `LISTEN_FDNAMES` not one name per descriptor, `LISTEN_PID` not a process id):
+/// then `from_activation` fails saying why, rather than the program quietly
+/// creating a socket of its own beside the one it was given.
 ///
 /// The variables are read once per process, by the first call of this function
 /// or of a `from_activation`; npipe never changes them. A program that does not

@@ -123,8 +123,11 @@ fn name_on_host(pipe: &str) -> String {
     }
 }
 
-/// `text` as one word for a POSIX shell (and csh and fish): in single quotes,
-/// each `'` written as `'\''`.
+/// `text` as one word for a POSIX shell (and csh): in single quotes, each `'`
+/// written as `'\''`. fish reads `\\` and `\'` inside single quotes as escapes:
+/// there a name holding a backslash (`\\.\pipe\@x`, the form that keeps a
+/// leading `@` a pipe name) arrives changed and is refused as invalid on HOST;
+/// nothing else is run either way.
 pub(crate) fn shell_quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('\'');

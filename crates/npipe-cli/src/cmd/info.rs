@@ -43,7 +43,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&to_json(&info))?;
     } else {
-        write_stdout(terminal_safe(&to_text(&info)).as_bytes())?;
+        write_stdout(to_text(&info).as_bytes())?;
     }
     Ok(exit::code(exit::SUCCESS))
 }
@@ -76,6 +76,8 @@ pub(crate) fn owner_text(info: &npipe::PipeInfo) -> String {
     }
 }
 
+/// `info` as lines for a reader; every field that others choose is escaped
+/// ([`terminal_safe`]).
 fn to_text(info: &npipe::PipeInfo) -> String {
     let mut out = String::new();
     let state = match info.state() {
@@ -86,13 +88,21 @@ fn to_text(info: &npipe::PipeInfo) -> String {
         npipe::PipeState::Absent => "absent (no server)",
         _ => info.state().as_str(),
     };
-    let _ = writeln!(out, "name:       {}", info.name());
-    let _ = writeln!(out, "address:    {}", info.address());
+    let _ = writeln!(
+        out,
+        "name:       {}",
+        terminal_safe(&info.name().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "address:    {}",
+        terminal_safe(&info.address().to_string())
+    );
     let _ = writeln!(out, "state:      {state}");
     if let Some(pid) = info.server_pid() {
         match info.server_process() {
             Some(process) => {
-                let _ = writeln!(out, "server:     pid {pid} ({process})");
+                let _ = writeln!(out, "server:     pid {pid} ({})", terminal_safe(process));
             }
             None => {
                 let _ = writeln!(out, "server:     pid {pid}");
@@ -100,7 +110,7 @@ fn to_text(info: &npipe::PipeInfo) -> String {
         }
     }
     if info.owner_uid().is_some() {
-        let _ = writeln!(out, "owner:      {}", owner_text(info));
+        let _ = writeln!(out, "owner:      {}", terminal_safe(&owner_text(info)));
     }
     if let Some(mode) = info.mode() {
         let _ = writeln!(out, "mode:       {}", mode.as_str());

@@ -32,23 +32,23 @@ pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     write_stdout(text.as_bytes())
 }
 
-/// `text` made safe for a terminal: control characters (but newlines) and the
-/// characters that print as nothing or change how the text around them prints
-/// (format characters such as bidirectional overrides, line and paragraph
-/// separators) are shown escaped, as `\u{1b}`. What `info` and `list` print comes
-/// partly from other users (the name of the process serving a pipe is its
-/// owner's choice), who must not reach the reader's terminal through it.
+/// One field of a line, `text`, made safe for a terminal: control characters
+/// (newlines too: a field never starts a line of its own) and the characters that
+/// print as nothing or change how the text around them prints (format characters
+/// such as bidirectional overrides, line and paragraph separators) are shown
+/// escaped, as `\u{1b}`. What `info` and `list` print comes partly from other
+/// users (the name of the process serving a pipe is its owner's choice), who must
+/// not reach the reader's terminal, nor forge a line, through it.
 pub(crate) fn terminal_safe(text: &str) -> Cow<'_, str> {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     let unsafe_char = |c: char| {
-        c != '\n'
-            && matches!(
-                c.general_category(),
-                GeneralCategory::Control
-                    | GeneralCategory::Format
-                    | GeneralCategory::LineSeparator
-                    | GeneralCategory::ParagraphSeparator
-            )
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
     };
     if !text.chars().any(unsafe_char) {
         return Cow::Borrowed(text);
@@ -82,7 +82,9 @@ pub(crate) fn creating<T>(result: io::Result<T>, name: &str) -> anyhow::Result<T
 mod tests {
     #[test]
     fn terminal_safe_escapes_what_would_act_on_the_terminal() {
-        assert_eq!(super::terminal_safe("plain\ntext"), "plain\ntext");
+        assert_eq!(super::terminal_safe("plain text"), "plain text");
+        // One field is one line: a newline in it would print a line of its own.
+        assert_eq!(super::terminal_safe("a\nb"), "a\\u{a}b");
         assert_eq!(super::terminal_safe("\x1b[8mnpipe"), "\\u{1b}[8mnpipe");
         assert_eq!(super::terminal_safe("a\u{202E}b"), "a\\u{202e}b");
     }

@@ -72,6 +72,7 @@ fn passed() -> MutexGuard<'static, Passed> {
                 var("LISTEN_FDS").as_deref(),
                 var("LISTEN_FDNAMES").as_deref(),
                 std::process::id(),
+                descriptor_limit(),
             ) {
                 Ok(Some(names)) => Passed::Sockets(
                     (FIRST_FD..)
@@ -110,20 +111,33 @@ fn close_on_exec(fd: RawFd) -> bool {
     }
 }
 
-/// Whether sockets were passed to this process (taken since or not).
+/// Whether sockets were passed to this process (taken since or not), or the
+/// variables that would pass them are malformed: then serving them fails with
+/// the reason, rather than a program falling back to a socket of its own.
 pub(crate) fn is_activated() -> bool {
-    matches!(&*passed(), Passed::Sockets(_))
+    matches!(&*passed(), Passed::Sockets(_) | Passed::Invalid(_))
+}
+
+/// The most descriptors this process can hold (the hard `RLIMIT_NOFILE`): a
+/// `LISTEN_FDS` beyond it cannot be true.
+fn descriptor_limit() -> usize {
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((_, hard)) => usize::try_from(hard).unwrap_or(usize::MAX),
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The names of the passed descriptors, one per descriptor (`None` where
 /// `LISTEN_FDNAMES` is absent), if `LISTEN_PID` is `me` and `LISTEN_FDS` at least
 /// 1; `Ok(None)` when no socket was passed to this process, as `sd_listen_fds`
-/// returns 0.
+/// returns 0. Descriptors 3..3+`LISTEN_FDS` must fit under `max_fds`, the
+/// process's descriptor limit.
 fn parse(
     pid: Option<&str>,
     fds: Option<&str>,
     names: Option<&str>,
     me: u32,
+    max_fds: usize,
 ) -> Result<Option<Vec<Option<String>>>, String> {
     let (Some(pid), Some(fds)) = (pid, fds) else {
         return Ok(None);
@@ -137,9 +151,15 @@ fn parse(
     let count: usize = fds
         .parse()
         .map_err(|_| format!("LISTEN_FDS={fds:?} is not a number of descriptors"))?;
-    // Descriptors 3..3+count must be numbers a descriptor can have.
-    if count > (RawFd::MAX - FIRST_FD) as usize {
-        return Err(format!("LISTEN_FDS={count} is too many descriptors"));
+    // Descriptors 3..3+count must be numbers a descriptor of this process can
+    // have.
+    let most = max_fds
+        .min(RawFd::MAX as usize)
+        .saturating_sub(FIRST_FD as usize);
+    if count > most {
+        return Err(format!(
+            "LISTEN_FDS={count} is too many descriptors: this process can have {most} from descriptor 3 on"
+        ));
     }
     if count == 0 {
         return Ok(None);
@@ -364,15 +384,22 @@ pub(crate) fn take(name: &PipeName, endpoint: &Endpoint) -> io::Result<Activated
             .collect();
         (by_address.len() == 1).then(|| by_address[0])
     };
+    // The first few, so that the message stays readable however many came.
+    const LISTED: usize = 8;
     let listing = || {
-        candidates
+        let mut text = candidates
             .iter()
+            .take(LISTED)
             .map(|(i, d)| match &d.unusable {
                 Some(why) => format!("{}: {why}", label(&sockets[*i])),
                 None => format!("{} at {}", label(&sockets[*i]), d.bound),
             })
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        if candidates.len() > LISTED {
+            text += &format!("; and {} more", candidates.len() - LISTED);
+        }
+        text
     };
     let Some(chosen) = chosen else {
         return Err(err(
@@ -430,6 +457,7 @@ mod tests {
     #[test]
     fn the_variables_are_read_as_sd_listen_fds_reads_them() {
         let me = 4242;
+        let parse = |pid, fds, names, me| parse(pid, fds, names, me, 1024);
         let names = |n: &[&str]| -> Option<Vec<Option<String>>> {
             Some(n.iter().map(|s| Some((*s).to_owned())).collect())
         };
@@ -451,10 +479,22 @@ mod tests {
             parse(Some("4242"), Some("1"), Some(""), me),
             Ok(names(&[""]))
         );
+        assert_eq!(
+            parse(Some("4242"), Some("1021"), None, me).map(|n| n.map(|n| n.len())),
+            Ok(Some(1021))
+        );
         for (pid, fds, fd_names, needle) in [
             ("x", "1", None, "LISTEN_PID=\"x\" is not a process id"),
             ("4242", "-1", None, "LISTEN_FDS=\"-1\" is not a number"),
             ("4242", "99999999999", None, "too many"),
+            // Beyond the descriptor limit (1024 here): never a guess at memory.
+            (
+                "4242",
+                "2147483644",
+                None,
+                "can have 1021 from descriptor 3 on",
+            ),
+            ("4242", "1022", None, "too many"),
             ("4242", "2", Some("one"), "1 names for LISTEN_FDS=2"),
         ] {
             let e = parse(Some(pid), Some(fds), fd_names, me).unwrap_err();
