@@ -39,6 +39,9 @@ fi
 log "clippy --target $TARGET"
 cargo clippy -p npipe --target "$TARGET" --features tokio --lib --tests --examples -- -D warnings
 
+log "rustdoc --target $TARGET"
+RUSTDOCFLAGS="-D warnings" cargo doc -p npipe --target "$TARGET" --features tokio --no-deps --quiet
+
 log "building tests"
 cargo test -p npipe --target "$TARGET" --features tokio --lib --test tests --no-run
 
