@@ -28,7 +28,7 @@ socket /tmp/npipe-NAME, or $NPIPE_DIR/NAME when NPIPE_DIR is set, and an absolut
 (/run/app/api.sock) is that socket file, its directory checked as NPIPE_DIR is.
 `npipe list` lists the pipe directory only.
 \\\\HOST\\pipe\\NAME is pipe NAME on HOST: on Windows through SMB; on Unix reached with
-`ssh HOST npipe bridge NAME` (your ssh config, keys and agent apply; NPIPE_SSH sets the
+`ssh HOST npipe bridge --handshake NAME` (your ssh config, keys and agent apply; NPIPE_SSH sets the
 ssh command, NPIPE_REMOTE_NPIPE the path of npipe on HOST).
 
 Durations: 500ms, 5s, 1.5s, 2m, 1h (a bare number is seconds).

@@ -291,7 +291,7 @@ fn remote_elsewhere(host: &str, name: &str) -> io::Error {
         format!(
             "\\\\{host}\\pipe\\{name} is a pipe on {host}: it can be connected to, called \
              and waited for (through ssh), but not created, inspected or listed from here \
-             (on {host}: `npipe info {name}`)"
+             (run npipe on {host} for that: `npipe serve {name}`, `npipe info {name}`)"
         ),
     )
 }

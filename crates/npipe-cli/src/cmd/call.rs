@@ -29,7 +29,8 @@ status:
 /// `npipe call` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The pipe's name: NAME, \\.\pipe\NAME or @NAME.
+    /// The pipe's name: NAME, \\.\pipe\NAME, @NAME, an absolute socket path (Unix) or
+    /// \\HOST\pipe\NAME (another machine).
     pub(crate) name: String,
 
     /// The request. Omitted or `-`: read it from stdin until EOF.

@@ -175,8 +175,9 @@ mod imp {
             thread::sleep(Duration::from_millis(10));
         }
         eprintln!(
-            "npipe: forwarded {} connections ({} could not reach {})",
+            "npipe: forwarded {} connection{} ({} could not reach {})",
             next_id,
+            if next_id == 1 { "" } else { "s" },
             active.failed.load(Ordering::Relaxed),
             args.remote
         );
