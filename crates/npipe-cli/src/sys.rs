@@ -187,6 +187,20 @@ pub(crate) fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Grows the buffer of `fd` to `bytes` if it is a pipe (`F_SETPIPE_SZ`, Linux),
+/// so that a relay moves more per wake-up; anything else, or a size the system
+/// refuses (`/proc/sys/fs/pipe-max-size`), is left as it is.
+pub(crate) fn grow_pipe_buffer(fd: impl AsFd, bytes: i32) {
+    #[cfg(target_os = "linux")]
+    if nix::sys::stat::fstat(&fd)
+        .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO)
+    {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(bytes));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (fd, bytes);
+}
+
 /// Puts `to` in the place of descriptor 1, stdout (`dup2`).
 ///
 /// # Errors

@@ -71,6 +71,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.handshake {
         write_stdout(ok_line(stream.peer_credentials().ok()).as_bytes())?;
     }
+    // Under sshd, stdin and stdout are pipes of 64 KiB: larger ones let the relay
+    // move a large message in fewer wake-ups.
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        crate::sys::grow_pipe_buffer(io::stdin().as_fd(), 1 << 20);
+        crate::sys::grow_pipe_buffer(io::stdout().as_fd(), 1 << 20);
+    }
     relay(stream)?;
     Ok(exit::code(exit::SUCCESS))
 }
