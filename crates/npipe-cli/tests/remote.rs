@@ -637,6 +637,40 @@ fn npipe_missing_on_the_host_says_what_to_install() {
     assert_nothing_left(&name);
 }
 
+/// A slow ssh login does not eat a call's timeout: it comes on top (up to
+/// `npipe::REMOTE_SETUP`), for `npipe call` in message mode (`npipe::call`) and
+/// with `--server-uid` (the CLI's own connect). The "ssh" here takes 1.5 s to
+/// log in and then runs the command on this machine, as ssh would on HOST.
+#[test]
+fn a_slow_login_comes_on_top_of_the_calls_timeout() {
+    let _watchdog = Watchdog::start("a_slow_login_comes_on_top_of_the_calls_timeout");
+    let dir = support::TestDir::private("slow-ssh");
+    let slow_ssh = dir.join("slow-ssh");
+    std::fs::write(
+        &slow_ssh,
+        "#!/bin/sh\n# ssh OPTIONS... -- HOST COMMAND\nwhile [ \"$1\" != -- ]; do shift; done\nsleep 1.5\nexec sh -c \"$3\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &slow_ssh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let name = unique("slow");
+    let _server = TestServer::start(&name, &ListenerOptions::new(), echo());
+    let me = nix::unistd::geteuid().as_raw().to_string();
+    for extra in [&[][..], &["--server-uid", me.as_str()][..]] {
+        let mut call = npipe();
+        call.args(["call", &on("slowhost", &name), "hello", "--timeout", "1s"])
+            .args(extra)
+            .env("NPIPE_SSH", &slow_ssh)
+            .env("NPIPE_REMOTE_NPIPE", env!("CARGO_BIN_EXE_npipe"));
+        let out = finish(call);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {out:?}");
+        assert_eq!(text(&out.stdout), "hello\n", "{extra:?}");
+    }
+}
+
 /// `npipe bridge` alone, with a Python peer on its stdin and stdout (no ssh):
 /// the handshake, messages framed by the peer passing unchanged, the half-close
 /// both ways (stdin's EOF reaches the server, the server's close ends stdout),

@@ -152,6 +152,25 @@ use std::time::{Duration, Instant};
 
 pub use error::{Error, ErrorKind};
 pub use frame::{Received, REFUSAL_NOTICE};
+
+/// How long ssh may take to connect to HOST and log in when a client on Unix
+/// connects to a remote pipe (`\\HOST\pipe\NAME`), on top of any timeout:
+/// [`ConnectOptions::timeout`] bounds the wait for the pipe on HOST, and
+/// [`call`]'s timeout the call, with the time connecting through ssh took (up to
+/// this) added.
+/// It is also ssh's `ConnectTimeout`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// // The latest a remote `npipe::call(name, request, timeout)` can end.
+/// let timeout = Duration::from_secs(2);
+/// let latest = Instant::now() + timeout + npipe::REMOTE_SETUP;
+/// # let _ = latest;
+/// ```
+pub const REMOTE_SETUP: Duration = Duration::from_secs(15);
 pub use inspect::{inspect, list, PipeInfo, PipeState};
 pub use listener::{Incoming, Listener};
 pub use name::{Address, PipeName, ToPipeName, MAX_NAME_LEN};
@@ -259,9 +278,14 @@ fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<V
 
 #[cfg(unix)]
 fn call_impl(name: &PipeName, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-    let deadline = Instant::now().checked_add(timeout);
+    let start = Instant::now();
     let mut stream = ConnectOptions::new().timeout(timeout).connect(name)?;
-    stream.set_deadline(deadline);
+    // Through ssh, the time the login took comes on top (REMOTE_SETUP at most).
+    let login = match name.host() {
+        Some(_) => start.elapsed().min(REMOTE_SETUP),
+        None => Duration::ZERO,
+    };
+    stream.set_deadline(start.checked_add(timeout + login));
     stream.send(request)?;
     let mut reply = Vec::new();
     match stream.recv(&mut reply)? {

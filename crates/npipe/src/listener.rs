@@ -119,7 +119,12 @@ impl Listener {
     ///
     /// `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are read once per process
     /// (see [`is_socket_activated`](crate::is_socket_activated)) and never
-    /// changed. Do not also hand the passed descriptors to other code.
+    /// changed. Do not also hand the passed descriptors to other code, nor close
+    /// them: npipe owns the one it serves. (A descriptor whose number names
+    /// another file than when the variables were read is refused, never taken.)
+    /// npipe sets the socket's blocking mode as its API needs (the tokio API
+    /// leaves it non-blocking); the flag is shared with the manager's copy,
+    /// which service managers only poll.
     ///
     /// # Errors
     ///
@@ -127,7 +132,12 @@ impl Listener {
     ///   to this process, or none of those passed is bound to the pipe's address
     ///   (the message lists what was passed).
     /// - [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): the socket
-    ///   chosen is not a listening Unix stream socket; on Windows, always.
+    ///   chosen is not a listening Unix stream socket, was not open when the
+    ///   variables were read, or is no longer the descriptor passed; on Windows,
+    ///   always.
+    /// - [`ErrorKind::Io`](crate::ErrorKind::Io): the variables are malformed
+    ///   (`LISTEN_FDS` not a number or beyond the descriptor limit,
+    ///   `LISTEN_FDNAMES` not one name per descriptor).
     /// - [`ErrorKind::AddrInUse`](crate::ErrorKind::AddrInUse): every passed socket
     ///   is served already by a listener of this process.
     /// - As [`PipeName::address`] for the name.

@@ -189,6 +189,10 @@ impl PipeName {
     }
 
     /// The remote host for `\\HOST\pipe\NAME`, `None` for a local pipe.
+    ///
+    /// A remote name makes a client run ssh (Unix) or open an SMB connection
+    /// (Windows) toward HOST: check this before connecting to a name taken from
+    /// input you do not trust.
     pub fn host(&self) -> Option<&str> {
         match &self.kind {
             NameKind::Remote { host, .. } => Some(host),

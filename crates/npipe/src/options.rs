@@ -614,21 +614,6 @@ impl ConnectOptions {
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use npipe::ConnectOptions;
-    ///
-    /// // Pipe `jobs` on machine build-01, through ssh (Unix).
-    /// let mut stream = ConnectOptions::new()
-    ///     .timeout(Duration::from_secs(2))
-    ///     .expect_server_uid(0)
-    ///     .connect(r"\\build-01\pipe\jobs")?;
-    /// stream.send(b"status")?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
     /// use npipe::{ConnectOptions, ErrorKind};
     ///
     /// let mut options = ConnectOptions::new();
@@ -639,6 +624,19 @@ impl ConnectOptions {
     ///     Err(e) if ErrorKind::of(&e) == ErrorKind::PipeBusy => eprintln!("the server is busy"),
     ///     Err(e) => return Err(e),
     /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// Pipe `jobs` on machine build-01 (through ssh on Unix, SMB on Windows):
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use npipe::ConnectOptions;
+    ///
+    /// let mut stream = ConnectOptions::new()
+    ///     .timeout(Duration::from_secs(2))
+    ///     .connect(r"\\build-01\pipe\jobs")?;
+    /// stream.send(b"status")?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///

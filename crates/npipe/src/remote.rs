@@ -29,7 +29,7 @@ use crate::peer::PeerCredentials;
 /// How long ssh may take to connect to HOST and log in, on top of the connect
 /// timeout (which bounds the wait for the pipe on HOST, as it does here). Also
 /// ssh's `ConnectTimeout`.
-pub(crate) const SETUP: Duration = Duration::from_secs(15);
+pub(crate) const SETUP: Duration = crate::REMOTE_SETUP;
 
 /// The ssh client, and its first words: `$NPIPE_SSH` split at white space
 /// (`ssh -F ~/.ssh/other_config`), or `ssh`.

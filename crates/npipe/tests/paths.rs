@@ -519,6 +519,24 @@ fn the_passed_socket_is_chosen_by_name_or_address() {
     assert!(dir.entries().is_empty(), "{:?}", dir.entries());
 }
 
+/// A passed descriptor whose number names another file by the time it is served
+/// (closed and reused, here for a socket bound at the same path) is refused:
+/// npipe never takes ownership of a descriptor that is not the one passed.
+#[test]
+fn a_passed_descriptor_closed_and_reused_is_never_served() {
+    let _w = Watchdog::new(
+        "a_passed_descriptor_closed_and_reused_is_never_served",
+        Duration::from_secs(120),
+    );
+    let dir = TestDir::new("activate-reused");
+    let path = dir.join("r.sock");
+    let mut child = activate(&[&path], None, "activated", &[s(&path), "replaced"]);
+    let _waiting = wake(&path);
+    let said = child.expect_line("error ");
+    assert!(said.contains("no longer the descriptor passed"), "{said}");
+    assert!(child.wait_for(Duration::from_secs(20)).success());
+}
+
 /// A process that no service manager started finds no socket to serve:
 /// `NotFound`, saying why.
 #[test]
@@ -635,6 +653,23 @@ pub(crate) mod roles {
             0
         };
         match *api {
+            "replaced" => {
+                // After the variables were read, descriptor 3 is closed and its
+                // number reused for a socket of the process's own, bound at the
+                // same path: not the socket the manager passed.
+                let _ = std::fs::remove_file(name);
+                let other = std::os::unix::net::UnixListener::bind(name).unwrap();
+                // SAFETY: dup2 onto descriptor 3, which the test passed to this
+                // process and nothing else here uses.
+                #[allow(unsafe_code)]
+                let moved = unsafe { nix::libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&other), 3) };
+                assert_eq!(moved, 3);
+                match Listener::from_activation(*name, &options) {
+                    Ok(_) => say("ready replaced socket served"),
+                    Err(e) => return fail(e),
+                }
+                0
+            }
             "blocking" => {
                 let listener = match Listener::from_activation(*name, &options) {
                     Ok(listener) => listener,

@@ -69,8 +69,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Some(text) => text.as_bytes().to_vec(),
     };
-    // The deadline of the whole call, from before connecting.
-    let deadline = Instant::now().checked_add(args.timeout);
+    // The whole call is bounded from before connecting.
+    let start = Instant::now();
     let mut options = npipe::ConnectOptions::new();
     options.mode(args.mode.into()).timeout(args.timeout);
     if let Some(uid) = args.server_uid {
@@ -82,7 +82,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         ModeArg::Message if args.server_uid.is_none() => {
             npipe::call(args.name.as_str(), &request, args.timeout)
         }
-        mode => connect(&options, &args.name, deadline).and_then(|stream| match mode {
+        mode => connect(&options, &args.name, start, args.timeout).and_then(|stream| match mode {
             ModeArg::Message => call_message(stream, &request),
             ModeArg::Byte => call_bytes(stream, &request),
         }),
@@ -128,14 +128,25 @@ fn check_mode(name: &str, mode: ModeArg, server_uid: Option<u32>) -> anyhow::Res
 }
 
 /// Connects with `options` (for `--mode` and `--server-uid`); the stream's
-/// every operation must be done by `deadline`.
+/// every operation must be done `timeout` after `start`.
 fn connect(
     options: &npipe::ConnectOptions,
     name: &str,
-    deadline: Option<Instant>,
+    start: Instant,
+    timeout: Duration,
 ) -> io::Result<npipe::Stream> {
     let mut stream = options.connect(name)?;
-    stream.set_deadline(deadline);
+    // As `npipe::call`: through ssh, the time connecting took (up to
+    // `npipe::REMOTE_SETUP`) comes on top of the timeout.
+    let remote = name
+        .parse::<npipe::PipeName>()
+        .is_ok_and(|n| n.host().is_some());
+    let login = if remote {
+        start.elapsed().min(npipe::REMOTE_SETUP)
+    } else {
+        Duration::ZERO
+    };
+    stream.set_deadline(start.checked_add(timeout + login));
     Ok(stream)
 }
 

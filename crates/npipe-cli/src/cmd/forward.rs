@@ -170,7 +170,10 @@ mod imp {
             tracing::warn!("grace period over: cutting the remaining connections off");
             active.cut_all();
         }
-        let reaped = Instant::now() + REAP_AT_EXIT;
+        // A connection still connecting (through ssh: the login, then the wait on
+        // HOST) is cut off as soon as it connects; wait for that too, so that no
+        // ssh client outlives forward.
+        let reaped = Instant::now() + npipe::REMOTE_SETUP + args.timeout + REAP_AT_EXIT;
         while threads.iter().any(|t| !t.is_finished()) && Instant::now() < reaped {
             thread::sleep(Duration::from_millis(10));
         }

@@ -68,11 +68,17 @@ pub(crate) fn terminal_safe(text: &str) -> Cow<'_, str> {
 /// NAME" — or "creating the pipe" when the error names the pipe already, as the
 /// library's errors mostly do, so that the name is said once.
 pub(crate) fn creating<T>(result: io::Result<T>, name: &str) -> anyhow::Result<T> {
+    in_context(result, name, "creating")
+}
+
+/// `result` of `doing` (a verb: "creating") pipe `name`, its error in the context
+/// "DOING pipe NAME", or "DOING the pipe" when the error names the pipe already.
+pub(crate) fn in_context<T>(result: io::Result<T>, name: &str, doing: &str) -> anyhow::Result<T> {
     result.map_err(|e| {
         let context = if e.to_string().contains(name) {
-            "creating the pipe".to_owned()
+            format!("{doing} the pipe")
         } else {
-            format!("creating pipe {name}")
+            format!("{doing} pipe {name}")
         };
         anyhow::Error::new(e).context(context)
     })

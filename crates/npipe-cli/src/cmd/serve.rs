@@ -176,12 +176,7 @@ mod imp {
             .activation(activated)
             .bind();
         let server = if activated {
-            server.with_context(|| {
-                format!(
-                    "serving pipe {} on the socket the service manager passed",
-                    args.name
-                )
-            })?
+            crate::cmd::in_context(server, &args.name, "serving")?
         } else {
             crate::cmd::creating(server, &args.name)?
         };

@@ -116,8 +116,9 @@ impl Listener {
     /// # Errors
     ///
     /// As [`crate::Listener::from_activation`]: `NotFound` (no socket passed for
-    /// this pipe), `Unsupported` (not a listening Unix stream socket; Windows),
-    /// `AddrInUse` (already served).
+    /// this pipe), `Unsupported` (not a listening Unix stream socket, not the
+    /// descriptor passed; Windows), `AddrInUse` (already served), `Io` (malformed
+    /// variables).
     ///
     /// # Panics
     ///

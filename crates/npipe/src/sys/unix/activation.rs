@@ -46,10 +46,11 @@ struct PassedSocket {
     fd: RawFd,
     /// Its `LISTEN_FDNAMES` entry.
     name: Option<String>,
-    /// Whether the descriptor was open when the variables were read. One that was
-    /// not is never looked at again: its number may have been reused since by
-    /// something else of the process's (a runtime's epoll, say).
-    open: bool,
+    /// The descriptor's file (device, inode) when the variables were read; `None`
+    /// if it was not open. One that was not is never looked at again: its number
+    /// may have been reused since by something else of the process's (a
+    /// runtime's epoll, say); nor is one whose number names another file now.
+    identity: Option<(u64, u64)>,
     /// Owned by a listener of this process (then closed with it).
     taken: bool,
 }
@@ -80,7 +81,7 @@ fn passed() -> MutexGuard<'static, Passed> {
                         .map(|(fd, name)| PassedSocket {
                             fd,
                             name,
-                            open: close_on_exec(fd),
+                            identity: close_on_exec(fd).then(|| identity(fd)).flatten(),
                             taken: false,
                         })
                         .collect(),
@@ -108,6 +109,24 @@ fn close_on_exec(fd: RawFd) -> bool {
     unsafe {
         let flags = nix::libc::fcntl(fd, nix::libc::F_GETFD);
         flags != -1 && nix::libc::fcntl(fd, nix::libc::F_SETFD, flags | nix::libc::FD_CLOEXEC) != -1
+    }
+}
+
+/// The (device, inode) of the file descriptor `fd` is open on, `None` if it is not
+/// open.
+fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    let mut stat = std::mem::MaybeUninit::<nix::libc::stat>::uninit();
+    // SAFETY: `fstat` only writes the status of descriptor `fd` into `stat`, which
+    // is large enough; for a number that is not open it fails with EBADF and
+    // writes nothing, and `stat` is read only after it succeeded.
+    unsafe {
+        if nix::libc::fstat(fd, stat.as_mut_ptr()) != 0 {
+            return None;
+        }
+        let stat = stat.assume_init();
+        // The types differ between systems (u64 here, i32 and u64 on macOS).
+        #[allow(clippy::unnecessary_cast)]
+        Some((stat.st_dev as u64, stat.st_ino as u64))
     }
 }
 
@@ -279,6 +298,11 @@ fn serves(endpoint: &Endpoint, bound: &Bound) -> bool {
             if *bound == path.path() {
                 return true;
             }
+            // Looked up from `/`, not through a held directory: the path is the
+            // one the service manager (trusted, it passed the socket) bound, and
+            // this only decides which passed socket to serve; a lookup redirected
+            // by another user can only refuse it (the inode must be the socket at
+            // the pipe's own, checked path).
             let there = nix::sys::stat::lstat(bound.as_path()).ok().map(Entry::from);
             match (there, path.stat()) {
                 (Some(there), Ok(Some(here))) => {
@@ -346,21 +370,28 @@ pub(crate) fn take(name: &PipeName, endpoint: &Endpoint) -> io::Result<Activated
         if socket.taken {
             continue;
         }
-        if !socket.open {
+        let unusable = match socket.identity {
+            None => Some("not open"),
+            Some(then) if identity(socket.fd) != Some(then) => Some(
+                "no longer the descriptor passed (closed since the variables were read, its number reused)",
+            ),
+            Some(_) => None,
+        };
+        if let Some(why) = unusable {
             candidates.push((
                 index,
                 Described {
-                    unusable: Some("not open".to_owned()),
+                    unusable: Some(why.to_owned()),
                     bound: Bound::Nothing,
                 },
             ));
             continue;
         }
-        // SAFETY: the descriptor was open when the variables were read, and
-        // descriptors 3.. were passed to this process for it to use
-        // (sd_listen_fds(3)): an untaken one is owned by no object of npipe, so
-        // nothing in npipe has closed it since, or closes it while the registry
-        // lock is held (the program must not close it either: see
+        // SAFETY: the descriptor was open when the variables were read and is
+        // open on the same file now, and descriptors 3.. were passed to this
+        // process for it to use (sd_listen_fds(3)): an untaken one is owned by no
+        // object of npipe, so nothing in npipe closes it while the registry lock
+        // is held (the program must not own or close it: see
         // `Listener::from_activation`).
         let fd = unsafe { BorrowedFd::borrow_raw(socket.fd) };
         candidates.push((index, describe(fd)));
