@@ -135,13 +135,11 @@ fn connect(
     start: Instant,
     timeout: Duration,
 ) -> io::Result<npipe::Stream> {
-    let mut stream = options.connect(name)?;
+    let name: npipe::PipeName = name.parse()?;
+    let mut stream = options.connect(&name)?;
     // As `npipe::call`: through ssh, the time connecting took (up to
     // `npipe::REMOTE_SETUP`) comes on top of the timeout.
-    let remote = name
-        .parse::<npipe::PipeName>()
-        .is_ok_and(|n| n.host().is_some());
-    let login = if remote {
+    let login = if name.host().is_some() {
         start.elapsed().min(npipe::REMOTE_SETUP)
     } else {
         Duration::ZERO
