@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::async_io::AsyncSocket;
 use super::gate::Slot;
 use super::remote::SshChild;
-use super::stream::{name_the_refuser, refused, refused_or, Stream};
+use super::stream::{name_the_refuser, refusal, refused_or, Stream};
 use crate::frame::codec::MessageCodec;
 use crate::frame::nonblocking::{map_write_error, Reader, Writer};
 use crate::frame::Received;
@@ -47,10 +47,7 @@ impl AsyncStream {
         let parts = stream.into_parts();
         let io = AsyncSocket::from_std(parts.sock, parts.peer, parts.send_buffer, parts.is_server)?;
         let slot = parts.slot.map(Arc::new);
-        let refused = match parts.remote {
-            Some(_) => crate::remote::refused,
-            None => refused,
-        };
+        let refused = refusal(parts.remote.is_some());
         let remote = parts.remote.map(|ssh| Arc::new(*ssh));
         Ok(AsyncStream {
             read: AsyncReadHalf {

@@ -192,10 +192,7 @@ impl Stream {
         if !can_read {
             let _ = sock.shutdown(Shutdown::Read);
         }
-        let refused = match server {
-            Some(_) => crate::remote::refused,
-            None => refused,
-        };
+        let refused = refusal(server.is_some());
         Ok(Stream {
             sock,
             mode: opts.mode,
@@ -242,16 +239,12 @@ impl Stream {
 
     fn refused_or(&self, e: io::Error) -> io::Error {
         let notice = self.reader.holds_refusal();
-        let refused = match self.remote {
-            Some(_) => crate::remote::refused,
-            None => refused,
-        };
         refused_or(
             e,
             self.reader.expects_notice(),
             notice,
             self.sock.as_fd(),
-            refused,
+            refusal(self.remote.is_some()),
         )
     }
 
@@ -773,10 +766,20 @@ fn send_error(e: Errno) -> io::Error {
     }
 }
 
+/// How a refusal by the server's access policy is told: the local server's, or
+/// (`remote`: a pipe reached through ssh) the server's on HOST.
+pub(crate) fn refusal(remote: bool) -> fn() -> io::Error {
+    if remote {
+        crate::remote::refused
+    } else {
+        refused
+    }
+}
+
 /// The error of this client once the server's
 /// [`REFUSAL_NOTICE`](crate::REFUSAL_NOTICE) arrived: it names the user and group
 /// that the server refused.
-pub(crate) fn refused() -> io::Error {
+fn refused() -> io::Error {
     let ids = (
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
